@@ -1,0 +1,89 @@
+/**
+ * Wire error codes and the error classes they map to on the caller's side.
+ * A code crosses the wire; a class is what code in this process catches (by `.name`).
+ */
+export const WireCode = {
+  BUSY: 'BUSY',
+  NOT_FOUND: 'NOT_FOUND',
+  TIMEOUT: 'TIMEOUT',
+  FUNCTION_ERROR: 'FUNCTION_ERROR',
+  BAD_REQUEST: 'BAD_REQUEST',
+  FETCH_FAILED: 'FETCH_FAILED',
+  INTERNAL: 'INTERNAL'
+} as const
+export type WireCode = typeof WireCode[keyof typeof WireCode]
+
+export class InvalidMessageError extends Error {
+  override name = 'InvalidMessageError'
+}
+
+export class MessageTooLargeError extends Error {
+  override name = 'MessageTooLargeError'
+}
+
+/** A peer (or the local runtime) has no free slot right now. */
+export class BusyError extends Error {
+  override name = 'BusyError'
+  readonly code = WireCode.BUSY
+}
+
+export class FunctionNotFoundError extends Error {
+  override name = 'FunctionNotFoundError'
+  readonly code = WireCode.NOT_FOUND
+}
+
+export class DeadlineExceededError extends Error {
+  override name = 'DeadlineExceededError'
+  readonly code = WireCode.TIMEOUT
+}
+
+/** The function ran and failed: non-zero exit, trap, or killed for exceeding a limit. */
+export class FunctionError extends Error {
+  override name = 'FunctionError'
+  readonly code = WireCode.FUNCTION_ERROR
+  readonly stderr: string
+  readonly exitCode: number | undefined
+  constructor (message: string, init: { stderr?: string, exitCode?: number, cause?: unknown } = {}) {
+    super(message, { cause: init.cause })
+    this.stderr = init.stderr ?? ''
+    this.exitCode = init.exitCode
+  }
+}
+
+export class BadRequestError extends Error {
+  override name = 'BadRequestError'
+  readonly code = WireCode.BAD_REQUEST
+}
+
+export class FetchFailedError extends Error {
+  override name = 'FetchFailedError'
+  readonly code = WireCode.FETCH_FAILED
+}
+
+export class RemoteInternalError extends Error {
+  override name = 'RemoteInternalError'
+  readonly code = WireCode.INTERNAL
+}
+
+/** The connection or stream to a peer ended before it answered. Safe to retry elsewhere. */
+export class PeerGoneError extends Error {
+  override name = 'PeerGoneError'
+}
+
+export function errorFromWire (code: WireCode, message: string, stderr?: string): Error {
+  switch (code) {
+    case WireCode.BUSY: return new BusyError(message)
+    case WireCode.NOT_FOUND: return new FunctionNotFoundError(message)
+    case WireCode.TIMEOUT: return new DeadlineExceededError(message)
+    case WireCode.FUNCTION_ERROR: return new FunctionError(message, stderr === undefined ? {} : { stderr })
+    case WireCode.BAD_REQUEST: return new BadRequestError(message)
+    case WireCode.FETCH_FAILED: return new FetchFailedError(message)
+    default: return new RemoteInternalError(message)
+  }
+}
+
+export function wireCodeOf (err: unknown): WireCode {
+  const code = (err as { code?: unknown } | null)?.code
+  if (typeof code === 'string' && Object.values(WireCode).includes(code as WireCode)) return code as WireCode
+  return WireCode.INTERNAL
+}

@@ -1,0 +1,71 @@
+import { LengthPrefixedDecoder } from '@libp2p/utils'
+import * as varint from 'uint8-varint'
+import { Uint8ArrayList } from 'uint8arraylist'
+import { decode, encode } from './codec.js'
+import type { Stream } from '@libp2p/interface'
+
+/**
+ * Length-prefixed CBOR frames over a libp2p stream, event based (libp2p 3 streams have no
+ * source/sink). One instance per stream; many requests may share it, matched by id.
+ */
+export interface FramedInit {
+  maxFrameBytes: number
+  /** Called with each decoded (but not yet validated) message, in order. */
+  onMessage: (message: unknown) => void
+  /** Called once when the stream closes, with the error if it did not end cleanly. */
+  onClose?: (err?: Error) => void
+}
+
+export class FramedStream {
+  readonly stream: Stream
+  #decoder: LengthPrefixedDecoder
+  #init: FramedInit
+  #closed = false
+
+  constructor (stream: Stream, init: FramedInit) {
+    this.stream = stream
+    this.#init = init
+    this.#decoder = new LengthPrefixedDecoder({ maxDataLength: init.maxFrameBytes, maxBufferSize: init.maxFrameBytes * 2 })
+    stream.addEventListener('message', (evt) => { this.#receive(evt.data) })
+    stream.addEventListener('close', (evt) => { this.#finish(evt.error) })
+  }
+
+  get closed (): boolean {
+    return this.#closed || this.stream.status !== 'open'
+  }
+
+  /** Writes one message; resolves once the stream can take more. */
+  async write (message: unknown, options: { signal?: AbortSignal } = {}): Promise<void> {
+    const body = encode(message)
+    if (body.byteLength > this.#init.maxFrameBytes) throw new RangeError(`frame of ${body.byteLength} bytes exceeds ${this.#init.maxFrameBytes}`)
+    const frame = new Uint8ArrayList(varint.encode(body.byteLength), body)
+    if (!this.stream.send(frame)) await this.stream.onDrain(options)
+  }
+
+  abort (err: Error): void {
+    this.stream.abort(err)
+    this.#finish(err)
+  }
+
+  async close (options: { signal?: AbortSignal } = {}): Promise<void> {
+    await this.stream.close(options).catch((err: Error) => { this.stream.abort(err) })
+  }
+
+  #receive (data: Uint8Array | Uint8ArrayList): void {
+    if (this.#closed) return
+    try {
+      for (const frame of this.#decoder.decode(data)) {
+        this.#init.onMessage(decode(frame.subarray(), this.#init.maxFrameBytes))
+      }
+    } catch (err) {
+      // A malformed frame poisons the framing; nothing after it can be trusted.
+      this.abort(err as Error)
+    }
+  }
+
+  #finish (err?: Error): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#init.onClose?.(err)
+  }
+}

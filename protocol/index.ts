@@ -1,0 +1,6 @@
+export * from './codec.js'
+export * from './errors.js'
+export * from './framing.js'
+export * from './messages.js'
+export * from './protocols.js'
+export * from './validate.js'

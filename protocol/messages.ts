@@ -1,0 +1,133 @@
+/**
+ * Every message that crosses the wire. Each carries `v` (WIRE_VERSION) and `type`.
+ * Receivers validate with the functions in validate.ts before trusting any field.
+ */
+
+export const RuntimeKind = {
+  wasm: 'wasm'
+} as const
+export type RuntimeKind = typeof RuntimeKind[keyof typeof RuntimeKind]
+
+/** What a function is, independent of where its code lives. */
+export interface FunctionSpec {
+  name: string
+  version: number
+  runtime: RuntimeKind
+  /** sha256 of the artifact, hex. */
+  sha256: string
+  size: number
+  memoryBytes: number
+  timeoutMs: number
+  /** ms since epoch; breaks ties between equal versions (newest wins). */
+  deployedAt: number
+}
+
+export interface FunctionRef {
+  name: string
+  version: number
+  sha256: string
+}
+
+export interface RuntimeCapacity {
+  kind: RuntimeKind
+  slots: number
+  busy: number
+}
+
+/** Published on ADVERTS_TOPIC about once a second. */
+export interface Advert {
+  v: number
+  type: 'advert'
+  peerId: string
+  addrs: string[]
+  arch: string
+  platform: string
+  cpus: number
+  memTotal: number
+  memFree: number
+  runtimes: RuntimeCapacity[]
+  queue: number
+  labels: Record<string, string>
+  /** sha256 of functions with a compiled module ready. */
+  warm: string[]
+  /** Functions whose code this agent holds and serves over /edge/fetch/1. */
+  functions: FunctionRef[]
+  seq: number
+  sentAt: number
+}
+
+export interface DeployAnnouncement {
+  v: number
+  type: 'deploy'
+  fn: FunctionSpec
+  holder: string
+  at: number
+}
+
+export interface DeleteAnnouncement {
+  v: number
+  type: 'delete'
+  name: string
+  /** Every version up to and including this one is deleted. */
+  version: number
+  by: string
+  at: number
+}
+
+export type FunctionAnnouncement = DeployAnnouncement | DeleteAnnouncement
+
+export interface InvokeRequest {
+  v: number
+  type: 'invoke'
+  id: number
+  fn: FunctionSpec
+  input: Uint8Array
+  /** ms the caller is still willing to wait, counted from receipt. */
+  deadlineMs: number
+  /** Peers known to hold the code, for the callee to fetch from. */
+  holders: string[]
+}
+
+export interface InvokeTimings {
+  queueMs: number
+  fetchMs: number
+  runMs: number
+}
+
+export interface InvokeResult {
+  v: number
+  type: 'result'
+  id: number
+  output: Uint8Array
+  warm: boolean
+  timings: InvokeTimings
+}
+
+export interface InvokeFailure {
+  v: number
+  type: 'error'
+  id: number
+  code: string
+  message: string
+  stderr?: string
+}
+
+export type InvokeResponse = InvokeResult | InvokeFailure
+
+export interface FetchRequest {
+  v: number
+  type: 'fetch'
+  sha256: string
+}
+
+export interface FetchHeader {
+  v: number
+  type: 'fetch-ok'
+  fn: FunctionSpec
+}
+
+export interface FetchChunk {
+  v: number
+  type: 'chunk'
+  data: Uint8Array
+}

@@ -1,0 +1,21 @@
+/** Protocol ids of the direct streams between agents. Gossip is never the path of a request. */
+export const INVOKE_PROTOCOL = '/edge/invoke/1'
+export const FETCH_PROTOCOL = '/edge/fetch/1'
+
+/** Gossipsub topics: soft state only. */
+export const ADVERTS_TOPIC = 'edge/adverts/1'
+export const FUNCTIONS_TOPIC = 'edge/functions/1'
+
+/** Version carried in every wire message. Receivers drop messages of another version. */
+export const WIRE_VERSION = 1
+
+/** Size limits, checked before decoding. */
+export const MAX_GOSSIP_BYTES = 64 * 1024
+/** Largest invoke request or response frame: input/output up to 6 MiB plus envelope. */
+export const MAX_INVOKE_FRAME_BYTES = 6 * 1024 * 1024 + 64 * 1024
+export const MAX_IO_BYTES = 6 * 1024 * 1024
+/** Code travels in chunks of this size over /edge/fetch/1. */
+export const FETCH_CHUNK_BYTES = 256 * 1024
+export const MAX_FETCH_FRAME_BYTES = FETCH_CHUNK_BYTES + 64 * 1024
+/** Largest function artifact accepted by this version. */
+export const MAX_CODE_BYTES = 64 * 1024 * 1024

@@ -1,0 +1,205 @@
+import { InvalidMessageError } from './errors.js'
+import { RuntimeKind, type Advert, type FetchChunk, type FetchHeader, type FetchRequest, type FunctionAnnouncement, type FunctionRef, type FunctionSpec, type InvokeRequest, type InvokeResponse, type RuntimeCapacity } from './messages.js'
+import { MAX_CODE_BYTES, MAX_IO_BYTES, WIRE_VERSION } from './protocols.js'
+
+/**
+ * Validators for untrusted input. Each returns a fresh, typed object holding only the known fields,
+ * or throws InvalidMessageError naming the first bad field.
+ */
+
+type Obj = Record<string, unknown>
+
+export const FUNCTION_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/
+const SHA256 = /^[0-9a-f]{64}$/
+const MAX_MEMORY_BYTES = 4 * 1024 * 1024 * 1024
+const MAX_TIMEOUT_MS = 15 * 60 * 1000
+
+function fail (field: string, why: string): never {
+  throw new InvalidMessageError(`invalid ${field}: ${why}`)
+}
+
+function obj (value: unknown, field: string): Obj {
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || value instanceof Uint8Array) fail(field, 'not a map')
+  return value as Obj
+}
+
+function str (value: unknown, field: string, max = 256, pattern?: RegExp): string {
+  if (typeof value !== 'string') fail(field, 'not a string')
+  if (value.length > max) fail(field, `longer than ${max}`)
+  if (pattern !== undefined && !pattern.test(value)) fail(field, 'bad format')
+  return value
+}
+
+function int (value: unknown, field: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) fail(field, 'not an integer')
+  if (value < min || value > max) fail(field, `out of range ${min}..${max}`)
+  return value
+}
+
+function num (value: unknown, field: string, min = 0, max = Number.MAX_VALUE): number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) fail(field, 'not a number')
+  if (value < min || value > max) fail(field, 'out of range')
+  return value
+}
+
+function bool (value: unknown, field: string): boolean {
+  if (typeof value !== 'boolean') fail(field, 'not a boolean')
+  return value
+}
+
+function bytes (value: unknown, field: string, max: number): Uint8Array {
+  if (!(value instanceof Uint8Array)) fail(field, 'not bytes')
+  if (value.byteLength > max) fail(field, `larger than ${max} bytes`)
+  return value
+}
+
+function list<T> (value: unknown, field: string, max: number, item: (v: unknown, f: string) => T): T[] {
+  if (!Array.isArray(value)) fail(field, 'not a list')
+  if (value.length > max) fail(field, `more than ${max} items`)
+  return value.map((v, i) => item(v, `${field}[${i}]`))
+}
+
+function header (value: unknown, type: string): Obj {
+  const o = obj(value, 'message')
+  if (o.v !== WIRE_VERSION) fail('v', `unsupported version ${String(o.v)} (this agent speaks ${WIRE_VERSION})`)
+  if (o.type !== type) fail('type', `expected ${type}`)
+  return o
+}
+
+function runtimeKind (value: unknown, field: string): RuntimeKind {
+  if (!Object.values(RuntimeKind).includes(value as RuntimeKind)) fail(field, `unknown runtime ${String(value)}`)
+  return value as RuntimeKind
+}
+
+export function validateFunctionSpec (value: unknown, field = 'fn'): FunctionSpec {
+  const o = obj(value, field)
+  return {
+    name: str(o.name, `${field}.name`, 63, FUNCTION_NAME),
+    version: int(o.version, `${field}.version`, 1),
+    runtime: runtimeKind(o.runtime, `${field}.runtime`),
+    sha256: str(o.sha256, `${field}.sha256`, 64, SHA256),
+    size: int(o.size, `${field}.size`, 1, MAX_CODE_BYTES),
+    memoryBytes: int(o.memoryBytes, `${field}.memoryBytes`, 65536, MAX_MEMORY_BYTES),
+    timeoutMs: int(o.timeoutMs, `${field}.timeoutMs`, 1, MAX_TIMEOUT_MS),
+    deployedAt: int(o.deployedAt, `${field}.deployedAt`)
+  }
+}
+
+function functionRef (value: unknown, field: string): FunctionRef {
+  const o = obj(value, field)
+  return {
+    name: str(o.name, `${field}.name`, 63, FUNCTION_NAME),
+    version: int(o.version, `${field}.version`, 1),
+    sha256: str(o.sha256, `${field}.sha256`, 64, SHA256)
+  }
+}
+
+function capacity (value: unknown, field: string): RuntimeCapacity {
+  const o = obj(value, field)
+  const slots = int(o.slots, `${field}.slots`, 0, 4096)
+  return { kind: runtimeKind(o.kind, `${field}.kind`), slots, busy: int(o.busy, `${field}.busy`, 0, 4096) }
+}
+
+function labels (value: unknown, field: string): Record<string, string> {
+  const o = obj(value, field)
+  const entries = Object.entries(o)
+  if (entries.length > 32) fail(field, 'more than 32 labels')
+  const out: Record<string, string> = {}
+  for (const [k, v] of entries) {
+    str(k, `${field} key`, 63)
+    out[k] = str(v, `${field}.${k}`, 255)
+  }
+  return out
+}
+
+export function validateAdvert (value: unknown): Advert {
+  const o = header(value, 'advert')
+  return {
+    v: WIRE_VERSION,
+    type: 'advert',
+    peerId: str(o.peerId, 'peerId', 128),
+    addrs: list(o.addrs, 'addrs', 32, (v, f) => str(v, f, 256)),
+    arch: str(o.arch, 'arch', 32),
+    platform: str(o.platform, 'platform', 32),
+    cpus: int(o.cpus, 'cpus', 0, 4096),
+    memTotal: num(o.memTotal, 'memTotal'),
+    memFree: num(o.memFree, 'memFree'),
+    runtimes: list(o.runtimes, 'runtimes', 8, capacity),
+    queue: int(o.queue, 'queue', 0, 1_000_000),
+    labels: labels(o.labels, 'labels'),
+    warm: list(o.warm, 'warm', 256, (v, f) => str(v, f, 64, SHA256)),
+    functions: list(o.functions, 'functions', 256, functionRef),
+    seq: int(o.seq, 'seq'),
+    sentAt: int(o.sentAt, 'sentAt')
+  }
+}
+
+export function validateAnnouncement (value: unknown): FunctionAnnouncement {
+  const o = obj(value, 'message')
+  if (o.type === 'delete') {
+    header(value, 'delete')
+    return {
+      v: WIRE_VERSION,
+      type: 'delete',
+      name: str(o.name, 'name', 63, FUNCTION_NAME),
+      version: int(o.version, 'version', 1),
+      by: str(o.by, 'by', 128),
+      at: int(o.at, 'at')
+    }
+  }
+  header(value, 'deploy')
+  return { v: WIRE_VERSION, type: 'deploy', fn: validateFunctionSpec(o.fn), holder: str(o.holder, 'holder', 128), at: int(o.at, 'at') }
+}
+
+export function validateInvokeRequest (value: unknown): InvokeRequest {
+  const o = header(value, 'invoke')
+  return {
+    v: WIRE_VERSION,
+    type: 'invoke',
+    id: int(o.id, 'id'),
+    fn: validateFunctionSpec(o.fn),
+    input: bytes(o.input, 'input', MAX_IO_BYTES),
+    deadlineMs: int(o.deadlineMs, 'deadlineMs', 1, MAX_TIMEOUT_MS * 2),
+    holders: list(o.holders, 'holders', 16, (v, f) => str(v, f, 128))
+  }
+}
+
+export function validateInvokeResponse (value: unknown): InvokeResponse {
+  const o = obj(value, 'message')
+  if (o.type === 'error') {
+    header(value, 'error')
+    const failure = {
+      v: WIRE_VERSION,
+      type: 'error' as const,
+      id: int(o.id, 'id'),
+      code: str(o.code, 'code', 32),
+      message: str(o.message, 'message', 4096)
+    }
+    return o.stderr === undefined ? failure : { ...failure, stderr: str(o.stderr, 'stderr', 64 * 1024) }
+  }
+  header(value, 'result')
+  const t = obj(o.timings, 'timings')
+  return {
+    v: WIRE_VERSION,
+    type: 'result',
+    id: int(o.id, 'id'),
+    output: bytes(o.output, 'output', MAX_IO_BYTES),
+    warm: bool(o.warm, 'warm'),
+    timings: { queueMs: num(t.queueMs, 'timings.queueMs'), fetchMs: num(t.fetchMs, 'timings.fetchMs'), runMs: num(t.runMs, 'timings.runMs') }
+  }
+}
+
+export function validateFetchRequest (value: unknown): FetchRequest {
+  const o = header(value, 'fetch')
+  return { v: WIRE_VERSION, type: 'fetch', sha256: str(o.sha256, 'sha256', 64, SHA256) }
+}
+
+export function validateFetchHeader (value: unknown): FetchHeader {
+  const o = header(value, 'fetch-ok')
+  return { v: WIRE_VERSION, type: 'fetch-ok', fn: validateFunctionSpec(o.fn) }
+}
+
+export function validateFetchChunk (value: unknown, max: number): FetchChunk {
+  const o = header(value, 'chunk')
+  return { v: WIRE_VERSION, type: 'chunk', data: bytes(o.data, 'data', max) }
+}

@@ -1,0 +1,40 @@
+import type { FunctionSpec, RuntimeKind } from '../protocol/index.js'
+
+/**
+ * The seam between the scheduler and the things that run code. A runtime knows nothing of libp2p
+ * or of peers: it prepares code, runs it with limits, and reports its own capacity.
+ */
+export interface RunOptions {
+  signal?: AbortSignal
+  /** When every slot is busy: wait in the bounded queue (true) or throw BusyError at once (false). */
+  queue?: boolean
+}
+
+export interface RunResult {
+  output: Uint8Array
+  stderr: string
+  /** The code was compiled and loaded before this call. */
+  warm: boolean
+  queueMs: number
+  runMs: number
+}
+
+export interface RuntimeCapacityInfo {
+  slots: number
+  busy: number
+  queued: number
+}
+
+export interface Runtime {
+  readonly kind: RuntimeKind
+  start(): Promise<void>
+  stop(): Promise<void>
+  /** Checks and compiles code for a function; throws InvalidModuleError with a message for the deployer. */
+  prepare(spec: FunctionSpec, code: Uint8Array): Promise<void>
+  isPrepared(sha256: string): boolean
+  /** sha256 of every prepared function. */
+  prepared(): string[]
+  release(sha256: string): void
+  invoke(spec: FunctionSpec, input: Uint8Array, options?: RunOptions): Promise<RunResult>
+  capacity(): RuntimeCapacityInfo
+}

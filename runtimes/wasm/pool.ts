@@ -1,0 +1,259 @@
+import { Worker } from 'node:worker_threads'
+import { logger } from '@libp2p/logger'
+import { BusyError, DeadlineExceededError, FunctionError, FunctionNotFoundError, MAX_IO_BYTES, RuntimeKind } from '../../protocol/index.js'
+import { applyMemoryLimit, InvalidModuleError } from './limits.js'
+import type { FromWorker, ToWorker } from './messages.js'
+import type { Runtime, RunOptions, RunResult, RuntimeCapacityInfo } from '../runtime.js'
+import type { FunctionSpec } from '../../protocol/index.js'
+
+const log = logger('edge:runtimes:wasm')
+
+export interface WasmRuntimeInit {
+  /** Worker threads, each running one call at a time. Default: 2. */
+  slots?: number
+  /** Calls that may wait for a slot before new ones are refused with BusyError. Default: 64. */
+  maxQueue?: number
+  /** JS heap of each worker (WASM memory is capped per module, not by this). */
+  workerHeapMb?: number
+}
+
+interface Pending {
+  id: number
+  resolve: (r: FromWorker) => void
+  reject: (err: Error) => void
+}
+
+class Slot {
+  worker!: Worker
+  loaded = new Set<string>()
+  pending: Pending | undefined
+  readonly #heapMb: number
+  readonly #onDeath: (slot: Slot, err: Error) => void
+
+  constructor (heapMb: number, onDeath: (slot: Slot, err: Error) => void) {
+    this.#heapMb = heapMb
+    this.#onDeath = onDeath
+    this.respawn()
+  }
+
+  /** Replaces the worker with a fresh one (after a timeout or a crash); the old one is terminated. */
+  respawn (): void {
+    const old = this.worker as Worker | undefined
+    if (old !== undefined) {
+      old.removeAllListeners()
+      old.on('error', () => {})
+      void old.terminate()
+    }
+    this.loaded = new Set()
+    const worker = new Worker(new URL('./worker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: this.#heapMb } })
+    worker.unref()
+    worker.on('message', (msg: FromWorker) => {
+      const p = this.pending
+      if (p !== undefined && p.id === msg.id) {
+        this.pending = undefined
+        p.resolve(msg)
+      }
+    })
+    worker.on('error', (err) => { this.#onDeath(this, err) })
+    worker.on('exit', (code) => { this.#onDeath(this, new Error(`worker exited with code ${code}`)) })
+    this.worker = worker
+  }
+
+  post (msg: ToWorker): void {
+    this.worker.postMessage(msg)
+  }
+}
+
+interface Compiled {
+  spec: FunctionSpec
+  module: WebAssembly.Module
+}
+
+/**
+ * WASI modules on Node's WebAssembly and node:wasi, compiled once and instantiated per call in a
+ * pool of worker threads. A call that runs past its time limit terminates its worker, which is
+ * replaced; a trap or a crash fails only that call.
+ */
+export class WasmRuntime implements Runtime {
+  readonly kind = RuntimeKind.wasm
+  readonly #slots: number
+  readonly #maxQueue: number
+  readonly #heapMb: number
+  #idle: Slot[] = []
+  #all = new Set<Slot>()
+  #waiters: Array<{ resolve: (s: Slot) => void, reject: (e: Error) => void }> = []
+  #compiled = new Map<string, Compiled>()
+  #nextId = 1
+  #started = false
+
+  constructor (init: WasmRuntimeInit = {}) {
+    this.#slots = Math.max(1, init.slots ?? 2)
+    this.#maxQueue = init.maxQueue ?? 64
+    this.#heapMb = init.workerHeapMb ?? 32
+  }
+
+  async start (): Promise<void> {
+    if (this.#started) return
+    this.#started = true
+    for (let i = 0; i < this.#slots; i++) this.#addSlot()
+  }
+
+  async stop (): Promise<void> {
+    this.#started = false
+    for (const w of this.#waiters.splice(0)) w.reject(new BusyError('runtime stopped'))
+    const slots = [...this.#all]
+    this.#all.clear()
+    this.#idle = []
+    await Promise.all(slots.map(async (s) => {
+      s.pending?.reject(new FunctionError('runtime stopped'))
+      s.pending = undefined
+      await s.worker.terminate()
+    }))
+  }
+
+  async prepare (spec: FunctionSpec, code: Uint8Array): Promise<void> {
+    if (this.#compiled.has(spec.sha256)) return
+    const limited = applyMemoryLimit(code, spec.memoryBytes)
+    let module: WebAssembly.Module
+    try {
+      module = await WebAssembly.compile(limited.code as Uint8Array<ArrayBuffer>)
+    } catch (err) {
+      throw new InvalidModuleError(`not a valid WebAssembly module: ${(err as Error).message}`, { cause: err })
+    }
+    const imports = WebAssembly.Module.imports(module)
+    const foreign = imports.filter(i => i.module !== 'wasi_snapshot_preview1')
+    if (foreign.length > 0) {
+      const names = foreign.slice(0, 3).map(i => `${i.module}.${i.name}`).join(', ')
+      throw new InvalidModuleError(`module imports ${names}${foreign.length > 3 ? ', …' : ''}: only WASI preview1 (wasi_snapshot_preview1) imports are provided`)
+    }
+    const exports = WebAssembly.Module.exports(module)
+    if (!exports.some(e => e.name === '_start' && e.kind === 'function')) {
+      throw new InvalidModuleError('module has no _start function: build it as a WASI command (e.g. clang --target=wasm32-wasi)')
+    }
+    if (!exports.some(e => e.name === 'memory' && e.kind === 'memory')) {
+      throw new InvalidModuleError('module does not export its memory, which WASI needs')
+    }
+    if (limited.patched) log('%s: no declared maximum memory, capped at %d pages', spec.name, limited.memory.maxPages)
+    this.#compiled.set(spec.sha256, { spec, module })
+  }
+
+  isPrepared (sha256: string): boolean {
+    return this.#compiled.has(sha256)
+  }
+
+  prepared (): string[] {
+    return [...this.#compiled.keys()]
+  }
+
+  release (sha256: string): void {
+    if (!this.#compiled.delete(sha256)) return
+    for (const slot of this.#all) {
+      if (slot.loaded.delete(sha256)) slot.post({ type: 'unload', sha256 })
+    }
+  }
+
+  capacity (): RuntimeCapacityInfo {
+    return { slots: this.#slots, busy: this.#all.size - this.#idle.length, queued: this.#waiters.length }
+  }
+
+  async invoke (spec: FunctionSpec, input: Uint8Array, options: RunOptions = {}): Promise<RunResult> {
+    const compiled = this.#compiled.get(spec.sha256)
+    if (compiled === undefined) throw new FunctionNotFoundError(`function ${spec.name} (${spec.sha256.slice(0, 12)}) is not prepared on this agent`)
+    const queuedAt = performance.now()
+    const slot = await this.#acquire(options)
+    const startedAt = performance.now()
+    const warm = slot.loaded.has(spec.sha256)
+    try {
+      if (!warm) {
+        slot.post({ type: 'load', sha256: spec.sha256, module: compiled.module })
+        slot.loaded.add(spec.sha256)
+      }
+      const result = await this.#run(slot, spec, input, options.signal)
+      const runMs = performance.now() - startedAt
+      if (!result.ok) {
+        throw new FunctionError(`function ${spec.name} failed: ${result.error}`, { stderr: result.stderr })
+      }
+      if (result.exitCode !== 0) {
+        throw new FunctionError(`function ${spec.name} exited with code ${result.exitCode}`, { stderr: result.stderr, exitCode: result.exitCode })
+      }
+      return { output: result.stdout, stderr: result.stderr, warm, queueMs: startedAt - queuedAt, runMs }
+    } finally {
+      this.#releaseSlot(slot)
+    }
+  }
+
+  async #run (slot: Slot, spec: FunctionSpec, input: Uint8Array, signal?: AbortSignal): Promise<FromWorker> {
+    const id = this.#nextId++
+    return await new Promise<FromWorker>((resolve, reject) => {
+      const kill = (err: Error): void => {
+        if (slot.pending?.id !== id) return
+        slot.pending = undefined
+        slot.respawn()
+        reject(err)
+      }
+      const timer = setTimeout(() => {
+        kill(new FunctionError(`function ${spec.name} timed out after ${spec.timeoutMs} ms and was stopped`))
+      }, spec.timeoutMs)
+      const onAbort = (): void => { kill(new DeadlineExceededError(`call to ${spec.name} abandoned: deadline exceeded`)) }
+      signal?.addEventListener('abort', onAbort, { once: true })
+      const done = (): void => {
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+      }
+      slot.pending = {
+        id,
+        resolve: (r) => { done(); resolve(r) },
+        reject: (e) => { done(); reject(e) }
+      }
+      if (signal?.aborted === true) { onAbort(); return }
+      slot.post({ type: 'run', id, sha256: spec.sha256, name: spec.name, input, env: {}, maxOutputBytes: MAX_IO_BYTES })
+    })
+  }
+
+  async #acquire (options: RunOptions): Promise<Slot> {
+    if (!this.#started) throw new BusyError('wasm runtime is not running')
+    const slot = this.#idle.pop()
+    if (slot !== undefined) return slot
+    if (options.queue === false) throw new BusyError('all wasm slots are busy')
+    if (this.#waiters.length >= this.#maxQueue) throw new BusyError(`all wasm slots are busy and ${this.#maxQueue} calls are queued`)
+    options.signal?.throwIfAborted()
+    return await new Promise<Slot>((resolve, reject) => {
+      const waiter = {
+        resolve: (s: Slot) => { options.signal?.removeEventListener('abort', onAbort); resolve(s) },
+        reject: (e: Error) => { options.signal?.removeEventListener('abort', onAbort); reject(e) }
+      }
+      const onAbort = (): void => {
+        const i = this.#waiters.indexOf(waiter)
+        if (i >= 0) this.#waiters.splice(i, 1)
+        reject(new DeadlineExceededError('deadline exceeded while waiting for a free slot'))
+      }
+      options.signal?.addEventListener('abort', onAbort, { once: true })
+      this.#waiters.push(waiter)
+    })
+  }
+
+  #releaseSlot (slot: Slot): void {
+    if (!this.#all.has(slot)) return
+    const waiter = this.#waiters.shift()
+    if (waiter !== undefined) waiter.resolve(slot)
+    else this.#idle.push(slot)
+  }
+
+  #addSlot (): Slot {
+    const slot = new Slot(this.#heapMb, (s, err) => { this.#onWorkerExit(s, err) })
+    this.#all.add(slot)
+    this.#idle.push(slot)
+    return slot
+  }
+
+  #onWorkerExit (slot: Slot, err: Error): void {
+    if (!this.#started || !this.#all.has(slot)) return
+    log.error('wasm worker died: %s', err.message)
+    const pending = slot.pending
+    if (pending !== undefined) {
+      slot.pending = undefined
+      pending.reject(new FunctionError(`function crashed its worker: ${err.message}`, { cause: err }))
+    }
+    slot.respawn()
+  }
+}

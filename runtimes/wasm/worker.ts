@@ -1,0 +1,147 @@
+/**
+ * Runs WASI (preview1) modules inside a worker thread, one call at a time.
+ * stdin/stdout/stderr are in-memory: fd 0 reads the request, fds 1 and 2 are captured; nothing
+ * touches the agent's own stdio or file system (no preopens). Time limits are enforced from outside
+ * by terminating this worker.
+ */
+import { parentPort } from 'node:worker_threads'
+import type { ToWorker, FromWorker } from './messages.js'
+
+// node:wasi warns that it is experimental on first use in every worker; the agent knows.
+const emitWarning = process.emitWarning.bind(process)
+process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+  const text = typeof warning === 'string' ? warning : warning.message
+  if (text.includes('WASI')) return
+  ;(emitWarning as (...a: unknown[]) => void)(warning, ...rest)
+}) as typeof process.emitWarning
+const { WASI } = await import('node:wasi')
+
+const ERRNO_SUCCESS = 0
+const ERRNO_FBIG = 22
+const FILETYPE_REGULAR_FILE = 4
+const ALL_RIGHTS = 0x1fffffffn
+
+type WasiFn = (...args: number[]) => number
+
+/** State of the call in progress; the import object below reads it. */
+interface Call {
+  real: Record<string, WasiFn>
+  input: Uint8Array
+  inOffset: number
+  stdout: Uint8Array[]
+  stderr: Uint8Array[]
+  outBytes: number
+  maxOutputBytes: number
+  memory: WebAssembly.Memory | undefined
+}
+let call: Call | undefined
+
+function current (): Call & { memory: WebAssembly.Memory } {
+  if (call?.memory === undefined) throw new Error('no call in progress')
+  return call as Call & { memory: WebAssembly.Memory }
+}
+
+const stdio: Record<string, WasiFn> = {
+  fd_read (fd, iovs, iovsLen, nread) {
+    const c = current()
+    if (fd !== 0) return c.real.fd_read!(fd, iovs, iovsLen, nread)
+    const view = new DataView(c.memory.buffer)
+    const bytes = new Uint8Array(c.memory.buffer)
+    let total = 0
+    for (let i = 0; i < iovsLen && c.inOffset < c.input.length; i++) {
+      const ptr = view.getUint32(iovs + i * 8, true)
+      const len = view.getUint32(iovs + i * 8 + 4, true)
+      const n = Math.min(len, c.input.length - c.inOffset)
+      bytes.set(c.input.subarray(c.inOffset, c.inOffset + n), ptr)
+      c.inOffset += n
+      total += n
+    }
+    view.setUint32(nread, total, true)
+    return ERRNO_SUCCESS
+  },
+  fd_write (fd, iovs, iovsLen, nwritten) {
+    const c = current()
+    if (fd !== 1 && fd !== 2) return c.real.fd_write!(fd, iovs, iovsLen, nwritten)
+    const view = new DataView(c.memory.buffer)
+    let total = 0
+    for (let i = 0; i < iovsLen; i++) {
+      const ptr = view.getUint32(iovs + i * 8, true)
+      const len = view.getUint32(iovs + i * 8 + 4, true)
+      if (c.outBytes + len > c.maxOutputBytes) return ERRNO_FBIG
+      ;(fd === 1 ? c.stdout : c.stderr).push(new Uint8Array(c.memory.buffer, ptr, len).slice())
+      c.outBytes += len
+      total += len
+    }
+    view.setUint32(nwritten, total, true)
+    return ERRNO_SUCCESS
+  },
+  fd_fdstat_get (fd, buf) {
+    const c = current()
+    if (fd > 2) return c.real.fd_fdstat_get!(fd, buf)
+    const view = new DataView(c.memory.buffer)
+    view.setUint8(buf, FILETYPE_REGULAR_FILE)
+    view.setUint16(buf + 2, 0, true)
+    view.setBigUint64(buf + 8, ALL_RIGHTS, true)
+    view.setBigUint64(buf + 16, ALL_RIGHTS, true)
+    return ERRNO_SUCCESS
+  }
+}
+
+/**
+ * One import object for the life of the worker. Everything but stdio forwards to the node:wasi
+ * instance of the current call. Importing node:wasi's own functions directly makes each
+ * instantiation ~4x slower (0.42 vs 0.12 ms measured), which is most of a warm call.
+ */
+const wasiNames = Object.keys(new WASI({ version: 'preview1', returnOnExit: true }).wasiImport)
+const forwarded: Record<string, WasiFn> = {}
+for (const name of wasiNames) {
+  forwarded[name] = stdio[name] ?? ((...args: number[]) => (call as Call).real[name]!(...args))
+}
+const imports = { wasi_snapshot_preview1: forwarded }
+
+const modules = new Map<string, WebAssembly.Module>()
+const port = parentPort
+if (port == null) throw new Error('worker.js must run in a worker thread')
+
+port.on('message', (msg: ToWorker) => {
+  switch (msg.type) {
+    case 'load':
+      modules.set(msg.sha256, msg.module)
+      break
+    case 'unload':
+      modules.delete(msg.sha256)
+      break
+    case 'run':
+      port.postMessage(run(msg))
+      break
+  }
+})
+
+function run (msg: Extract<ToWorker, { type: 'run' }>): FromWorker {
+  const module = modules.get(msg.sha256)
+  if (module === undefined) return { type: 'done', id: msg.id, ok: false, error: 'module not loaded in worker', stdout: new Uint8Array(0), stderr: '' }
+  const wasi = new WASI({ version: 'preview1', args: [msg.name], env: msg.env, returnOnExit: true })
+  const c: Call = {
+    real: wasi.wasiImport as Record<string, WasiFn>,
+    input: msg.input,
+    inOffset: 0,
+    stdout: [],
+    stderr: [],
+    outBytes: 0,
+    maxOutputBytes: msg.maxOutputBytes,
+    memory: undefined
+  }
+  call = c
+  try {
+    const instance = new WebAssembly.Instance(module, imports)
+    c.memory = instance.exports.memory as WebAssembly.Memory | undefined
+    const exitCode = wasi.start(instance)
+    return { type: 'done', id: msg.id, ok: true, exitCode, stdout: Buffer.concat(c.stdout), stderr: Buffer.concat(c.stderr).toString('utf8') }
+  } catch (err) {
+    const e = err as Error
+    const error = e instanceof WebAssembly.RuntimeError ? `trap: ${e.message}` : `${e.name}: ${e.message}`
+    return { type: 'done', id: msg.id, ok: false, error, stdout: Buffer.concat(c.stdout), stderr: Buffer.concat(c.stderr).toString('utf8') }
+  } finally {
+    call = undefined
+  }
+}
