@@ -9,7 +9,10 @@ import type { Stream } from '@libp2p/interface'
  * source/sink). One instance per stream; many requests may share it, matched by id.
  */
 export interface FramedInit {
+  /** Largest frame accepted from the remote. */
   maxFrameBytes: number
+  /** Largest frame this side may write (default: maxFrameBytes). */
+  maxWriteBytes?: number
   /** Called with each decoded (but not yet validated) message, in order. */
   onMessage: (message: unknown) => void
   /** Called once when the stream closes, with the error if it did not end cleanly. */
@@ -37,7 +40,8 @@ export class FramedStream {
   /** Writes one message; resolves once the stream can take more. */
   async write (message: unknown, options: { signal?: AbortSignal } = {}): Promise<void> {
     const body = encode(message)
-    if (body.byteLength > this.#init.maxFrameBytes) throw new RangeError(`frame of ${body.byteLength} bytes exceeds ${this.#init.maxFrameBytes}`)
+    const max = this.#init.maxWriteBytes ?? this.#init.maxFrameBytes
+    if (body.byteLength > max) throw new RangeError(`frame of ${body.byteLength} bytes exceeds ${max}`)
     const frame = new Uint8ArrayList(varint.encode(body.byteLength), body)
     if (!this.stream.send(frame)) await this.stream.onDrain(options)
   }

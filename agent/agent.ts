@@ -1,0 +1,318 @@
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { availableParallelism, freemem, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { logger } from '@libp2p/logger'
+import { multiaddr } from '@multiformats/multiaddr'
+import { WasmRuntime, type Runtime } from '../runtimes/index.js'
+import {
+  BadRequestError, FUNCTION_NAME, RuntimeKind, WIRE_VERSION, type Advert, type FunctionAnnouncement, type FunctionSpec
+} from '../protocol/index.js'
+import { AdvertService } from './adverts.js'
+import { AnnouncementService } from './announcements.js'
+import { Connectivity } from './connectivity.js'
+import { ConfigError } from './errors.js'
+import { FetchService } from './fetch.js'
+import { loadPeerKey, loadSwarmKey } from './identity.js'
+import { InvokeClient } from './invoke-client.js'
+import { InvokeServer } from './invoke-server.js'
+import { Metrics } from './metrics.js'
+import { createNode, type EdgeNode } from './node.js'
+import { PeerTable } from './peer-table.js'
+import { FunctionRegistry, sha256Hex } from './registry.js'
+import { Scheduler } from './scheduler.js'
+import { ApiServer } from './api/server.js'
+import type { AgentConfig } from './config.js'
+
+const log = logger('edge:agent')
+
+export const AGENT_VERSION = '0.1.0'
+export const RUNTIME_FILE = 'agent.json'
+
+export interface DeployOptions {
+  memoryBytes?: number
+  timeoutMs?: number
+}
+
+/** Written to `<dataDir>/agent.json` while the agent runs, for tools (testnet) to find it. */
+export interface RuntimeInfo {
+  pid: number
+  peerId: string
+  addrs: string[]
+  api: string
+  startedAt: number
+}
+
+/**
+ * One edge agent: the only place that knows all the parts. Parts start in order and stop in
+ * reverse; nothing runs before start().
+ */
+export class Agent {
+  readonly dataDir: string
+  readonly config: AgentConfig
+  node!: EdgeNode
+  runtime!: Runtime
+  registry!: FunctionRegistry
+  peers!: PeerTable
+  scheduler!: Scheduler
+  metrics!: Metrics
+  #adverts!: AdvertService
+  #announcements!: AnnouncementService
+  #connectivity!: Connectivity
+  #fetcher!: FetchService
+  #client!: InvokeClient
+  #server!: InvokeServer
+  #api!: ApiServer
+  #startedAt = 0
+  #stopping: Promise<void> | undefined
+
+  constructor (dataDir: string, config: AgentConfig) {
+    this.dataDir = dataDir
+    this.config = config
+  }
+
+  get peerId (): string {
+    return this.node.peerId.toString()
+  }
+
+  get apiUrl (): string {
+    return this.#api.url
+  }
+
+  async start (): Promise<void> {
+    const { config, dataDir } = this
+    for (const addr of config.bootstrap) {
+      try {
+        if (multiaddr(addr).getComponents().find(c => c.name === 'p2p') === undefined) throw new Error('no /p2p/<peer id> at the end')
+      } catch (err) {
+        throw new ConfigError(`bad bootstrap address '${addr}': ${(err as Error).message}`)
+      }
+    }
+    const privateKey = loadPeerKey(dataDir)
+    const swarmKey = loadSwarmKey(dataDir)
+    mkdirSync(join(dataDir, 'datastore'), { recursive: true })
+    this.registry = new FunctionRegistry(dataDir)
+    this.peers = new PeerTable({ expiryMs: config.peerExpirySeconds * 1000 })
+    this.metrics = new Metrics(() => this.peers.size)
+    const slots = config.wasmSlots > 0 ? config.wasmSlots : Math.max(2, availableParallelism())
+    this.runtime = new WasmRuntime({ slots, maxQueue: config.maxQueue })
+    this.node = await createNode({
+      privateKey,
+      swarmKey,
+      listen: config.listen,
+      announce: config.announce,
+      bootstrap: config.bootstrap,
+      mdns: config.mdns,
+      datastorePath: join(dataDir, 'datastore')
+    })
+    this.#fetcher = new FetchService(this.node, this.registry)
+    this.#client = new InvokeClient(this.node)
+    this.scheduler = new Scheduler({
+      selfId: this.peerId, registry: this.registry, runtime: this.runtime, peers: this.peers, client: this.#client, fetcher: this.#fetcher, metrics: this.metrics
+    })
+    this.#server = new InvokeServer(this.node, async (request, from, signal) => {
+      try {
+        const r = await this.scheduler.executeOffloaded(request, from, signal)
+        this.metrics.offloadedIn.inc({ outcome: 'ok' })
+        return r
+      } catch (err) {
+        this.metrics.offloadedIn.inc({ outcome: (err as Error).name === 'BusyError' ? 'busy' : 'error' })
+        throw err
+      }
+    })
+    this.#adverts = new AdvertService(this.node, this.peers, {
+      intervalMs: config.advertIntervalMs,
+      snapshot: () => this.#advert(),
+      onAdvert: (advert) => { this.registry.setAdvertised(advert.peerId, advert.functions) }
+    })
+    this.#announcements = new AnnouncementService(this.node, (a) => { this.#onAnnouncement(a) })
+    this.#connectivity = new Connectivity(this.node, this.peers, { bootstrap: config.bootstrap })
+    this.peers.addEventListener('peer:leave', (evt) => { this.registry.forgetPeer(evt.detail) })
+    this.#api = new ApiServer(this, { host: config.apiHost, port: config.apiPort })
+
+    await this.runtime.start()
+    await this.node.start()
+    await this.#fetcher.start()
+    await this.#server.start()
+    this.#adverts.start()
+    this.#announcements.start()
+    this.peers.start()
+    this.#connectivity.start()
+    await this.#prepareHeld()
+    await this.#api.start()
+    this.#startedAt = Date.now()
+    const info: RuntimeInfo = { pid: process.pid, peerId: this.peerId, addrs: this.addrs(), api: this.apiUrl, startedAt: this.#startedAt }
+    writeFileSync(join(dataDir, RUNTIME_FILE), JSON.stringify(info, null, 2))
+    log('agent %s started, API on %s', this.peerId, this.apiUrl)
+  }
+
+  async stop (): Promise<void> {
+    this.#stopping ??= this.#stop()
+    await this.#stopping
+  }
+
+  async #stop (): Promise<void> {
+    rmSync(join(this.dataDir, RUNTIME_FILE), { force: true })
+    const steps: Array<[string, () => unknown]> = [
+      ['api', async () => { await this.#api?.stop() }],
+      ['connectivity', () => { this.#connectivity?.stop() }],
+      ['peer table', () => { this.peers?.stop() }],
+      ['announcements', () => { this.#announcements?.stop() }],
+      ['adverts', () => { this.#adverts?.stop() }],
+      ['invoke server', async () => { await this.#server?.stop() }],
+      ['invoke client', async () => { await this.#client?.stop() }],
+      ['fetch', async () => { await this.#fetcher?.stop() }],
+      ['libp2p', async () => { await this.node?.stop() }],
+      ['runtime', async () => { await this.runtime?.stop() }]
+    ]
+    for (const [name, step] of steps) {
+      try {
+        await step()
+      } catch (err) {
+        log.error('stopping %s failed: %e', name, err)
+      }
+    }
+  }
+
+  addrs (): string[] {
+    return this.node.getMultiaddrs().map(String)
+  }
+
+  /** Prepares held code after a restart, so the first call is warm. Bad code is skipped, not fatal. */
+  async #prepareHeld (): Promise<void> {
+    for (const spec of this.registry.localSpecs()) {
+      const code = await this.registry.readCode(spec.sha256)
+      if (code === undefined) continue
+      await this.runtime.prepare(spec, code).catch((err: Error) => { log.error('cannot prepare %s: %s', spec.name, err.message) })
+    }
+  }
+
+  async deploy (name: string, code: Uint8Array, options: DeployOptions = {}): Promise<FunctionSpec> {
+    if (!FUNCTION_NAME.test(name)) throw new BadRequestError(`bad function name '${name}': use 1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit`)
+    if (code.byteLength === 0) throw new BadRequestError('empty module')
+    const sha256 = sha256Hex(code)
+    const memoryBytes = options.memoryBytes ?? 64 * 1024 * 1024
+    const timeoutMs = options.timeoutMs ?? 5000
+    const current = this.registry.localSpec(name)
+    if (current !== undefined && current.sha256 === sha256 && current.memoryBytes === memoryBytes && current.timeoutMs === timeoutMs &&
+      current.version >= this.registry.highestVersion(name)) {
+      return current
+    }
+    const spec: FunctionSpec = {
+      name,
+      version: this.registry.highestVersion(name) + 1,
+      runtime: RuntimeKind.wasm,
+      sha256,
+      size: code.byteLength,
+      memoryBytes,
+      timeoutMs,
+      deployedAt: Date.now()
+    }
+    // Different limits mean a different compiled module: drop the old one first.
+    if (current?.sha256 === sha256) this.runtime.release(sha256)
+    await this.runtime.prepare(spec, code)
+    const { replaced } = this.registry.hold(spec, code)
+    if (replaced !== undefined && replaced.sha256 !== spec.sha256) this.runtime.release(replaced.sha256)
+    await this.#announcements.announce({ v: WIRE_VERSION, type: 'deploy', fn: spec, holder: this.peerId, at: Date.now() })
+    void this.#adverts.publish()
+    log('deployed %s v%d (%s, %d bytes)', name, spec.version, sha256.slice(0, 12), code.byteLength)
+    return spec
+  }
+
+  async delete (name: string): Promise<{ name: string, version: number }> {
+    const known = this.registry.resolve(name)
+    const version = Math.max(known.ref.version, this.registry.highestVersion(name))
+    this.#dropFunction(name, version)
+    await this.#announcements.announce({ v: WIRE_VERSION, type: 'delete', name, version, by: this.peerId, at: Date.now() })
+    void this.#adverts.publish()
+    return { name, version }
+  }
+
+  #dropFunction (name: string, version: number): void {
+    const dropped = this.registry.tombstone(name, version)
+    if (dropped !== undefined) this.runtime.release(dropped.sha256)
+  }
+
+  #onAnnouncement (a: FunctionAnnouncement): void {
+    if (a.type === 'deploy') this.registry.learn(a.fn)
+    else this.#dropFunction(a.name, a.version)
+  }
+
+  #advert (): Omit<Advert, 'seq' | 'sentAt'> {
+    const cap = this.runtime.capacity()
+    return {
+      v: WIRE_VERSION,
+      type: 'advert',
+      peerId: this.peerId,
+      addrs: this.addrs().slice(0, 16),
+      arch: process.arch,
+      platform: process.platform,
+      cpus: availableParallelism(),
+      memTotal: totalmem(),
+      memFree: freemem(),
+      runtimes: [{ kind: this.runtime.kind, slots: cap.slots, busy: cap.busy }],
+      queue: cap.queued,
+      labels: this.config.labels,
+      warm: this.runtime.prepared().slice(0, 256),
+      functions: this.registry.localSpecs().slice(0, 256).map(s => ({ name: s.name, version: s.version, sha256: s.sha256 }))
+    }
+  }
+
+  status (): Record<string, unknown> {
+    const cap = this.runtime.capacity()
+    const mem = process.memoryUsage()
+    return {
+      peerId: this.peerId,
+      version: AGENT_VERSION,
+      addrs: this.addrs(),
+      api: this.apiUrl,
+      arch: process.arch,
+      platform: process.platform,
+      node: process.version,
+      cpus: availableParallelism(),
+      memTotal: totalmem(),
+      memFree: freemem(),
+      rss: mem.rss,
+      uptimeMs: Date.now() - this.#startedAt,
+      labels: this.config.labels,
+      runtimes: [{ kind: this.runtime.kind, ...cap }],
+      functions: this.registry.localSpecs().map(s => ({ name: s.name, version: s.version, sha256: s.sha256 })),
+      peers: this.peers.size,
+      connections: this.node.getConnections().length,
+      droppedMessages: this.#adverts.dropped + this.#announcements.dropped
+    }
+  }
+
+  peerList (): Array<Record<string, unknown>> {
+    return this.peers.list().map(e => ({
+      peerId: e.peerId,
+      arch: e.advert.arch,
+      platform: e.advert.platform,
+      cpus: e.advert.cpus,
+      addrs: e.advert.addrs,
+      labels: e.advert.labels,
+      runtimes: e.advert.runtimes.map(r => ({ ...r, free: this.peers.freeSlots(e, r.kind) })),
+      queue: e.advert.queue,
+      functions: e.advert.functions.map(f => `${f.name}@${f.version}`),
+      rttMs: e.rttMs,
+      advertAgeMs: this.peers.ageMs(e)
+    }))
+  }
+
+  functionList (): Array<Record<string, unknown>> {
+    return this.registry.list().map(k => ({
+      name: k.ref.name,
+      version: k.ref.version,
+      sha256: k.ref.sha256,
+      runtime: k.spec?.runtime ?? RuntimeKind.wasm,
+      size: k.spec?.size,
+      memoryBytes: k.spec?.memoryBytes,
+      timeoutMs: k.spec?.timeoutMs,
+      local: k.local,
+      holders: [...(k.local ? [this.peerId] : []), ...k.holders]
+    }))
+  }
+}
+
+export async function createAgent (dataDir: string, config: AgentConfig): Promise<Agent> {
+  return new Agent(dataDir, config)
+}

@@ -1,0 +1,194 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { logger } from '@libp2p/logger'
+import { BadRequestError, MAX_CODE_BYTES, MAX_IO_BYTES } from '../../protocol/index.js'
+import { parseBytes, parseDuration } from './units.js'
+import type { Agent } from '../agent.js'
+
+const log = logger('edge:agent:api')
+
+/** Maps error classes (by name) to HTTP statuses. Anything else is a 500 and is logged. */
+const STATUS: Record<string, number> = {
+  BadRequestError: 400,
+  InvalidMessageError: 400,
+  FunctionNotFoundError: 404,
+  InvalidModuleError: 422,
+  FunctionError: 500,
+  BusyError: 429,
+  OverloadedError: 429,
+  NoCandidateError: 503,
+  PeerGoneError: 502,
+  FetchFailedError: 502,
+  DeadlineExceededError: 504
+}
+
+class HttpError extends Error {
+  readonly status: number
+  constructor (status: number, message: string) {
+    super(message)
+    this.status = status
+    this.name = 'BadRequestError'
+  }
+}
+
+type Handler = (req: IncomingMessage, url: URL, params: string[]) => Promise<unknown>
+
+export interface ApiServerInit {
+  host: string
+  port: number
+}
+
+/**
+ * The agent's HTTP API on 127.0.0.1 (JSON in and out). The CLI talks to the agent only through it.
+ */
+export class ApiServer {
+  readonly #agent: Agent
+  readonly #init: ApiServerInit
+  #server: Server | undefined
+  #routes: Array<[method: string, pattern: RegExp, handler: Handler]>
+
+  constructor (agent: Agent, init: ApiServerInit) {
+    this.#agent = agent
+    this.#init = init
+    const name = '([a-z0-9][a-z0-9._-]{0,62})'
+    this.#routes = [
+      ['GET', /^\/v1\/status$/, async () => this.#agent.status()],
+      ['GET', /^\/v1\/peers$/, async () => ({ peers: this.#agent.peerList() })],
+      ['GET', /^\/v1\/functions$/, async () => ({ functions: this.#agent.functionList() })],
+      ['PUT', new RegExp(`^/v1/functions/${name}$`), async (req, url, [fn]) => await this.#deploy(req, url, fn as string)],
+      ['DELETE', new RegExp(`^/v1/functions/${name}$`), async (_req, _url, [fn]) => await this.#agent.delete(fn as string)],
+      ['POST', new RegExp(`^/v1/functions/${name}/invoke$`), async (req, _url, [fn]) => await this.#invoke(req, fn as string)]
+    ]
+  }
+
+  get url (): string {
+    const addr = this.#server?.address() as AddressInfo | null
+    if (addr == null) return ''
+    const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
+    return `http://${host}:${addr.port}`
+  }
+
+  async start (): Promise<void> {
+    const server = createServer((req, res) => { void this.#handle(req, res) })
+    server.keepAliveTimeout = 65_000
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        reject(err.code === 'EADDRINUSE'
+          ? new Error(`API port ${this.#init.port} on ${this.#init.host} is in use: is another agent running? Use --api-port`)
+          : err)
+      })
+      server.listen(this.#init.port, this.#init.host, () => { resolve() })
+    })
+    this.#server = server
+  }
+
+  async stop (): Promise<void> {
+    const server = this.#server
+    if (server === undefined) return
+    await new Promise<void>((resolve) => {
+      server.close(() => { resolve() })
+      server.closeAllConnections()
+    })
+  }
+
+  async #handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://agent')
+    try {
+      if (req.method === 'GET' && url.pathname === '/metrics') {
+        const body = await this.#agent.metrics.registry.metrics()
+        res.writeHead(200, { 'content-type': this.#agent.metrics.registry.contentType }).end(body)
+        return
+      }
+      let matchedPath = false
+      for (const [method, pattern, handler] of this.#routes) {
+        const m = pattern.exec(url.pathname)
+        if (m === null) continue
+        matchedPath = true
+        if (method !== req.method) continue
+        const body = await handler(req, url, m.slice(1))
+        send(res, 200, body)
+        return
+      }
+      throw new HttpError(matchedPath ? 405 : 404, `${matchedPath ? 'method not allowed' : 'no such endpoint'}: ${req.method ?? ''} ${url.pathname}`)
+    } catch (err) {
+      const e = err as Error & { code?: string, stderr?: string, attempts?: unknown, status?: number }
+      const status = e.status ?? STATUS[e.name] ?? 500
+      if (status === 500 && e.name !== 'FunctionError') log.error('%s %s failed: %e', req.method, url.pathname, err)
+      send(res, status, { error: { name: e.name, code: e.code ?? e.name, message: e.message, stderr: e.stderr, attempts: e.attempts } })
+    }
+  }
+
+  async #deploy (req: IncomingMessage, url: URL, name: string): Promise<unknown> {
+    const code = await readBody(req, MAX_CODE_BYTES)
+    const memory = url.searchParams.get('memory')
+    const timeout = url.searchParams.get('timeout')
+    const spec = await this.#agent.deploy(name, code, {
+      ...(memory !== null ? { memoryBytes: parseBytes(memory) } : {}),
+      ...(timeout !== null ? { timeoutMs: parseDuration(timeout) } : {})
+    })
+    return { function: spec, holder: this.#agent.peerId }
+  }
+
+  async #invoke (req: IncomingMessage, name: string): Promise<unknown> {
+    const raw = await readBody(req, Math.ceil(MAX_IO_BYTES * 4 / 3) + 64 * 1024)
+    let body: Record<string, unknown>
+    try {
+      body = raw.byteLength === 0 ? {} : JSON.parse(Buffer.from(raw).toString('utf8'))
+    } catch {
+      throw new BadRequestError('request body is not JSON')
+    }
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new BadRequestError('request body must be a JSON object')
+    let input: Uint8Array
+    if (body.input !== undefined) {
+      if (typeof body.input !== 'string') throw new BadRequestError('input must be base64 text')
+      input = Buffer.from(body.input, 'base64')
+    } else if (body.params !== undefined) {
+      if (body.params === null || typeof body.params !== 'object' || Array.isArray(body.params)) throw new BadRequestError('params must be a JSON object')
+      input = Buffer.from(JSON.stringify(body.params))
+    } else {
+      input = new Uint8Array(0)
+    }
+    if (input.byteLength > MAX_IO_BYTES) throw new BadRequestError(`input of ${input.byteLength} bytes exceeds ${MAX_IO_BYTES}`)
+    const opt = (k: string): string | undefined => {
+      const v = body[k]
+      if (v === undefined || v === null) return undefined
+      if (typeof v !== 'string') throw new BadRequestError(`${k} must be a string`)
+      return v
+    }
+    let timeoutMs: number | undefined
+    if (body.timeoutMs !== undefined) {
+      if (typeof body.timeoutMs !== 'number' || !Number.isFinite(body.timeoutMs) || body.timeoutMs <= 0) throw new BadRequestError('timeoutMs must be a positive number')
+      timeoutMs = body.timeoutMs
+    }
+    const policy = opt('policy')
+    const peer = opt('peer')
+    const outcome = await this.#agent.scheduler.invoke(name, input, {
+      ...(policy !== undefined ? { policy } : {}),
+      ...(peer !== undefined ? { peer, policy: 'peer' } : {}),
+      ...(timeoutMs !== undefined ? { timeoutMs } : {})
+    })
+    const { output, ranking, ...rest } = outcome
+    return { ...rest, output: Buffer.from(output).toString('base64'), ...(body.explain === true ? { ranking } : {}) }
+  }
+}
+
+function send (res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body)
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text)
+}
+
+async function readBody (req: IncomingMessage, limit: number): Promise<Uint8Array> {
+  const declared = Number(req.headers['content-length'] ?? 0)
+  if (declared > limit) {
+    req.resume()
+    throw new HttpError(413, `request body of ${declared} bytes exceeds the limit of ${limit}`)
+  }
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req) {
+    size += (chunk as Buffer).byteLength
+    if (size > limit) throw new HttpError(413, `request body exceeds the limit of ${limit} bytes`)
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks)
+}

@@ -1,0 +1,77 @@
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { homedir } from 'node:os'
+import Conf from 'conf'
+import { ConfigError } from './errors.js'
+
+/** Settings of one agent, persisted as config.json in its data directory. */
+export interface AgentConfig {
+  listen: string[]
+  announce: string[]
+  bootstrap: string[]
+  apiHost: string
+  apiPort: number
+  labels: Record<string, string>
+  /** Concurrent WASM calls (worker threads). 0 = one per CPU, at least 2. */
+  wasmSlots: number
+  /** Calls that may wait for a local slot before the agent refuses new ones. */
+  maxQueue: number
+  /** Multicast DNS discovery on the LAN. */
+  mdns: boolean
+  /** Seconds of silence after which a peer leaves the peer table. */
+  peerExpirySeconds: number
+  advertIntervalMs: number
+}
+
+export const DEFAULT_API_PORT = 7070
+export const DEFAULT_CONFIG: AgentConfig = {
+  listen: ['/ip4/0.0.0.0/tcp/4001'],
+  announce: [],
+  bootstrap: [],
+  apiHost: '127.0.0.1',
+  apiPort: DEFAULT_API_PORT,
+  labels: {},
+  wasmSlots: 0,
+  maxQueue: 64,
+  mdns: true,
+  peerExpirySeconds: 3.5,
+  advertIntervalMs: 1000
+}
+
+export function defaultDataDir (): string {
+  return process.env.EDGE_AGENT_DATA_DIR ?? join(homedir(), '.edge-agent')
+}
+
+function store (dataDir: string): Conf<AgentConfig> {
+  return new Conf<AgentConfig>({ cwd: dataDir, configName: 'config', projectName: 'edge-agent', defaults: DEFAULT_CONFIG })
+}
+
+export function writeConfig (dataDir: string, patch: Partial<AgentConfig>): AgentConfig {
+  const conf = store(dataDir)
+  for (const [k, v] of Object.entries(patch)) {
+    if (v !== undefined) conf.set(k as keyof AgentConfig, v as never)
+  }
+  return { ...DEFAULT_CONFIG, ...conf.store }
+}
+
+export function readConfig (dataDir: string): AgentConfig {
+  if (!existsSync(join(dataDir, 'config.json'))) {
+    throw new ConfigError(`no agent in ${dataDir}: run 'edge-agent init --data-dir ${dataDir}' first`)
+  }
+  try {
+    return { ...DEFAULT_CONFIG, ...store(dataDir).store }
+  } catch (err) {
+    throw new ConfigError(`cannot read ${join(dataDir, 'config.json')}: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+/** Parses "k=v,k2=v2" as given to --labels. */
+export function parseLabels (text: string): Record<string, string> {
+  const labels: Record<string, string> = {}
+  for (const part of text.split(',').map(s => s.trim()).filter(Boolean)) {
+    const eq = part.indexOf('=')
+    if (eq <= 0) throw new ConfigError(`bad label '${part}': expected key=value`)
+    labels[part.slice(0, eq)] = part.slice(eq + 1)
+  }
+  return labels
+}

@@ -1,0 +1,15 @@
+/** Errors raised by the agent itself (wire errors live in protocol/errors.ts). */
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+/** Every local slot is busy, the queue is full and no peer can take the call. */
+export class OverloadedError extends Error {
+  override name = 'OverloadedError'
+  readonly code = 'OVERLOADED'
+}
+
+export class NoCandidateError extends Error {
+  override name = 'NoCandidateError'
+  readonly code = 'NO_CANDIDATE'
+}

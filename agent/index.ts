@@ -1,0 +1,8 @@
+import './polyfill.js'
+export { Agent, createAgent, AGENT_VERSION, RUNTIME_FILE, type RuntimeInfo, type DeployOptions } from './agent.js'
+export { DEFAULT_API_PORT, DEFAULT_CONFIG, defaultDataDir, parseLabels, readConfig, writeConfig, type AgentConfig } from './config.js'
+export { createPeerKey, loadSwarmKey, newSwarmKey, validateSwarmKey, writeSwarmKey, SWARM_KEY_FILE } from './identity.js'
+export { ConfigError, NoCandidateError, OverloadedError } from './errors.js'
+export { PeerTable, type PeerEntry } from './peer-table.js'
+export { POLICIES, localFirst, near, localOnly, pinnedPeer, type CandidateView, type Policy } from './policies/index.js'
+export { parseBytes, parseDuration } from './api/units.js'

@@ -1,0 +1,134 @@
+import { logger } from '@libp2p/logger'
+import { peerIdFromString } from '@libp2p/peer-id'
+import {
+  DeadlineExceededError, errorFromWire, FramedStream, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, PeerGoneError,
+  validateInvokeResponse, WIRE_VERSION, type FunctionSpec, type InvokeResult, type WireCode
+} from '../protocol/index.js'
+import type { EdgeNode } from './node.js'
+
+const log = logger('edge:agent:invoke-client')
+
+interface Pending {
+  resolve: (r: InvokeResult) => void
+  reject: (e: Error) => void
+}
+
+/** One long-lived stream to a peer, shared by concurrent calls (opening a stream per call costs 1–3 ms). */
+class Channel {
+  readonly framed: FramedStream
+  readonly pending = new Map<number, Pending>()
+
+  constructor (framed: FramedStream) {
+    this.framed = framed
+  }
+}
+
+export interface RemoteCall {
+  fn: FunctionSpec
+  input: Uint8Array
+  deadlineMs: number
+  holders: string[]
+}
+
+/** Client side of `/edge/invoke/1` with a stream pool of one multiplexed stream per peer. */
+export class InvokeClient {
+  readonly #node: EdgeNode
+  readonly #channels = new Map<string, Promise<Channel>>()
+  #nextId = 1
+
+  constructor (node: EdgeNode) {
+    this.#node = node
+  }
+
+  async stop (): Promise<void> {
+    for (const [peer, channel] of this.#channels) {
+      this.#channels.delete(peer)
+      channel.then(c => { c.framed.abort(new Error('agent stopping')) }, () => {})
+    }
+  }
+
+  /**
+   * Sends one call and waits for its answer. Throws the wire error's class (BusyError, FunctionError,
+   * …), PeerGoneError when the stream died first, or DeadlineExceededError.
+   */
+  async call (peer: string, call: RemoteCall, options: { signal: AbortSignal }): Promise<InvokeResult> {
+    const channel = await this.#channel(peer, options.signal)
+    const id = this.#nextId++
+    return await new Promise<InvokeResult>((resolve, reject) => {
+      const onAbort = (): void => {
+        channel.pending.delete(id)
+        reject(new DeadlineExceededError(`no answer from ${short(peer)} before the deadline`))
+      }
+      options.signal.addEventListener('abort', onAbort, { once: true })
+      channel.pending.set(id, {
+        resolve: (r) => { options.signal.removeEventListener('abort', onAbort); resolve(r) },
+        reject: (e) => { options.signal.removeEventListener('abort', onAbort); reject(e) }
+      })
+      channel.framed.write({ v: WIRE_VERSION, type: 'invoke', id, fn: call.fn, input: call.input, deadlineMs: Math.max(1, Math.floor(call.deadlineMs)), holders: call.holders }, options)
+        .catch((err: Error) => {
+          channel.pending.get(id)?.reject(new PeerGoneError(`could not send to ${short(peer)}: ${err.message}`, { cause: err }))
+          channel.pending.delete(id)
+        })
+    })
+  }
+
+  async #channel (peer: string, signal: AbortSignal): Promise<Channel> {
+    const existing = this.#channels.get(peer)
+    if (existing !== undefined) {
+      const channel = await existing.catch(() => undefined)
+      if (channel !== undefined && !channel.framed.closed) return channel
+      if (this.#channels.get(peer) === existing) this.#channels.delete(peer)
+      return await this.#channel(peer, signal)
+    }
+    const opening = this.#open(peer, signal)
+    this.#channels.set(peer, opening)
+    opening.catch(() => { if (this.#channels.get(peer) === opening) this.#channels.delete(peer) })
+    return await opening
+  }
+
+  async #open (peer: string, signal: AbortSignal): Promise<Channel> {
+    let stream
+    try {
+      stream = await this.#node.dialProtocol(peerIdFromString(peer), INVOKE_PROTOCOL, { signal })
+    } catch (err) {
+      signal.throwIfAborted()
+      throw new PeerGoneError(`cannot open ${INVOKE_PROTOCOL} to ${short(peer)}: ${(err as Error).message}`, { cause: err })
+    }
+    // The stream is long-lived: idle is normal, not a reason to close it.
+    stream.inactivityTimeout = 0
+    let channel: Channel | undefined
+    const framed = new FramedStream(stream, {
+      maxFrameBytes: MAX_INVOKE_FRAME_BYTES,
+      onMessage: (message) => {
+        if (channel === undefined) return
+        let id: number | undefined
+        try {
+          const response = validateInvokeResponse(message)
+          id = response.id
+          const pending = channel.pending.get(response.id)
+          if (pending === undefined) return
+          channel.pending.delete(response.id)
+          if (response.type === 'result') pending.resolve(response)
+          else pending.reject(errorFromWire(response.code as WireCode, response.message, response.stderr))
+        } catch (err) {
+          log.error('bad response from %s: %s', short(peer), (err as Error).message)
+          if (id !== undefined) channel.pending.get(id)?.reject(err as Error)
+        }
+      },
+      onClose: (err) => {
+        if (this.#channels.get(peer) !== undefined) void this.#channels.get(peer)?.then(c => { if (c === channel) this.#channels.delete(peer) }, () => {})
+        if (channel === undefined) return
+        for (const p of channel.pending.values()) {
+          p.reject(new PeerGoneError(`stream to ${short(peer)} closed mid-call${err !== undefined ? `: ${err.message}` : ''}`))
+        }
+        channel.pending.clear()
+      }
+    })
+    channel = new Channel(framed)
+    return channel
+  }
+}
+
+export function short (peerId: string): string {
+  return peerId.length > 12 ? `…${peerId.slice(-8)}` : peerId
+}

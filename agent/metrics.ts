@@ -1,0 +1,20 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+
+/** Prometheus metrics of one agent, served at /metrics. */
+export class Metrics {
+  readonly registry = new Registry()
+  readonly #invocations = new Counter({ name: 'edge_invocations_total', help: 'Invocations started at this agent, by where they ran and outcome', labelNames: ['where', 'outcome'] as const, registers: [this.registry] })
+  readonly #duration = new Histogram({ name: 'edge_invocation_seconds', help: 'End-to-end time of successful invocations started at this agent', labelNames: ['where'] as const, buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers: [this.registry] })
+  readonly offloadedIn = new Counter({ name: 'edge_offloaded_in_total', help: 'Calls peers offloaded to this agent, by outcome', labelNames: ['outcome'] as const, registers: [this.registry] })
+
+  constructor (peerCount: () => number) {
+    collectDefaultMetrics({ register: this.registry })
+    // eslint-disable-next-line no-new
+    new Gauge({ name: 'edge_peers', help: 'Peers in the peer table', registers: [this.registry], collect () { this.set(peerCount()) } })
+  }
+
+  invocation (where: 'local' | 'remote' | 'none', outcome: 'ok' | 'error', ms: number): void {
+    this.#invocations.inc({ where, outcome })
+    if (outcome === 'ok') this.#duration.observe({ where }, ms / 1000)
+  }
+}

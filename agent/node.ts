@@ -1,0 +1,88 @@
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { bootstrap } from '@libp2p/bootstrap'
+import { gossipsub } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import { mdns } from '@libp2p/mdns'
+import { ping } from '@libp2p/ping'
+import { preSharedKey } from '@libp2p/pnet'
+import { tcp } from '@libp2p/tcp'
+import { LevelDatastore } from 'datastore-level'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import type { GossipSub } from '@libp2p/gossipsub'
+import type { Identify } from '@libp2p/identify'
+import type { KadDHT } from '@libp2p/kad-dht'
+import type { Ping } from '@libp2p/ping'
+import type { PeerDiscovery, PrivateKey } from '@libp2p/interface'
+
+export type EdgeServices = {
+  identify: Identify
+  ping: Ping
+  pubsub: GossipSub
+  dht: KadDHT
+}
+
+export type EdgeNode = Libp2p<EdgeServices>
+
+export interface NodeInit {
+  privateKey: PrivateKey
+  swarmKey: Uint8Array
+  listen: string[]
+  announce: string[]
+  bootstrap: string[]
+  mdns: boolean
+  /** Folder for the peer store and DHT records (survives restarts). */
+  datastorePath: string
+}
+
+/**
+ * Assembles the libp2p node: TCP + pnet + noise + yamux, identify, ping, gossipsub and kad-dht in
+ * server mode. Tuned for small swarms and for testnets of many peers on one IP (see
+ * ENVIRONMENT.md: every non-default value below was needed).
+ */
+export async function createNode (init: NodeInit): Promise<EdgeNode> {
+  const datastore = new LevelDatastore(init.datastorePath)
+  await datastore.open()
+  const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
+  if (init.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: init.bootstrap, timeout: 100 }))
+  if (init.mdns) peerDiscovery.push(mdns())
+  return await createLibp2p({
+    privateKey: init.privateKey,
+    datastore,
+    addresses: { listen: init.listen, announce: init.announce },
+    transports: [tcp()],
+    connectionProtector: preSharedKey({ psk: init.swarmKey }),
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    peerDiscovery,
+    connectionManager: {
+      maxConnections: 300,
+      // Testnets start many agents on one IP at once; the default (~5/s per IP) resets them.
+      inboundConnectionThreshold: 100,
+      maxIncomingPendingConnections: 50,
+      dialTimeout: 5000
+    },
+    connectionMonitor: { abortConnectionOnPingFailure: false },
+    services: {
+      identify: identify(),
+      ping: ping({ maxInboundStreams: 8, maxOutboundStreams: 8, timeout: 5000 }),
+      pubsub: gossipsub({
+        allowPublishToZeroTopicPeers: true,
+        floodPublish: true,
+        emitSelf: false,
+        D: 4,
+        Dlo: 2,
+        Dhi: 8,
+        heartbeatInterval: 700,
+        // Many peers on one IP (testnets) would otherwise be scored out of the mesh.
+        scoreParams: { IPColocationFactorWeight: 0 }
+      }),
+      dht: kadDHT({
+        clientMode: false,
+        peerInfoMapper: passthroughMapper,
+        protocol: '/edge/kad/1.0.0'
+      })
+    }
+  })
+}

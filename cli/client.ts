@@ -1,0 +1,186 @@
+import { Agent as HttpAgent, request } from 'node:http'
+import { UserError } from './errors.js'
+
+const keepAlive = new HttpAgent({ keepAlive: true, maxSockets: 64 })
+
+async function send (url: string, method: string, body: Uint8Array | string | undefined, timeoutMs: number): Promise<{ status: number, text: string }> {
+  return await new Promise((resolve, reject) => {
+    const req = request(url, {
+      method,
+      agent: keepAlive,
+      signal: AbortSignal.timeout(timeoutMs),
+      headers: {
+        'content-type': typeof body === 'string' ? 'application/json' : 'application/octet-stream',
+        'content-length': body === undefined ? 0 : Buffer.byteLength(body)
+      }
+    }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }) })
+      res.on('error', reject)
+    })
+    req.on('error', (err) => { reject(err.name === 'AbortError' ? Object.assign(new Error('timed out'), { name: 'TimeoutError' }) : err) })
+    req.end(body)
+  })
+}
+
+/** Typed client of the agent's HTTP API. The CLI talks to agents only through this. */
+
+export interface FunctionSpec {
+  name: string
+  version: number
+  runtime: string
+  sha256: string
+  size: number
+  memoryBytes: number
+  timeoutMs: number
+  deployedAt: number
+}
+
+export interface FunctionInfo {
+  name: string
+  version: number
+  sha256: string
+  runtime: string
+  size?: number
+  memoryBytes?: number
+  timeoutMs?: number
+  local: boolean
+  holders: string[]
+}
+
+export interface RuntimeInfo { kind: string, slots: number, busy: number, free?: number, queued?: number }
+
+export interface PeerInfo {
+  peerId: string
+  arch: string
+  platform: string
+  cpus: number
+  addrs: string[]
+  labels: Record<string, string>
+  runtimes: RuntimeInfo[]
+  queue: number
+  functions: string[]
+  rttMs?: number
+  advertAgeMs: number
+}
+
+export interface StatusInfo {
+  peerId: string
+  version: string
+  addrs: string[]
+  api: string
+  arch: string
+  platform: string
+  node: string
+  cpus: number
+  memTotal: number
+  memFree: number
+  rss: number
+  uptimeMs: number
+  labels: Record<string, string>
+  runtimes: RuntimeInfo[]
+  functions: Array<{ name: string, version: number, sha256: string }>
+  peers: number
+  connections: number
+  droppedMessages: number
+}
+
+export interface Attempt { peerId: string, outcome: string, message?: string }
+
+export interface InvokeResponse {
+  output: string
+  ranOn: string
+  local: boolean
+  warm: boolean
+  policy: string
+  function: { name: string, version: number, sha256: string }
+  timings: { queueMs: number, fetchMs: number, runMs: number, networkMs: number, totalMs: number }
+  attempts: Attempt[]
+  ranking?: { candidates: Array<{ peerId: string, local: boolean, reason: string }>, skipped: Array<{ peerId: string, reason: string }> }
+}
+
+export interface InvokeRequest {
+  input?: Uint8Array
+  params?: Record<string, unknown>
+  policy?: string
+  peer?: string
+  timeoutMs?: number
+  explain?: boolean
+}
+
+/** An error answer from the agent, with the wire code and the function's stderr if any. */
+export class ApiError extends UserError {
+  readonly status: number
+  readonly code: string
+  readonly stderr: string | undefined
+  readonly attempts: Attempt[] | undefined
+  constructor (status: number, body: { code?: string, message?: string, stderr?: string, attempts?: Attempt[] }) {
+    super(body.message ?? `agent answered HTTP ${status}`)
+    this.status = status
+    this.code = body.code ?? 'UNKNOWN'
+    this.stderr = body.stderr
+    this.attempts = body.attempts
+  }
+}
+
+export class AgentClient {
+  readonly url: string
+  readonly #timeoutMs: number
+
+  constructor (url: string, options: { timeoutMs?: number } = {}) {
+    this.url = url.replace(/\/+$/, '')
+    this.#timeoutMs = options.timeoutMs ?? 30_000
+  }
+
+  async #request<T> (method: string, path: string, body?: Uint8Array | string, timeoutMs = this.#timeoutMs): Promise<T> {
+    let res: { status: number, text: string }
+    try {
+      res = await send(this.url + path, method, body, timeoutMs)
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException
+      if (e.name === 'TimeoutError') throw new UserError(`the agent at ${this.url} did not answer within ${timeoutMs} ms`)
+      throw new UserError(`cannot reach an agent at ${this.url} (${e.code ?? e.message}): is it running? Start one with 'edge-agent start', or pick one with --agent URL or --node K`)
+    }
+    let json: unknown
+    try {
+      json = res.text === '' ? {} : JSON.parse(res.text)
+    } catch {
+      throw new UserError(`${this.url} answered with something that is not JSON: is it an edge agent?`)
+    }
+    if (res.status >= 400) throw new ApiError(res.status, (json as { error?: object }).error ?? {})
+    return json as T
+  }
+
+  async status (): Promise<StatusInfo> {
+    return await this.#request('GET', '/v1/status')
+  }
+
+  async peers (): Promise<PeerInfo[]> {
+    return (await this.#request<{ peers: PeerInfo[] }>('GET', '/v1/peers')).peers
+  }
+
+  async list (): Promise<FunctionInfo[]> {
+    return (await this.#request<{ functions: FunctionInfo[] }>('GET', '/v1/functions')).functions
+  }
+
+  async deploy (name: string, code: Uint8Array, options: { memory?: string, timeout?: string } = {}): Promise<{ function: FunctionSpec, holder: string }> {
+    const q = new URLSearchParams()
+    if (options.memory !== undefined) q.set('memory', options.memory)
+    if (options.timeout !== undefined) q.set('timeout', options.timeout)
+    const qs = q.size > 0 ? `?${q.toString()}` : ''
+    return await this.#request('PUT', `/v1/functions/${encodeURIComponent(name)}${qs}`, code, 120_000)
+  }
+
+  async delete (name: string): Promise<{ name: string, version: number }> {
+    return await this.#request('DELETE', `/v1/functions/${encodeURIComponent(name)}`)
+  }
+
+  async invoke (name: string, request: InvokeRequest = {}): Promise<InvokeResponse & { outputBytes: Uint8Array }> {
+    const { input, ...rest } = request
+    const body = JSON.stringify({ ...rest, ...(input !== undefined ? { input: Buffer.from(input).toString('base64') } : {}) })
+    const timeout = (request.timeoutMs ?? 30_000) + 5_000
+    const res = await this.#request<InvokeResponse>('POST', `/v1/functions/${encodeURIComponent(name)}/invoke`, body, timeout)
+    return { ...res, outputBytes: Buffer.from(res.output, 'base64') }
+  }
+}

@@ -1,0 +1,44 @@
+import { readFileSync, existsSync, statSync } from 'node:fs'
+import type { Command } from 'commander'
+import { UserError } from '../errors.js'
+import { clientFor, globals } from '../context.js'
+import { bytes, ms, printJson, shortId, table } from '../output.js'
+
+/** deploy, list, delete */
+export function registerFunctionCommands (program: Command): void {
+  program.command('deploy')
+    .description('deploy a WASI (preview1) module as function NAME')
+    .argument('<name>', 'function name (a-z, 0-9, . _ -)')
+    .argument('<file>', 'path to the .wasm module')
+    .option('--memory <size>', 'memory limit, e.g. 64MiB (default 64MiB)')
+    .option('--timeout <duration>', 'time limit per call, e.g. 5s (default 5s)')
+    .action(async (name: string, file: string, opts: { memory?: string, timeout?: string }, cmd: Command) => {
+      if (!existsSync(file) || !statSync(file).isFile()) throw new UserError(`no such file: ${file}`)
+      const code = readFileSync(file)
+      const res = await clientFor(cmd).deploy(name, code, opts)
+      if (globals(cmd).json === true) { printJson(res); return }
+      const f = res.function
+      process.stdout.write(`deployed ${f.name} v${f.version} (${bytes(f.size)}, sha256 ${f.sha256.slice(0, 12)}, memory ${bytes(f.memoryBytes)}, timeout ${ms(f.timeoutMs)}) on ${shortId(res.holder)}\n`)
+    })
+
+  program.command('list')
+    .alias('ls')
+    .description('functions known across the swarm')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const fns = await clientFor(cmd).list()
+      if (globals(cmd).json === true) { printJson(fns); return }
+      if (fns.length === 0) { process.stdout.write('no functions deployed (edge deploy NAME file.wasm)\n'); return }
+      process.stdout.write(table(['NAME', 'VERSION', 'RUNTIME', 'SIZE', 'MEMORY', 'TIMEOUT', 'HOLDERS', 'SHA256'],
+        fns.map(f => [f.name, String(f.version), f.runtime, bytes(f.size), bytes(f.memoryBytes), ms(f.timeoutMs), `${f.holders.length}${f.local ? ' (here)' : ''}`, f.sha256.slice(0, 12)])) + '\n')
+    })
+
+  program.command('delete')
+    .alias('rm')
+    .description('delete function NAME across the swarm')
+    .argument('<name>')
+    .action(async (name: string, _opts: unknown, cmd: Command) => {
+      const res = await clientFor(cmd).delete(name)
+      if (globals(cmd).json === true) { printJson(res); return }
+      process.stdout.write(`deleted ${res.name} (versions up to ${res.version})\n`)
+    })
+}

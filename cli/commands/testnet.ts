@@ -1,0 +1,118 @@
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import type { Command } from 'commander'
+import { AgentClient } from '../client.js'
+import { UserError } from '../errors.js'
+import { globals } from '../context.js'
+import { printJson, shortId, table } from '../output.js'
+import { summary } from './invoke.js'
+import { defaultTestnetHome, Testnet, up } from '../../testnet/index.js'
+import { isOurAgent } from '../../testnet/process.js'
+
+const EXAMPLES = fileURLToPath(new URL('../../../examples/', import.meta.url))
+
+function load (): Testnet {
+  const net = Testnet.load(defaultTestnetHome())
+  if (net === undefined) throw new UserError(`no testnet in ${defaultTestnetHome()}: start one with 'edge testnet up --peers N'`)
+  return net
+}
+
+function describe (net: Testnet): string {
+  return table(['NODE', 'PEER', 'PID', 'STATE', 'API', 'LOG'], net.agents.map(a => [
+    String(a.index), shortId(a.peerId), String(a.pid), isOurAgent(a.pid, a.dataDir) ? 'running' : 'stopped', a.api, a.logFile
+  ]))
+}
+
+function nodeIndex (net: Testnet, text: string): number {
+  const k = Number(text)
+  if (!Number.isInteger(k) || k < 1 || k > net.agents.length) throw new UserError(`node must be 1…${net.agents.length}`)
+  return k
+}
+
+async function demo (net: Testnet): Promise<void> {
+  const first = new AgentClient(net.agent(1).api)
+  const other = new AgentClient(net.agent(Math.min(2, net.agents.length)).api)
+  const code = readFileSync(`${EXAMPLES}primes/primes.wasm`)
+  const dep = await first.deploy('primes', code, { timeout: '10s' })
+  process.stdout.write(`\n$ edge --node 1 deploy primes examples/primes/primes.wasm\ndeployed primes v${dep.function.version} on node 1 (${shortId(dep.holder)})\n`)
+  const nodeOf = (peerId: string): string => `node ${net.agents.find(a => a.peerId === peerId)?.index ?? '?'}`
+  const k = Math.min(2, net.agents.length)
+  process.stdout.write(`\n$ edge --node ${k} invoke primes -p n:100000 --near\n`)
+  const res = await other.invoke('primes', { params: { n: 100000 }, policy: 'near' })
+  process.stdout.write(Buffer.from(res.outputBytes).toString('utf8'))
+  process.stdout.write(`${summary(res)}\n→ ran on ${nodeOf(res.ranOn)}\n`)
+  const again = await other.invoke('primes', { params: { n: 1000 }, policy: 'near' })
+  process.stdout.write(`\nagain: ${Buffer.from(again.outputBytes).toString('utf8').trim()} → ran on ${nodeOf(again.ranOn)} (${again.warm ? 'warm' : 'cold'}, total ${again.timings.totalMs.toFixed(2)} ms)\n`)
+}
+
+export function registerTestnetCommands (program: Command): void {
+  const testnet = program.command('testnet').description('a local swarm of agent processes on 127.0.0.1')
+
+  testnet.command('up')
+    .description('start N agents, wait until each sees all the others')
+    .requiredOption('--peers <n>', 'number of agents', (v) => Number(v))
+    .option('--demo', 'deploy the example function and invoke it with --near from another agent')
+    .option('--wasm-slots <n>', 'WASM slots per agent')
+    .action(async (opts: { peers: number, demo?: boolean, wasmSlots?: string }, cmd: Command) => {
+      if (!Number.isInteger(opts.peers) || opts.peers < 1 || opts.peers > 64) throw new UserError('--peers must be a number from 1 to 64')
+      const home = defaultTestnetHome()
+      const existing = Testnet.load(home)
+      if (existing !== undefined) {
+        if (existing.agents.some(a => isOurAgent(a.pid, a.dataDir))) throw new UserError(`a testnet is already running in ${home}: 'edge testnet down' first`)
+        await existing.down()
+      }
+      const started = Date.now()
+      const net = await up({
+        peers: opts.peers,
+        dir: home,
+        agentArgs: () => opts.wasmSlots !== undefined ? ['--wasm-slots', opts.wasmSlots] : [],
+        onProgress: (m) => { if (globals(cmd).json !== true) process.stderr.write(`${m}\n`) }
+      })
+      if (globals(cmd).json === true) printJson(net.state)
+      else {
+        process.stdout.write(`testnet of ${opts.peers} agents up in ${((Date.now() - started) / 1000).toFixed(1)} s; every agent sees the other ${opts.peers - 1}\n`)
+        process.stdout.write(describe(net) + '\n')
+        process.stdout.write('\ntalk to one with: edge --node K status | peers | list | deploy | invoke   (or edge --agent URL …)\n')
+        process.stdout.write('stop it with:     edge testnet down\n')
+      }
+      if (opts.demo === true) await demo(net)
+    })
+
+  testnet.command('status')
+    .description('the agents of the running testnet')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const net = load()
+      if (globals(cmd).json === true) { printJson(net.state); return }
+      process.stdout.write(describe(net) + '\n')
+    })
+
+  testnet.command('down')
+    .description('stop every agent and remove the testnet\'s files')
+    .action(async () => {
+      const net = Testnet.load(defaultTestnetHome())
+      if (net === undefined) { process.stdout.write('no testnet running\n'); return }
+      await net.down()
+      process.stdout.write(`stopped ${net.agents.length} agents, removed ${net.state.dir}\n`)
+    })
+
+  testnet.command('stop')
+    .description('stop agent K (SIGTERM, or SIGKILL with --kill), keeping its identity and data')
+    .argument('<k>')
+    .option('--kill', 'SIGKILL instead of SIGTERM, as in a crash')
+    .action(async (k: string, opts: { kill?: boolean }) => {
+      const net = load()
+      const i = nodeIndex(net, k)
+      await net.stop(i, { kill: opts.kill === true })
+      process.stdout.write(`agent ${i} stopped\n`)
+    })
+
+  testnet.command('start')
+    .description('start agent K again with the same identity and data')
+    .argument('<k>')
+    .action(async (k: string) => {
+      const net = load()
+      const i = nodeIndex(net, k)
+      const a = await net.start(i)
+      process.stdout.write(`agent ${i} running (pid ${a.pid}, api ${a.api})\n`)
+    })
+}

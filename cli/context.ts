@@ -1,0 +1,41 @@
+import type { Command } from 'commander'
+import { AgentClient } from './client.js'
+import { UserError } from './errors.js'
+import { defaultTestnetHome, Testnet } from '../testnet/index.js'
+
+export interface GlobalOptions {
+  agent?: string
+  node?: string
+  json?: boolean
+  debug?: boolean
+}
+
+export const DEFAULT_AGENT_URL = 'http://127.0.0.1:7070'
+
+/** Which agent the CLI talks to: --agent URL, --node K of the running testnet, or the local default. */
+export function resolveAgentUrl (opts: GlobalOptions): string {
+  if (opts.agent !== undefined && opts.node !== undefined) throw new UserError('use either --agent or --node, not both')
+  if (opts.agent !== undefined) {
+    try {
+      return new URL(opts.agent).toString()
+    } catch {
+      throw new UserError(`bad --agent URL '${opts.agent}': use e.g. http://127.0.0.1:7070`)
+    }
+  }
+  if (opts.node !== undefined) {
+    const k = Number(opts.node)
+    const net = Testnet.load(defaultTestnetHome())
+    if (net === undefined) throw new UserError(`--node ${opts.node}: no testnet is running (start one with 'edge testnet up --peers N')`)
+    if (!Number.isInteger(k) || k < 1 || k > net.agents.length) throw new UserError(`--node must be 1…${net.agents.length} for the running testnet`)
+    return net.agent(k).api
+  }
+  return process.env.EDGE_AGENT_URL ?? DEFAULT_AGENT_URL
+}
+
+export function globals (cmd: Command): GlobalOptions {
+  return cmd.optsWithGlobals<GlobalOptions>()
+}
+
+export function clientFor (cmd: Command): AgentClient {
+  return new AgentClient(resolveAgentUrl(globals(cmd)))
+}

@@ -1,0 +1,126 @@
+#!/usr/bin/env node
+import '../agent/polyfill.js'
+import { existsSync, readFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { Command, Option } from 'commander'
+import { checkNode, runCli } from './main.js'
+import { UserError } from './errors.js'
+
+checkNode()
+
+const {
+  createAgent, createPeerKey, defaultDataDir, newSwarmKey, parseLabels, readConfig, validateSwarmKey, writeConfig, writeSwarmKey, DEFAULT_API_PORT, SWARM_KEY_FILE
+} = await import('../agent/index.js')
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
+const port = (value: string): number => {
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UserError(`bad port '${value}'`)
+  return n
+}
+const positive = (value: string): number => {
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 0) throw new UserError(`expected a number, got '${value}'`)
+  return n
+}
+
+interface InitOptions { dataDir?: string, swarmKey?: string, listen?: string[], apiPort?: number, labels?: string, bootstrap?: string[], quiet?: boolean }
+
+async function init (opts: InitOptions): Promise<string> {
+  const dataDir = resolve(opts.dataDir ?? defaultDataDir())
+  const fresh = !existsSync(join(dataDir, 'config.json'))
+  await createPeerKey(dataDir)
+  const keyFile = join(dataDir, SWARM_KEY_FILE)
+  if (opts.swarmKey !== undefined) {
+    if (!existsSync(opts.swarmKey)) throw new UserError(`no such swarm key file: ${opts.swarmKey}`)
+    writeSwarmKey(dataDir, validateSwarmKey(readFileSync(opts.swarmKey), opts.swarmKey))
+  } else if (!existsSync(keyFile)) {
+    writeSwarmKey(dataDir, newSwarmKey())
+  }
+  writeConfig(dataDir, {
+    ...(opts.listen !== undefined ? { listen: opts.listen } : {}),
+    ...(opts.apiPort !== undefined ? { apiPort: opts.apiPort } : {}),
+    ...(opts.labels !== undefined ? { labels: parseLabels(opts.labels) } : {}),
+    ...(opts.bootstrap !== undefined ? { bootstrap: opts.bootstrap } : {})
+  })
+  if (opts.quiet !== true) {
+    process.stdout.write(`${fresh ? 'initialised' : 'updated'} agent in ${dataDir}\n`)
+    process.stdout.write(`swarm key: ${keyFile} (copy it to every device of this swarm, or pass it to their 'edge-agent init --swarm-key')\n`)
+  }
+  return dataDir
+}
+
+const program = new Command('edge-agent')
+  .description('the edge-agent daemon: one per device')
+  .option('--debug', 'print stack traces of unexpected errors')
+  .exitOverride()
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+
+program.command('init')
+  .description('create the data directory: config, a persisted Ed25519 peer identity, and a swarm key')
+  .option('--data-dir <dir>', 'data directory (default: ~/.edge-agent or $EDGE_AGENT_DATA_DIR)')
+  .option('--swarm-key <file>', 'join an existing swarm with its key instead of making a new one')
+  .option('--listen <multiaddr>', 'libp2p listen address (repeatable)', collect)
+  .option('--api-port <n>', `HTTP API port (default ${DEFAULT_API_PORT})`, port)
+  .option('--labels <k=v,...>', 'labels advertised to peers')
+  .option('--bootstrap <multiaddr>', 'peer to join through, with /p2p/<id> (repeatable)', collect)
+  .option('--quiet', 'print nothing on success')
+  .action(async (opts: InitOptions) => { await init(opts) })
+
+interface StartOptions { dataDir?: string, listen?: string[], announce?: string[], bootstrap?: string[], apiPort?: number, labels?: string, wasmSlots?: number, mdns: boolean }
+
+program.command('start')
+  .description('run the agent until SIGINT/SIGTERM')
+  .option('--data-dir <dir>', 'data directory (created on first start)')
+  .option('--listen <multiaddr>', 'libp2p listen address, e.g. /ip4/0.0.0.0/tcp/4001 (repeatable)', collect)
+  .option('--announce <multiaddr>', 'address to announce instead of the listen addresses (repeatable)', collect)
+  .option('--bootstrap <multiaddr>', 'peer to join through, with /p2p/<id> (repeatable)', collect)
+  .option('--api-port <n>', 'HTTP API port on 127.0.0.1 (0 = any free port)', port)
+  .option('--labels <k=v,...>', 'labels advertised to peers')
+  .option('--wasm-slots <n>', 'concurrent WASM calls (default: one per CPU, at least 2)', positive)
+  .addOption(new Option('--no-mdns', 'do not discover peers on the LAN with multicast DNS'))
+  .action(async (opts: StartOptions) => {
+    const dataDir = resolve(opts.dataDir ?? defaultDataDir())
+    if (!existsSync(join(dataDir, 'config.json'))) await init({ dataDir })
+    const stored = readConfig(dataDir)
+    const config = {
+      ...stored,
+      ...(opts.listen !== undefined ? { listen: opts.listen } : {}),
+      ...(opts.announce !== undefined ? { announce: opts.announce } : {}),
+      ...(opts.bootstrap !== undefined ? { bootstrap: opts.bootstrap } : {}),
+      ...(opts.apiPort !== undefined ? { apiPort: opts.apiPort } : {}),
+      ...(opts.labels !== undefined ? { labels: parseLabels(opts.labels) } : {}),
+      ...(opts.wasmSlots !== undefined ? { wasmSlots: opts.wasmSlots } : {}),
+      mdns: opts.mdns && stored.mdns
+    }
+    const agent = await createAgent(dataDir, config)
+    // One peer's failure must never take the agent down (e.g. NoValidAddressesError from a dial).
+    process.on('unhandledRejection', (reason) => {
+      process.stderr.write(`edge-agent: ignored unhandled rejection: ${(reason as Error)?.message ?? String(reason)}\n`)
+    })
+    let stopping = false
+    const shutdown = (signal: string): void => {
+      if (stopping) return
+      stopping = true
+      process.stdout.write(`${signal}: stopping\n`)
+      const force = setTimeout(() => { process.stderr.write('edge-agent: stop took too long, exiting\n'); process.exit(1) }, 10_000)
+      force.unref()
+      agent.stop().then(() => { process.exit(0) }, (err: Error) => { process.stderr.write(`edge-agent: error while stopping: ${err.message}\n`); process.exit(1) })
+    }
+    process.on('SIGINT', () => { shutdown('SIGINT') })
+    process.on('SIGTERM', () => { shutdown('SIGTERM') })
+    try {
+      await agent.start()
+    } catch (err) {
+      await agent.stop().catch(() => {})
+      throw err
+    }
+    process.stdout.write(`edge-agent ${agent.peerId}\n`)
+    for (const addr of agent.addrs()) process.stdout.write(`  listening ${addr}\n`)
+    process.stdout.write(`  api       ${agent.apiUrl}\n`)
+    process.stdout.write(`  data      ${dataDir}\n`)
+  })
+
+await runCli('edge-agent', async () => {
+  await program.parseAsync(process.argv)
+})

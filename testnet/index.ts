@@ -1,0 +1,185 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { AgentClient } from '../cli/client.js'
+import { isOurAgent, runAgentCommand, sleep, spawnAgent, stopAgent } from './process.js'
+
+/**
+ * A local swarm of N agent processes on 127.0.0.1: own data dirs and ports, one swarm key, all
+ * bootstrapped to the first. Used by `edge testnet` and by the integration tests alike.
+ */
+
+export interface TestnetAgent {
+  index: number
+  dataDir: string
+  logFile: string
+  pid: number
+  peerId: string
+  api: string
+  addrs: string[]
+}
+
+export interface TestnetState {
+  dir: string
+  createdAt: number
+  swarmKey: string
+  agents: TestnetAgent[]
+}
+
+export interface UpOptions {
+  peers: number
+  /** Folder for the state file, data dirs and logs; default: a new temp dir. */
+  dir?: string
+  /** Extra `edge-agent start` arguments per agent (index from 1). */
+  agentArgs?: (index: number) => string[]
+  /** Swarm key file for every agent, else one is made. */
+  swarmKey?: string
+  readyTimeoutMs?: number
+  onProgress?: (message: string) => void
+}
+
+export const STATE_FILE = 'testnet.json'
+
+/** Where `edge testnet` keeps the state of the user's testnet. */
+export function defaultTestnetHome (): string {
+  return process.env.EDGE_TESTNET_HOME ?? join(tmpdir(), `edge-testnet-${process.getuid?.() ?? 'user'}`)
+}
+
+interface RuntimeFile { pid: number, peerId: string, api: string, addrs: string[] }
+
+export class Testnet {
+  state: TestnetState
+
+  constructor (state: TestnetState) {
+    this.state = state
+  }
+
+  static load (dir: string): Testnet | undefined {
+    const file = join(dir, STATE_FILE)
+    if (!existsSync(file)) return undefined
+    return new Testnet(JSON.parse(readFileSync(file, 'utf8')) as TestnetState)
+  }
+
+  get agents (): TestnetAgent[] {
+    return this.state.agents
+  }
+
+  agent (k: number): TestnetAgent {
+    const a = this.state.agents[k - 1]
+    if (a === undefined) throw new RangeError(`no agent ${k} in this testnet (it has ${this.state.agents.length})`)
+    return a
+  }
+
+  client (k: number): AgentClient {
+    return new AgentClient(this.agent(k).api)
+  }
+
+  save (): void {
+    writeFileSync(join(this.state.dir, STATE_FILE), JSON.stringify(this.state, null, 2))
+  }
+
+  /** Starts agent k (again), with its identity and data, and waits until its API answers. */
+  async start (k: number, options: { agentArgs?: string[], timeoutMs?: number } = {}): Promise<TestnetAgent> {
+    const a = this.agent(k)
+    if (isOurAgent(a.pid, a.dataDir)) return a
+    const bootstrap = this.state.agents.filter(o => o.index !== k && isOurAgent(o.pid, o.dataDir)).slice(0, 3).flatMap(o => ['--bootstrap', loopbackAddr(o)])
+    rmSync(join(a.dataDir, 'agent.json'), { force: true })
+    const pid = spawnAgent(['--data-dir', a.dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--no-mdns', ...bootstrap, ...(options.agentArgs ?? [])], a.logFile)
+    const info = await waitForAgent(a.dataDir, pid, a.logFile, options.timeoutMs ?? 30_000)
+    Object.assign(a, { pid, peerId: info.peerId, api: info.api, addrs: info.addrs })
+    this.save()
+    return a
+  }
+
+  /** Stops agent k: SIGTERM (clean), or SIGKILL with `kill` (a crash). */
+  async stop (k: number, options: { kill?: boolean } = {}): Promise<void> {
+    const a = this.agent(k)
+    await stopAgent(a.pid, a.dataDir, options.kill === true ? 'SIGKILL' : 'SIGTERM')
+  }
+
+  /** Waits until every running agent sees every other running agent in its peer table. */
+  async waitForMesh (timeoutMs = 30_000): Promise<void> {
+    const running = this.state.agents.filter(a => isOurAgent(a.pid, a.dataDir))
+    const until = Date.now() + timeoutMs
+    let missing = ''
+    while (Date.now() < until) {
+      missing = ''
+      for (const a of running) {
+        const seen = new Set((await new AgentClient(a.api).peers().catch(() => [])).map(p => p.peerId))
+        const lacking = running.filter(o => o !== a && !seen.has(o.peerId))
+        if (lacking.length > 0) missing += ` agent ${a.index} lacks ${lacking.map(o => o.index).join(',')};`
+      }
+      if (missing === '') return
+      await sleep(200)
+    }
+    throw new Error(`testnet did not converge within ${timeoutMs} ms:${missing}`)
+  }
+
+  async down (): Promise<void> {
+    await Promise.all(this.state.agents.map(async (a) => { await stopAgent(a.pid, a.dataDir) }))
+    rmSync(this.state.dir, { recursive: true, force: true })
+  }
+}
+
+function loopbackAddr (a: TestnetAgent): string {
+  const addr = a.addrs.find(x => x.startsWith('/ip4/127.0.0.1/tcp/')) ?? a.addrs[0]
+  if (addr === undefined) throw new Error(`agent ${a.index} has no address`)
+  return addr.includes('/p2p/') ? addr : `${addr}/p2p/${a.peerId}`
+}
+
+async function waitForAgent (dataDir: string, pid: number, logFile: string, timeoutMs: number): Promise<RuntimeFile> {
+  const file = join(dataDir, 'agent.json')
+  const until = Date.now() + timeoutMs
+  while (Date.now() < until) {
+    if (!isOurAgent(pid, dataDir)) {
+      const log = existsSync(logFile) ? readFileSync(logFile, 'utf8').trim().split('\n').slice(-5).join('\n') : ''
+      throw new Error(`agent in ${dataDir} exited during start:\n${log}`)
+    }
+    if (existsSync(file)) {
+      try {
+        const info = JSON.parse(readFileSync(file, 'utf8')) as RuntimeFile
+        if (info.pid === pid) {
+          await new AgentClient(info.api, { timeoutMs: 2000 }).status()
+          return info
+        }
+      } catch {
+        // not written completely or API not up yet
+      }
+    }
+    await sleep(50)
+  }
+  throw new Error(`agent in ${dataDir} was not ready within ${timeoutMs} ms (log: ${logFile})`)
+}
+
+/** Starts N agents and waits until each sees all the others. Cleans up everything if it fails. */
+export async function up (options: UpOptions): Promise<Testnet> {
+  if (!Number.isInteger(options.peers) || options.peers < 1 || options.peers > 64) throw new RangeError('--peers must be between 1 and 64')
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'edge-testnet-'))
+  mkdirSync(dir, { recursive: true })
+  const progress = options.onProgress ?? (() => {})
+  const swarmKey = options.swarmKey ?? join(dir, 'swarm.key')
+  const state: TestnetState = { dir, createdAt: Date.now(), swarmKey, agents: [] }
+  const net = new Testnet(state)
+  try {
+    for (let k = 1; k <= options.peers; k++) {
+      const dataDir = join(dir, `agent-${k}`)
+      const keyArgs = k === 1 && options.swarmKey === undefined ? [] : ['--swarm-key', swarmKey]
+      await runAgentCommand(['init', '--data-dir', dataDir, ...keyArgs, '--quiet'])
+      if (k === 1 && options.swarmKey === undefined) writeFileSync(swarmKey, readFileSync(join(dataDir, 'swarm.key')), { mode: 0o600 })
+      state.agents.push({ index: k, dataDir, logFile: join(dir, `agent-${k}.log`), pid: 0, peerId: '', api: '', addrs: [] })
+    }
+    net.save()
+    // The first agent starts alone; the rest bootstrap to it, in parallel.
+    await net.start(1, { agentArgs: options.agentArgs?.(1) ?? [] })
+    progress(`agent 1 up: ${net.agent(1).peerId}`)
+    await Promise.all(state.agents.slice(1).map(async (a) => {
+      await net.start(a.index, { agentArgs: options.agentArgs?.(a.index) ?? [] })
+      progress(`agent ${a.index} up: ${a.peerId}`)
+    }))
+    await net.waitForMesh(options.readyTimeoutMs ?? 30_000)
+    return net
+  } catch (err) {
+    await net.down().catch(() => {})
+    throw err
+  }
+}
