@@ -1,0 +1,34 @@
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import type { FunctionSpec } from '../protocol/index.js'
+
+/** Paths resolve from dist/test/ back to the sources' folders. */
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+export const EDGE_BIN = fileURLToPath(new URL('../cli/edge.js', import.meta.url))
+
+export function fixture (name: string): Uint8Array {
+  return readFileSync(`${ROOT}test/fixtures/${name}.wasm`)
+}
+
+export function example (name: string): Uint8Array {
+  return readFileSync(`${ROOT}examples/${name}/${name}.wasm`)
+}
+
+export function specFor (name: string, code: Uint8Array, extra: Partial<FunctionSpec> = {}): FunctionSpec {
+  return {
+    name,
+    version: 1,
+    runtime: 'wasm',
+    sha256: createHash('sha256').update(code).digest('hex'),
+    size: code.byteLength,
+    memoryBytes: 64 * 1024 * 1024,
+    timeoutMs: 2000,
+    deployedAt: Date.now(),
+    ...extra
+  }
+}
+
+export function text (bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString('utf8')
+}

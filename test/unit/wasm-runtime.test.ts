@@ -1,0 +1,120 @@
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { WasmRuntime, applyMemoryLimit } from '../../runtimes/index.js'
+import { example, fixture, specFor, text } from '../helpers.js'
+
+const MiB = 1024 * 1024
+let rt: WasmRuntime
+
+before(async () => {
+  rt = new WasmRuntime({ slots: 2, maxQueue: 4 })
+  await rt.start()
+})
+after(async () => { await rt.stop() })
+
+async function prepared (name: string, code: Uint8Array, extra = {}): Promise<ReturnType<typeof specFor>> {
+  const spec = specFor(name, code, extra)
+  await rt.prepare(spec, code)
+  return spec
+}
+
+test('runs a WASI module with the input on stdin and returns stdout', async () => {
+  const spec = await prepared('echo', example('echo'))
+  const r = await rt.invoke(spec, Buffer.from('{"hello":"edge"}'))
+  assert.equal(text(r.output), '{"hello":"edge"}')
+  const again = await rt.invoke(spec, Buffer.from('x'))
+  assert.equal(again.warm, true)
+})
+
+test('runs a CPU-bound function', async () => {
+  const spec = await prepared('primes', example('primes'))
+  assert.equal(text((await rt.invoke(spec, Buffer.from('{"n": 10000}'))).output), '{"n":10000,"primes":1229}\n')
+})
+
+test('a call past its time limit is stopped, and the runtime carries on', async () => {
+  const spin = await prepared('spin', fixture('spin'), { timeoutMs: 300 })
+  const started = Date.now()
+  await assert.rejects(rt.invoke(spin, new Uint8Array(0)), { name: 'FunctionError', message: /timed out after 300 ms/ })
+  assert.ok(Date.now() - started < 5000)
+  const echo = await prepared('echo', example('echo'))
+  // Both slots must still work: run more calls than slots.
+  const results = await Promise.all([1, 2, 3, 4].map(async (i) => text((await rt.invoke(echo, Buffer.from(String(i)))).output)))
+  assert.deepEqual(results, ['1', '2', '3', '4'])
+  assert.equal(rt.capacity().busy, 0)
+})
+
+test('a trap is a FunctionError carrying the function\'s stderr', async () => {
+  const spec = await prepared('trap', fixture('trap'))
+  await assert.rejects(rt.invoke(spec, new Uint8Array(0)), (err: Error & { stderr: string }) => {
+    assert.equal(err.name, 'FunctionError')
+    assert.match(err.message, /trap: unreachable/)
+    assert.equal(err.stderr, 'about to trap\n')
+    return true
+  })
+})
+
+test('a non-zero exit is a FunctionError with the exit code and stderr', async () => {
+  const spec = await prepared('fail', fixture('fail'))
+  await assert.rejects(rt.invoke(spec, new Uint8Array(0)), (err: Error & { stderr: string, exitCode: number }) => {
+    assert.match(err.message, /exited with code 3/)
+    assert.equal(err.exitCode, 3)
+    assert.equal(err.stderr, 'bad input: nothing to do\n')
+    return true
+  })
+})
+
+test('a module without a declared maximum is capped at the memory limit', async () => {
+  const small = await prepared('hog', fixture('hog'), { memoryBytes: 16 * MiB })
+  const got = Number(text((await rt.invoke(small, new Uint8Array(0))).output))
+  assert.ok(got > 0 && got < 16, `allocated ${got} MiB under a 16 MiB limit`)
+  const large = await prepared('hog', fixture('hog'), { memoryBytes: 48 * MiB, sha256: 'f'.repeat(64) })
+  const more = Number(text((await rt.invoke(large, new Uint8Array(0))).output))
+  assert.ok(more > 16 && more < 48, `allocated ${more} MiB under a 48 MiB limit`)
+})
+
+test('a declared maximum above the limit is refused at prepare', async () => {
+  const code = fixture('bigmax')
+  await assert.rejects(rt.prepare(specFor('bigmax', code, { memoryBytes: 64 * MiB }), code), {
+    name: 'InvalidModuleError', message: /declares up to 1024 MiB of memory, above the limit of 64 MiB/
+  })
+  await rt.prepare(specFor('bigmax', code, { memoryBytes: 1024 * MiB }), code)
+})
+
+test('malformed and non-WASI modules are refused with a clear message', async () => {
+  const junk = Buffer.from('definitely not wasm')
+  await assert.rejects(rt.prepare(specFor('junk', junk), junk), { name: 'InvalidModuleError', message: /not a WebAssembly module/ })
+  const truncated = example('echo').subarray(0, 100)
+  await assert.rejects(rt.prepare(specFor('cut', truncated), truncated), { name: 'InvalidModuleError' })
+  // (module (import "env" "f" (func)) (memory (export "memory") 1) (func (export "_start")))
+  const foreign = Uint8Array.from([0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 2, 9, 1, 3, 101, 110, 118, 1, 102, 0, 0, 3, 2, 1, 0, 5, 3, 1, 0, 1, 7, 19, 2, 6, 109, 101, 109, 111, 114, 121, 2, 0, 6, 95, 115, 116, 97, 114, 116, 0, 1, 10, 4, 1, 2, 0, 11])
+  await assert.rejects(rt.prepare(specFor('foreign', foreign), foreign), { name: 'InvalidModuleError', message: /imports env\.f/ })
+})
+
+test('when every slot is busy, a call that may not queue gets BusyError at once', async () => {
+  const sleep = await prepared('sleep', fixture('sleep'))
+  const running = [rt.invoke(sleep, Buffer.from('400')), rt.invoke(sleep, Buffer.from('400'))]
+  await new Promise(resolve => setTimeout(resolve, 50))
+  assert.equal(rt.capacity().busy, 2)
+  await assert.rejects(rt.invoke(sleep, Buffer.from('1'), { queue: false }), { name: 'BusyError' })
+  const queued = rt.invoke(sleep, Buffer.from('1'))
+  assert.equal(rt.capacity().queued, 1)
+  await Promise.all([...running, queued])
+})
+
+test('a queued call gives up when its deadline passes', async () => {
+  const sleep = await prepared('sleep', fixture('sleep'))
+  const running = [rt.invoke(sleep, Buffer.from('300')), rt.invoke(sleep, Buffer.from('300'))]
+  await assert.rejects(rt.invoke(sleep, Buffer.from('1'), { signal: AbortSignal.timeout(50) }), { name: 'DeadlineExceededError' })
+  await Promise.all(running)
+  assert.equal(rt.capacity().queued, 0)
+})
+
+test('applyMemoryLimit writes a maximum into an unbounded memory and leaves bounded ones alone', () => {
+  const patched = applyMemoryLimit(example('echo'), 8 * MiB)
+  assert.equal(patched.patched, true)
+  assert.equal(patched.memory.maxPages, 128)
+  assert.ok(WebAssembly.validate(patched.code as Uint8Array<ArrayBuffer>))
+  const again = applyMemoryLimit(patched.code, 8 * MiB)
+  assert.equal(again.patched, false)
+  assert.throws(() => applyMemoryLimit(Buffer.from('nope nope'), MiB), { name: 'InvalidModuleError', message: /bad magic/ })
+})

@@ -1,0 +1,86 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { encode as cborEncode } from 'cbor-x'
+import {
+  decode, encode, MAX_GOSSIP_BYTES, validateAdvert, validateAnnouncement, validateInvokeRequest, validateInvokeResponse,
+  WIRE_VERSION, type Advert
+} from '../../protocol/index.js'
+
+function advert (extra: Partial<Advert> = {}): Advert {
+  return {
+    v: WIRE_VERSION,
+    type: 'advert',
+    peerId: '12D3KooWExample',
+    addrs: ['/ip4/127.0.0.1/tcp/4001'],
+    arch: 'arm64',
+    platform: 'linux',
+    cpus: 4,
+    memTotal: 4e9,
+    memFree: 2e9,
+    runtimes: [{ kind: 'wasm', slots: 4, busy: 1 }],
+    queue: 0,
+    labels: { site: 'lab' },
+    warm: [],
+    functions: [{ name: 'echo', version: 2, sha256: 'a'.repeat(64) }],
+    seq: 7,
+    sentAt: 1_700_000_000_000,
+    ...extra
+  }
+}
+
+test('an advert survives encoding and validation unchanged', () => {
+  const a = advert()
+  assert.deepEqual(validateAdvert(decode(encode(a), MAX_GOSSIP_BYTES)), a)
+})
+
+test('a typical advert is far below the gossip size limit', () => {
+  const many = Array.from({ length: 100 }, (_, i) => ({ name: `fn-${i}`, version: 1, sha256: 'b'.repeat(64) }))
+  assert.ok(encode(advert({ functions: many })).byteLength < MAX_GOSSIP_BYTES)
+})
+
+test('an advert of another wire version is refused', () => {
+  assert.throws(() => validateAdvert({ ...advert(), v: 2 }), { name: 'InvalidMessageError', message: /unsupported version 2/ })
+})
+
+test('an advert with a bad field is refused, naming the field', () => {
+  assert.throws(() => validateAdvert({ ...advert(), cpus: -1 }), { name: 'InvalidMessageError', message: /cpus/ })
+  assert.throws(() => validateAdvert({ ...advert(), runtimes: [{ kind: 'jvm', slots: 1, busy: 0 }] }), { message: /unknown runtime/ })
+  assert.throws(() => validateAdvert({ ...advert(), functions: [{ name: 'Bad Name', version: 1, sha256: 'a'.repeat(64) }] }), { message: /functions\[0\]\.name/ })
+  assert.throws(() => validateAdvert({ ...advert(), labels: { k: 5 } }), { message: /labels/ })
+  assert.throws(() => validateAdvert('not a map'), { name: 'InvalidMessageError' })
+})
+
+test('unknown fields are dropped, not passed on', () => {
+  const v = validateAdvert({ ...advert(), evil: { deep: true } }) as unknown as Record<string, unknown>
+  assert.equal(v.evil, undefined)
+})
+
+test('an oversize message is refused before it is parsed', () => {
+  const big = new Uint8Array(MAX_GOSSIP_BYTES + 1)
+  assert.throws(() => decode(big, MAX_GOSSIP_BYTES), { name: 'MessageTooLargeError' })
+})
+
+test('malformed CBOR is an InvalidMessageError, not a crash', () => {
+  assert.throws(() => decode(Uint8Array.from([0xbf, 0x61]), MAX_GOSSIP_BYTES), { name: 'InvalidMessageError' })
+  assert.throws(() => decode(Uint8Array.from([0xff, 0xff, 0xff]), MAX_GOSSIP_BYTES), { name: 'InvalidMessageError' })
+})
+
+test('byte strings decode as bytes, as any CBOR peer would send them', () => {
+  const request = { v: 1, type: 'invoke', id: 1, fn: { name: 'echo', version: 1, runtime: 'wasm', sha256: 'c'.repeat(64), size: 10, memoryBytes: 65536 * 16, timeoutMs: 1000, deployedAt: 1 }, input: Buffer.from('hi'), deadlineMs: 1000, holders: [] }
+  const decoded = validateInvokeRequest(decode(cborEncode(request), 1 << 20))
+  assert.equal(Buffer.from(decoded.input).toString(), 'hi')
+})
+
+test('invoke responses validate both results and failures', () => {
+  const ok = validateInvokeResponse({ v: 1, type: 'result', id: 3, output: Buffer.from('x'), warm: true, timings: { queueMs: 0, fetchMs: 0, runMs: 1.5 } })
+  assert.equal(ok.type, 'result')
+  const failed = validateInvokeResponse({ v: 1, type: 'error', id: 3, code: 'BUSY', message: 'all slots busy' })
+  assert.equal(failed.type === 'error' && failed.code, 'BUSY')
+  assert.throws(() => validateInvokeResponse({ v: 1, type: 'result', id: 3, output: 'not bytes', warm: true, timings: {} }), { name: 'InvalidMessageError' })
+})
+
+test('announcements of deploy and delete validate', () => {
+  const del = validateAnnouncement({ v: 1, type: 'delete', name: 'echo', version: 3, by: 'peer', at: 1 })
+  assert.equal(del.type, 'delete')
+  assert.throws(() => validateAnnouncement({ v: 1, type: 'deploy', fn: {}, holder: 'p', at: 1 }), { name: 'InvalidMessageError' })
+})
