@@ -207,11 +207,9 @@ export class Agent {
       timeoutMs,
       deployedAt: Date.now()
     }
-    // Different limits mean a different compiled module: drop the old one first.
-    if (current?.sha256 === sha256) this.runtime.release(sha256)
     await this.runtime.prepare(spec, code)
     const { replaced } = this.registry.hold(spec, code)
-    if (replaced !== undefined && replaced.sha256 !== spec.sha256) this.runtime.release(replaced.sha256)
+    if (replaced !== undefined && !this.registry.holdsCode(replaced.sha256)) this.runtime.release(replaced.sha256)
     await this.#announcements.announce({ v: WIRE_VERSION, type: 'deploy', fn: spec, holder: this.peerId, at: Date.now() })
     void this.#adverts.publish()
     log('deployed %s v%d (%s, %d bytes)', name, spec.version, sha256.slice(0, 12), code.byteLength)
@@ -229,7 +227,7 @@ export class Agent {
 
   #dropFunction (name: string, version: number): void {
     const dropped = this.registry.tombstone(name, version)
-    if (dropped !== undefined) this.runtime.release(dropped.sha256)
+    if (dropped !== undefined && !this.registry.holdsCode(dropped.sha256)) this.runtime.release(dropped.sha256)
   }
 
   #onAnnouncement (a: FunctionAnnouncement): void {

@@ -11,6 +11,10 @@ export function sha256Hex (data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex')
 }
 
+function key (f: { name: string, version: number }): string {
+  return `${f.name}@${f.version}`
+}
+
 /** What this agent knows of one function, from its own store, announcements and adverts. */
 export interface KnownFunction {
   ref: FunctionRef
@@ -40,6 +44,7 @@ export function newer (a: { version: number, deployedAt?: number }, b: { version
 export class FunctionRegistry {
   readonly #dir: string
   readonly #local = new Map<string, FunctionSpec>()
+  /** Full specs known, by `name@version` (several names may share one artifact). */
   readonly #specs = new Map<string, FunctionSpec>()
   /** name → peerId → ref, from each peer's latest advert. */
   readonly #advertised = new Map<string, Map<string, FunctionRef>>()
@@ -62,7 +67,7 @@ export class FunctionRegistry {
       for (const spec of index.functions) {
         if (existsSync(this.codePath(spec.sha256))) {
           this.#local.set(spec.name, spec)
-          this.#specs.set(spec.sha256, spec)
+          this.#specs.set(key(spec), spec)
         }
       }
       for (const [name, version] of Object.entries(index.tombstones ?? {})) this.#tombstones.set(name, version)
@@ -95,16 +100,26 @@ export class FunctionRegistry {
     writeFileSync(tmp, code)
     renameSync(tmp, file)
     this.#local.set(spec.name, spec)
-    this.#specs.set(spec.sha256, spec)
-    if (current !== undefined && current.sha256 !== spec.sha256) rmSync(this.codePath(current.sha256), { force: true })
+    this.#specs.set(key(spec), spec)
+    if (current !== undefined) this.#removeCodeIfUnused(current.sha256)
     this.#save()
     return { replaced: current }
+  }
+
+  /** True if some function held here uses this code (several names may share one artifact). */
+  holdsCode (sha256: string): boolean {
+    for (const spec of this.#local.values()) if (spec.sha256 === sha256) return true
+    return false
+  }
+
+  #removeCodeIfUnused (sha256: string): void {
+    if (!this.holdsCode(sha256)) rmSync(this.codePath(sha256), { force: true })
   }
 
   /** Records a full spec learned from an announcement (no code). */
   learn (spec: FunctionSpec): void {
     if (this.isDeleted(spec.name, spec.version)) return
-    this.#specs.set(spec.sha256, spec)
+    this.#specs.set(key(spec), spec)
   }
 
   /** Marks every version ≤ `version` of `name` deleted; returns the local spec that was dropped. */
@@ -114,11 +129,11 @@ export class FunctionRegistry {
     let dropped: FunctionSpec | undefined
     if (local !== undefined && local.version <= version) {
       this.#local.delete(name)
-      rmSync(this.codePath(local.sha256), { force: true })
+      this.#removeCodeIfUnused(local.sha256)
       dropped = local
     }
-    for (const [sha, spec] of this.#specs) {
-      if (spec.name === name && spec.version <= version) this.#specs.delete(sha)
+    for (const [k, spec] of this.#specs) {
+      if (spec.name === name && spec.version <= version) this.#specs.delete(k)
     }
     this.#save()
     return dropped
@@ -150,13 +165,16 @@ export class FunctionRegistry {
     return [...this.#local.values()]
   }
 
-  specBySha (sha256: string): FunctionSpec | undefined {
-    return this.#specs.get(sha256)
+  /** The spec of `name` whose code is `sha256`, if known. */
+  specOf (name: string, sha256: string): FunctionSpec | undefined {
+    const local = this.#local.get(name)
+    if (local?.sha256 === sha256) return local
+    for (const spec of this.#specs.values()) if (spec.name === name && spec.sha256 === sha256) return spec
+    return undefined
   }
 
   async readCode (sha256: string): Promise<Uint8Array | undefined> {
-    const spec = this.#specs.get(sha256)
-    if (spec === undefined || this.#local.get(spec.name)?.sha256 !== sha256) return undefined
+    if (!this.holdsCode(sha256)) return undefined
     try {
       return await readFile(this.codePath(sha256))
     } catch {
@@ -187,14 +205,14 @@ export class FunctionRegistry {
       const current = out.get(ref.name)
       if (current !== undefined && current.ref.sha256 === ref.sha256) return current
       if (current !== undefined && !newer({ version: ref.version, deployedAt }, { version: current.ref.version, deployedAt: current.spec?.deployedAt })) return undefined
-      const entry: KnownFunction = { ref: { name: ref.name, version: ref.version, sha256: ref.sha256 }, spec: this.#specs.get(ref.sha256), holders: new Set(), local: false }
+      const entry: KnownFunction = { ref: { name: ref.name, version: ref.version, sha256: ref.sha256 }, spec: this.#specs.get(key(ref)), holders: new Set(), local: false }
       out.set(ref.name, entry)
       return entry
     }
     for (const spec of this.#local.values()) consider(spec, spec.deployedAt)
     for (const spec of this.#specs.values()) consider(spec, spec.deployedAt)
     for (const byPeer of this.#advertised.values()) {
-      for (const ref of byPeer.values()) consider(ref, this.#specs.get(ref.sha256)?.deployedAt)
+      for (const ref of byPeer.values()) consider(ref, this.#specs.get(key(ref))?.deployedAt)
     }
     for (const entry of out.values()) {
       entry.local = this.#local.get(entry.ref.name)?.sha256 === entry.ref.sha256

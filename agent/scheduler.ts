@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises'
 import { logger } from '@libp2p/logger'
 import {
   BadRequestError, BusyError, DeadlineExceededError, FunctionNotFoundError, RuntimeKind,
@@ -158,7 +157,7 @@ export class Scheduler {
   /** The full spec (limits) of a function known only by reference: fetch it with the code. */
   async #specFor (known: KnownFunction, signal: AbortSignal): Promise<FunctionSpec> {
     if (known.spec !== undefined) return known.spec
-    const fetched = await this.#init.fetcher.fetch(known.ref.sha256, [...known.holders], { signal })
+    const fetched = await this.#init.fetcher.fetch(known.ref.name, known.ref.sha256, [...known.holders], { signal })
     this.#hold(fetched.spec, fetched.code)
     return fetched.spec
   }
@@ -166,15 +165,14 @@ export class Scheduler {
   /** Makes the code ready to run here, fetching it from holders if needed; returns ms spent fetching. */
   async #ensureLocal (spec: FunctionSpec, holders: string[], signal: AbortSignal): Promise<number> {
     const { runtime, registry, fetcher } = this.#init
-    if (runtime.isPrepared(spec.sha256)) return 0
+    if (runtime.isPrepared(spec)) return 0
     const started = performance.now()
     let p = this.#preparing.get(spec.sha256)
     if (p === undefined) {
       p = (async () => {
         let code = await registry.readCode(spec.sha256)
-        if (code === undefined && registry.localSpec(spec.name)?.sha256 === spec.sha256) code = await readFile(registry.codePath(spec.sha256)).catch(() => undefined)
         if (code === undefined) {
-          const fetched = await fetcher.fetch(spec.sha256, holders, { signal })
+          const fetched = await fetcher.fetch(spec.name, spec.sha256, holders, { signal })
           code = fetched.code
           this.#hold(fetched.spec, code)
         }
@@ -188,7 +186,7 @@ export class Scheduler {
 
   #hold (spec: FunctionSpec, code: Uint8Array): void {
     const { replaced } = this.#init.registry.hold(spec, code)
-    if (replaced !== undefined && replaced.sha256 !== spec.sha256) this.#init.runtime.release(replaced.sha256)
+    if (replaced !== undefined && !this.#init.registry.holdsCode(replaced.sha256)) this.#init.runtime.release(replaced.sha256)
   }
 
   #selfView (known: KnownFunction): CandidateView {

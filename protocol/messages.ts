@@ -117,6 +117,8 @@ export type InvokeResponse = InvokeResult | InvokeFailure
 export interface FetchRequest {
   v: number
   type: 'fetch'
+  /** The function whose code is wanted: the answer carries its spec. */
+  name: string
   sha256: string
 }
 

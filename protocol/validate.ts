@@ -191,7 +191,7 @@ export function validateInvokeResponse (value: unknown): InvokeResponse {
 
 export function validateFetchRequest (value: unknown): FetchRequest {
   const o = header(value, 'fetch')
-  return { v: WIRE_VERSION, type: 'fetch', sha256: str(o.sha256, 'sha256', 64, SHA256) }
+  return { v: WIRE_VERSION, type: 'fetch', name: str(o.name, 'name', 63, FUNCTION_NAME), sha256: str(o.sha256, 'sha256', 64, SHA256) }
 }
 
 export function validateFetchHeader (value: unknown): FetchHeader {

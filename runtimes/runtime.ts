@@ -31,9 +31,11 @@ export interface Runtime {
   stop(): Promise<void>
   /** Checks and compiles code for a function; throws InvalidModuleError with a message for the deployer. */
   prepare(spec: FunctionSpec, code: Uint8Array): Promise<void>
-  isPrepared(sha256: string): boolean
-  /** sha256 of every prepared function. */
+  /** Ready to run with this spec's code and limits. */
+  isPrepared(spec: FunctionSpec): boolean
+  /** sha256 of every prepared artifact. */
   prepared(): string[]
+  /** Drops every compiled variant of this code. */
   release(sha256: string): void
   invoke(spec: FunctionSpec, input: Uint8Array, options?: RunOptions): Promise<RunResult>
   capacity(): RuntimeCapacityInfo

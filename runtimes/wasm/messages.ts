@@ -1,8 +1,8 @@
 /** Messages between the pool and its worker threads (in-process, not on the wire). */
 export type ToWorker =
-  | { type: 'load', sha256: string, module: WebAssembly.Module }
-  | { type: 'unload', sha256: string }
-  | { type: 'run', id: number, sha256: string, name: string, input: Uint8Array, env: Record<string, string>, maxOutputBytes: number }
+  | { type: 'load', key: string, module: WebAssembly.Module }
+  | { type: 'unload', key: string }
+  | { type: 'run', id: number, key: string, name: string, input: Uint8Array, env: Record<string, string>, maxOutputBytes: number }
 
 export type FromWorker =
   | { type: 'done', id: number, ok: true, exitCode: number, stdout: Uint8Array, stderr: string }

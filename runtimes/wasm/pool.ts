@@ -64,6 +64,11 @@ class Slot {
   }
 }
 
+/** The same code under different memory limits compiles to different modules. */
+function variant (spec: FunctionSpec): string {
+  return `${spec.sha256}:${spec.memoryBytes}`
+}
+
 interface Compiled {
   spec: FunctionSpec
   module: WebAssembly.Module
@@ -112,7 +117,7 @@ export class WasmRuntime implements Runtime {
   }
 
   async prepare (spec: FunctionSpec, code: Uint8Array): Promise<void> {
-    if (this.#compiled.has(spec.sha256)) return
+    if (this.#compiled.has(variant(spec))) return
     const limited = applyMemoryLimit(code, spec.memoryBytes)
     let module: WebAssembly.Module
     try {
@@ -134,21 +139,24 @@ export class WasmRuntime implements Runtime {
       throw new InvalidModuleError('module does not export its memory, which WASI needs')
     }
     if (limited.patched) log('%s: no declared maximum memory, capped at %d pages', spec.name, limited.memory.maxPages)
-    this.#compiled.set(spec.sha256, { spec, module })
+    this.#compiled.set(variant(spec), { spec, module })
   }
 
-  isPrepared (sha256: string): boolean {
-    return this.#compiled.has(sha256)
+  isPrepared (spec: FunctionSpec): boolean {
+    return this.#compiled.has(variant(spec))
   }
 
   prepared (): string[] {
-    return [...this.#compiled.keys()]
+    return [...new Set([...this.#compiled.values()].map(c => c.spec.sha256))]
   }
 
   release (sha256: string): void {
-    if (!this.#compiled.delete(sha256)) return
-    for (const slot of this.#all) {
-      if (slot.loaded.delete(sha256)) slot.post({ type: 'unload', sha256 })
+    for (const [key, c] of this.#compiled) {
+      if (c.spec.sha256 !== sha256) continue
+      this.#compiled.delete(key)
+      for (const slot of this.#all) {
+        if (slot.loaded.delete(key)) slot.post({ type: 'unload', key })
+      }
     }
   }
 
@@ -157,18 +165,19 @@ export class WasmRuntime implements Runtime {
   }
 
   async invoke (spec: FunctionSpec, input: Uint8Array, options: RunOptions = {}): Promise<RunResult> {
-    const compiled = this.#compiled.get(spec.sha256)
+    const key = variant(spec)
+    const compiled = this.#compiled.get(key)
     if (compiled === undefined) throw new FunctionNotFoundError(`function ${spec.name} (${spec.sha256.slice(0, 12)}) is not prepared on this agent`)
     const queuedAt = performance.now()
     const slot = await this.#acquire(options)
     const startedAt = performance.now()
-    const warm = slot.loaded.has(spec.sha256)
+    const warm = slot.loaded.has(key)
     try {
       if (!warm) {
-        slot.post({ type: 'load', sha256: spec.sha256, module: compiled.module })
-        slot.loaded.add(spec.sha256)
+        slot.post({ type: 'load', key, module: compiled.module })
+        slot.loaded.add(key)
       }
-      const result = await this.#run(slot, spec, input, options.signal)
+      const result = await this.#run(slot, key, spec, input, options.signal)
       const runMs = performance.now() - startedAt
       if (!result.ok) {
         throw new FunctionError(`function ${spec.name} failed: ${result.error}`, { stderr: result.stderr })
@@ -182,7 +191,7 @@ export class WasmRuntime implements Runtime {
     }
   }
 
-  async #run (slot: Slot, spec: FunctionSpec, input: Uint8Array, signal?: AbortSignal): Promise<FromWorker> {
+  async #run (slot: Slot, key: string, spec: FunctionSpec, input: Uint8Array, signal?: AbortSignal): Promise<FromWorker> {
     const id = this.#nextId++
     return await new Promise<FromWorker>((resolve, reject) => {
       const kill = (err: Error): void => {
@@ -206,7 +215,7 @@ export class WasmRuntime implements Runtime {
         reject: (e) => { done(); reject(e) }
       }
       if (signal?.aborted === true) { onAbort(); return }
-      slot.post({ type: 'run', id, sha256: spec.sha256, name: spec.name, input, env: {}, maxOutputBytes: MAX_IO_BYTES })
+      slot.post({ type: 'run', id, key, name: spec.name, input, env: {}, maxOutputBytes: MAX_IO_BYTES })
     })
   }
 

@@ -106,10 +106,10 @@ if (port == null) throw new Error('worker.js must run in a worker thread')
 port.on('message', (msg: ToWorker) => {
   switch (msg.type) {
     case 'load':
-      modules.set(msg.sha256, msg.module)
+      modules.set(msg.key, msg.module)
       break
     case 'unload':
-      modules.delete(msg.sha256)
+      modules.delete(msg.key)
       break
     case 'run':
       port.postMessage(run(msg))
@@ -118,7 +118,7 @@ port.on('message', (msg: ToWorker) => {
 })
 
 function run (msg: Extract<ToWorker, { type: 'run' }>): FromWorker {
-  const module = modules.get(msg.sha256)
+  const module = modules.get(msg.key)
   if (module === undefined) return { type: 'done', id: msg.id, ok: false, error: 'module not loaded in worker', stdout: new Uint8Array(0), stderr: '' }
   const wasi = new WASI({ version: 'preview1', args: [msg.name], env: msg.env, returnOnExit: true })
   const c: Call = {

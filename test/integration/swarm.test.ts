@@ -1,0 +1,213 @@
+import '../../agent/polyfill.js'
+import { describe, test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { up, type Testnet } from '../../testnet/index.js'
+import { runAgentCommand, spawnAgent, stopAgent, sleep } from '../../testnet/process.js'
+import { AgentClient, ApiError } from '../../cli/client.js'
+import { example, fixture, eventually, text } from '../helpers.js'
+
+/**
+ * A real testnet: three agent processes on 127.0.0.1 talking libp2p over TCP, driven through
+ * their HTTP APIs exactly as the CLI does. Agent 2 has a single WASM slot, to saturate it.
+ */
+describe('a swarm of three agents', () => {
+  let net: Testnet
+  let a1: AgentClient, a2: AgentClient, a3: AgentClient
+
+  before(async () => {
+    net = await up({ peers: 3, agentArgs: (k) => k === 2 ? ['--wasm-slots', '1'] : ['--wasm-slots', '2'] })
+    ;[a1, a2, a3] = [net.client(1), net.client(2), net.client(3)]
+  })
+  after(async () => { await net?.down() })
+
+  test('every agent sees the others with their capacity, and itself in status', async () => {
+    const peers = await a1.peers()
+    assert.deepEqual(peers.map(p => p.peerId).sort(), [net.agent(2).peerId, net.agent(3).peerId].sort())
+    const two = peers.find(p => p.peerId === net.agent(2).peerId)
+    assert.equal(two?.runtimes[0]?.kind, 'wasm')
+    assert.equal(two?.runtimes[0]?.slots, 1)
+    assert.equal(two?.arch, process.arch)
+    assert.ok((two?.advertAgeMs ?? Infinity) < 3500)
+    await eventually(async () => (await a1.peers()).every(p => p.rttMs !== undefined), 10_000, 'RTTs')
+    const status = await a1.status()
+    assert.equal(status.peerId, net.agent(1).peerId)
+    assert.equal(status.peers, 2)
+  })
+
+  test('deploy then invoke runs locally on the deploying agent', async () => {
+    const dep = await a1.deploy('echo', example('echo'), { memory: '32MiB', timeout: '2s' })
+    assert.equal(dep.function.version, 1)
+    assert.equal(dep.function.memoryBytes, 32 * 1024 * 1024)
+    const res = await a1.invoke('echo', { params: { hello: 'edge' } })
+    assert.equal(text(res.outputBytes), '{"hello":"edge"}')
+    assert.equal(res.ranOn, net.agent(1).peerId)
+    assert.equal(res.local, true)
+    assert.equal(res.timings.fetchMs, 0)
+  })
+
+  test('every agent lists the deployed function with its holder', async () => {
+    for (const c of [a2, a3]) {
+      const fn = await eventually(async () => (await c.list()).find(f => f.name === 'echo'), 10_000, 'echo in list')
+      assert.deepEqual(fn.holders, [net.agent(1).peerId])
+    }
+  })
+
+  test('--near from another agent runs on the nearest holder', async () => {
+    await a1.deploy('primes', example('primes'))
+    await eventually(async () => (await a3.list()).some(f => f.name === 'primes' && f.holders.length > 0), 10_000, 'primes known on 3')
+    const res = await a3.invoke('primes', { params: { n: 10000 }, policy: 'near' })
+    assert.equal(text(res.outputBytes), '{"n":10000,"primes":1229}\n')
+    assert.equal(res.ranOn, net.agent(1).peerId, 'the only holder is the nearest place that has it')
+    assert.equal(res.local, false)
+    assert.equal(res.policy, 'near')
+    assert.ok(res.timings.networkMs >= 0)
+  })
+
+  test('local-first fetches the code from a holder and runs here when a slot is free', async () => {
+    const res = await a3.invoke('primes', { params: { n: 100 } })
+    assert.equal(text(res.outputBytes), '{"n":100,"primes":25}\n')
+    assert.equal(res.ranOn, net.agent(3).peerId)
+    assert.ok(res.timings.fetchMs > 0, 'first call fetched the code')
+    const again = await a3.invoke('primes', { params: { n: 100 } })
+    assert.equal(again.timings.fetchMs, 0)
+    assert.equal(again.warm, true)
+  })
+
+  test('a saturated agent offloads to a peer', async () => {
+    await a2.deploy('sleep', fixture('sleep'), { timeout: '10s' })
+    const blocker = a2.invoke('sleep', { input: Buffer.from('1500'), policy: 'local' })
+    await eventually(async () => (await a2.status()).runtimes[0]?.busy === 1, 5000, 'agent 2 busy')
+    const res = await a2.invoke('sleep', { input: Buffer.from('10') })
+    assert.equal(text(res.outputBytes), 'slept 10\n')
+    assert.notEqual(res.ranOn, net.agent(2).peerId)
+    assert.equal(res.local, false)
+    assert.equal(text((await blocker).outputBytes), 'slept 1500\n')
+  })
+
+  test('unknown function: 404 with a clear message', async () => {
+    await assert.rejects(a2.invoke('no-such-fn'), (err: ApiError) => {
+      assert.equal(err.status, 404)
+      assert.match(err.message, /unknown function 'no-such-fn'/)
+      return true
+    })
+  })
+
+  test('a malformed module is refused at deploy and nothing is stored', async () => {
+    await assert.rejects(a1.deploy('broken', Buffer.from('this is not wasm')), (err: ApiError) => {
+      assert.equal(err.status, 422)
+      assert.match(err.message, /not a WebAssembly module/)
+      return true
+    })
+    assert.equal((await a1.list()).some(f => f.name === 'broken'), false)
+  })
+
+  test('a failing function reports its stderr, and is not retried elsewhere', async () => {
+    await a1.deploy('fail', fixture('fail'))
+    await assert.rejects(a1.invoke('fail'), (err: ApiError) => {
+      assert.equal(err.status, 500)
+      assert.match(err.message, /exited with code 3/)
+      assert.equal(err.stderr, 'bad input: nothing to do\n')
+      assert.equal(err.attempts?.length, 1)
+      return true
+    })
+  })
+
+  test('redeploying bumps the version everywhere; delete removes it across the swarm', async () => {
+    await a1.deploy('tmp', example('echo'))
+    const v2 = await a1.deploy('tmp', example('primes'))
+    assert.equal(v2.function.version, 2)
+    await eventually(async () => (await a3.list()).find(f => f.name === 'tmp' && f.version === 2), 10_000, 'v2 on agent 3')
+    const ran = await a3.invoke('tmp', { params: { n: 10 } })
+    assert.equal(text(ran.outputBytes), '{"n":10,"primes":4}\n')
+    await a2.delete('tmp')
+    for (const c of [a1, a2, a3]) {
+      await eventually(async () => !(await c.list()).some(f => f.name === 'tmp'), 10_000, 'tmp gone')
+    }
+    await assert.rejects(a3.invoke('tmp'), { status: 404 })
+  })
+
+  test('malformed and oversize gossip is dropped, and the agents carry on', async () => {
+    const { createNode } = await import('../../agent/node.js')
+    const { generateKeyPair } = await import('@libp2p/crypto/keys')
+    const { ADVERTS_TOPIC, FUNCTIONS_TOPIC, encode } = await import('../../protocol/index.js')
+    const dir = mkdtempSync(join(tmpdir(), 'edge-garbage-'))
+    const node = await createNode({
+      privateKey: await generateKeyPair('Ed25519'),
+      swarmKey: readFileSync(net.state.swarmKey),
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      announce: [],
+      bootstrap: [`${net.agent(1).addrs[0] ?? ''}`],
+      mdns: false,
+      datastorePath: join(dir, 'ds')
+    })
+    try {
+      await node.start()
+      node.services.pubsub.subscribe(ADVERTS_TOPIC)
+      await eventually(() => node.services.pubsub.getSubscribers(ADVERTS_TOPIC).length > 0, 10_000, 'subscribers')
+      const before = (await a1.status()).droppedMessages
+      const garbage = [
+        Uint8Array.from([0xff, 0x00, 0x13]),
+        encode({ v: 99, type: 'advert' }),
+        encode({ v: 1, type: 'advert', peerId: net.agent(2).peerId }),
+        encode({ v: 1, type: 'delete', name: 'echo', version: 99, by: net.agent(2).peerId, at: 1 }),
+        new Uint8Array(80 * 1024)
+      ]
+      for (const data of garbage) {
+        await node.services.pubsub.publish(ADVERTS_TOPIC, data).catch(() => {})
+        await node.services.pubsub.publish(FUNCTIONS_TOPIC, data).catch(() => {})
+      }
+      await eventually(async () => (await a1.status()).droppedMessages >= before + 4, 10_000, 'garbage dropped')
+      // The forged delete was signed by the wrong peer: echo is still there and still runs.
+      assert.equal(text((await a1.invoke('echo', { input: Buffer.from('still here') })).outputBytes), 'still here')
+      for (const c of [a1, a2, a3]) assert.ok((await c.status()).peerId)
+    } finally {
+      await node.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  test('an agent with another swarm key cannot join', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'edge-stranger-'))
+    const dataDir = join(dir, 'agent')
+    await runAgentCommand(['init', '--data-dir', dataDir, '--quiet'])
+    const pid = spawnAgent(['--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--no-mdns', '--bootstrap', net.agent(1).addrs[0] ?? ''], join(dir, 'log'))
+    try {
+      const info = await eventually(() => { try { return JSON.parse(readFileSync(join(dataDir, 'agent.json'), 'utf8')) as { api: string, peerId: string } } catch { return undefined } }, 15_000, 'stranger up')
+      await sleep(3000)
+      const stranger = new AgentClient(info.api)
+      assert.equal((await stranger.peers()).length, 0)
+      assert.equal((await stranger.status()).connections, 0)
+      assert.equal((await a1.peers()).some(p => p.peerId === info.peerId), false)
+    } finally {
+      await stopAgent(pid, dataDir)
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  test('a call whose peer is killed mid-call is retried on another holder within the deadline', async () => {
+    // Make agent 2 a second holder of sleep... it deployed it: agent 1 fetches it too.
+    await a1.invoke('sleep', { input: Buffer.from('1'), policy: 'local' })
+    await eventually(async () => (await a3.list()).find(f => f.name === 'sleep' && f.holders.length === 2), 10_000, 'two holders')
+    const call = a3.invoke('sleep', { input: Buffer.from('2000'), policy: 'near', timeoutMs: 20_000 })
+    const victim = await eventually(async () => {
+      for (const k of [1, 2]) if ((await net.client(k).status()).runtimes[0]?.busy === 1) return k
+      return undefined
+    }, 5000, 'a holder running the call')
+    await net.stop(victim, { kill: true })
+    const res = await call
+    assert.equal(text(res.outputBytes), 'slept 2000\n')
+    assert.equal(res.attempts[0]?.outcome, 'gone')
+    assert.equal(res.attempts[0]?.peerId, net.agent(victim).peerId)
+    assert.notEqual(res.ranOn, net.agent(victim).peerId)
+
+    // The killed agent comes back with its identity and data, and rejoins.
+    const peerId = net.agent(victim).peerId
+    await net.start(victim)
+    assert.equal(net.agent(victim).peerId, peerId)
+    await net.waitForMesh(20_000)
+    assert.ok((await net.client(victim).status()).functions.some(f => f.name === 'sleep'), 'held code survived the crash')
+  })
+})
