@@ -113,6 +113,7 @@ export function registerTestnetCommands (program: Command): void {
       const net = load()
       const i = nodeIndex(net, k)
       const a = await net.start(i)
-      process.stdout.write(`agent ${i} running (pid ${a.pid}, api ${a.api})\n`)
+      await net.waitForMesh()
+      process.stdout.write(`agent ${i} running (pid ${a.pid}, api ${a.api}) and sees every running agent\n`)
     })
 }
