@@ -28,6 +28,7 @@ export interface RemoteCall {
   input: Uint8Array
   deadlineMs: number
   holders: string[]
+  queue: boolean
 }
 
 /** Client side of `/edge/invoke/1` with a stream pool of one multiplexed stream per peer. */
@@ -64,7 +65,7 @@ export class InvokeClient {
         resolve: (r) => { options.signal.removeEventListener('abort', onAbort); resolve(r) },
         reject: (e) => { options.signal.removeEventListener('abort', onAbort); reject(e) }
       })
-      channel.framed.write({ v: WIRE_VERSION, type: 'invoke', id, fn: call.fn, input: call.input, deadlineMs: Math.max(1, Math.floor(call.deadlineMs)), holders: call.holders }, options)
+      channel.framed.write({ v: WIRE_VERSION, type: 'invoke', id, fn: call.fn, input: call.input, deadlineMs: Math.max(1, Math.floor(call.deadlineMs)), holders: call.holders, queue: call.queue }, options)
         .catch((err: Error) => {
           channel.pending.get(id)?.reject(new PeerGoneError(`could not send to ${short(peer)}: ${err.message}`, { cause: err }))
           channel.pending.delete(id)

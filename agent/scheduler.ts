@@ -128,10 +128,10 @@ export class Scheduler {
   async executeOffloaded (request: InvokeRequest, from: string, signal: AbortSignal): Promise<{ output: Uint8Array, warm: boolean, timings: InvokeTimings }> {
     if (this.#init.registry.isDeleted(request.fn.name, request.fn.version)) throw new FunctionNotFoundError(`function ${request.fn.name} v${request.fn.version} was deleted`)
     const cap = this.#init.runtime.capacity()
-    if (cap.busy >= cap.slots) throw new BusyError('all slots busy')
+    if (request.queue !== true && cap.busy >= cap.slots) throw new BusyError('all slots busy')
     const holders = [...new Set([...request.holders, from])]
     const fetchMs = await this.#ensureLocal(request.fn, holders, signal)
-    const r = await this.#init.runtime.invoke(request.fn, request.input, { queue: false, signal })
+    const r = await this.#init.runtime.invoke(request.fn, request.input, { queue: request.queue === true, signal })
     return { output: r.output, warm: r.warm && fetchMs === 0, timings: { queueMs: r.queueMs, fetchMs, runMs: r.runMs } }
   }
 
@@ -148,7 +148,7 @@ export class Scheduler {
     if (known.local) holders.unshift(this.#init.selfId)
     this.#init.peers.noteSent(candidate.peerId)
     const sent = performance.now()
-    const r = await this.#init.client.call(candidate.peerId, { fn: spec, input, deadlineMs: deadlineAt - sent, holders: holders.slice(0, 16) }, { signal })
+    const r = await this.#init.client.call(candidate.peerId, { fn: spec, input, deadlineMs: deadlineAt - sent, holders: holders.slice(0, 16), queue: candidate.mayQueue }, { signal })
     const roundTrip = performance.now() - sent
     const remoteMs = r.timings.queueMs + r.timings.fetchMs + r.timings.runMs
     return { output: r.output, ranOn: candidate.peerId, local: false, warm: r.warm, timings: { ...r.timings, networkMs: Math.max(0, roundTrip - remoteMs) } }

@@ -86,6 +86,8 @@ export interface InvokeRequest {
   deadlineMs: number
   /** Peers known to hold the code, for the callee to fetch from. */
   holders: string[]
+  /** Wait in the callee's bounded queue when its slots are busy (pinned calls), instead of BUSY at once. */
+  queue?: boolean
 }
 
 export interface InvokeTimings {

@@ -160,7 +160,8 @@ export function validateInvokeRequest (value: unknown): InvokeRequest {
     fn: validateFunctionSpec(o.fn),
     input: bytes(o.input, 'input', MAX_IO_BYTES),
     deadlineMs: int(o.deadlineMs, 'deadlineMs', 1, MAX_TIMEOUT_MS * 2),
-    holders: list(o.holders, 'holders', 16, (v, f) => str(v, f, 128))
+    holders: list(o.holders, 'holders', 16, (v, f) => str(v, f, 128)),
+    queue: o.queue === undefined ? false : bool(o.queue, 'queue')
   }
 }
 

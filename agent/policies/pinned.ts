@@ -8,13 +8,13 @@ export const localOnly: Policy = {
   }
 }
 
-/** `--peer ID`: that peer only (or here, if ID is this agent). No fallback: a busy peer is an error. */
+/** `--peer ID`: that peer only (or here, if ID is this agent), waiting in its queue if it is busy. No fallback. */
 export const pinnedPeer: Policy = {
   name: 'peer',
   rank ({ self, peers, target }) {
     if (target === undefined || target === self.peerId) return { candidates: [candidate(self, 'asked for this agent', true)], skipped: [] }
     const p = peers.find(c => c.peerId === target)
     if (p === undefined) return { candidates: [], skipped: [{ peerId: target, reason: 'not in the peer table (unknown or silent)' }] }
-    return { candidates: [candidate(p, 'asked for this peer')], skipped: [] }
+    return { candidates: [candidate(p, 'asked for this peer', true)], skipped: [] }
   }
 }

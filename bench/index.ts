@@ -1,0 +1,138 @@
+import '../agent/polyfill.js'
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { WASI } from 'node:wasi'
+import { up } from '../testnet/index.js'
+import { AgentClient } from '../cli/client.js'
+import { WasmRuntime, applyMemoryLimit } from '../runtimes/index.js'
+import { createHash } from 'node:crypto'
+
+/**
+ * npm run bench — figures against baselines measured in the same run:
+ *  1. local warm WASM invoke through the agent (HTTP API → scheduler → worker) vs the same module
+ *     called directly in-process (instantiate + run, no agent);
+ *  2. remote invoke over /edge/invoke/1 (agent 2 → agent 1) vs the local invoke on agent 1.
+ * Targets (issue 3): local overhead < 1 ms p50 and ≥ 5k inv/s; remote adds < 3 ms p50 on loopback.
+ */
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+const ECHO = readFileSync(`${ROOT}examples/echo/echo.wasm`)
+const SEQ = Number(process.env.BENCH_SEQ ?? 2000)
+const THROUGHPUT_CALLS = Number(process.env.BENCH_CALLS ?? 6000)
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16)
+const INPUT = Buffer.from('{"hello":"edge"}')
+
+interface Figures { p50: number, p99: number, perSec: number }
+
+function pct (sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? NaN
+}
+
+async function measure (call: () => Promise<unknown>): Promise<Figures> {
+  for (let i = 0; i < 200; i++) await call()
+  const samples: number[] = []
+  for (let i = 0; i < SEQ; i++) {
+    const t = performance.now()
+    await call()
+    samples.push(performance.now() - t)
+  }
+  samples.sort((a, b) => a - b)
+  let next = 0
+  const started = performance.now()
+  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    while (next++ < THROUGHPUT_CALLS) await call()
+  }))
+  const perSec = THROUGHPUT_CALLS / ((performance.now() - started) / 1000)
+  return { p50: pct(samples, 0.5), p99: pct(samples, 0.99), perSec }
+}
+
+function directCall (): () => Promise<Uint8Array> {
+  const module = new WebAssembly.Module(applyMemoryLimit(ECHO, 64 << 20).code as Uint8Array<ArrayBuffer>)
+  return async () => {
+    let out = new Uint8Array(0)
+    let memory: WebAssembly.Memory | undefined
+    let read = false
+    const wasi = new WASI({ version: 'preview1', returnOnExit: true })
+    const real = wasi.wasiImport as Record<string, (...a: number[]) => number>
+    const imports: Record<string, (...a: number[]) => number> = {}
+    for (const name of Object.keys(real)) imports[name] = (...a: number[]) => real[name]!(...a)
+    imports.fd_read = (fd, iovs, _n, nread) => {
+      const view = new DataView(memory!.buffer)
+      let n = 0
+      if (fd === 0 && !read) {
+        const ptr = view.getUint32(iovs, true)
+        new Uint8Array(memory!.buffer).set(INPUT, ptr)
+        n = INPUT.length
+        read = true
+      }
+      view.setUint32(nread, n, true)
+      return 0
+    }
+    imports.fd_write = (_fd, iovs, n, nwritten) => {
+      const view = new DataView(memory!.buffer)
+      let total = 0
+      for (let i = 0; i < n; i++) {
+        const ptr = view.getUint32(iovs + i * 8, true)
+        const len = view.getUint32(iovs + i * 8 + 4, true)
+        out = new Uint8Array(memory!.buffer, ptr, len).slice()
+        total += len
+      }
+      view.setUint32(nwritten, total, true)
+      return 0
+    }
+    const instance = new WebAssembly.Instance(module, { wasi_snapshot_preview1: imports })
+    memory = instance.exports.memory as WebAssembly.Memory
+    wasi.start(instance)
+    return out
+  }
+}
+
+function row (name: string, f: Figures, base?: Figures): string[] {
+  const ratio = base === undefined ? 'baseline' : `p50 ${(f.p50 / base.p50).toFixed(2)}×, +${(f.p50 - base.p50).toFixed(3)} ms; ${(f.perSec / base.perSec).toFixed(2)}× inv/s`
+  return [name, f.p50.toFixed(3), f.p99.toFixed(3), f.perSec.toFixed(0), ratio]
+}
+
+function print (title: string, rows: string[][]): void {
+  const headers = ['case', 'p50 ms', 'p99 ms', 'inv/s', 'vs baseline']
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map(r => (r[i] ?? '').length)))
+  const line = (cells: string[]): string => cells.map((c, i) => i > 0 && i < 4 ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0)).join('  ')
+  process.stdout.write(`\n${title}\n${line(headers)}\n${widths.map(w => '-'.repeat(w)).join('  ')}\n${rows.map(line).join('\n')}\n`)
+}
+
+async function main (): Promise<void> {
+  process.stdout.write(`edge-agent bench: node ${process.version}, ${SEQ} sequential calls then ${THROUGHPUT_CALLS} at concurrency ${CONCURRENCY}\n`)
+  const direct = await measure(directCall())
+
+  const rt = new WasmRuntime({ slots: 2 })
+  await rt.start()
+  const spec = { name: 'echo', version: 1, runtime: 'wasm' as const, sha256: createHash('sha256').update(ECHO).digest('hex'), size: ECHO.length, memoryBytes: 64 << 20, timeoutMs: 5000, deployedAt: 1 }
+  await rt.prepare(spec, ECHO)
+  const pool = await measure(async () => await rt.invoke(spec, INPUT))
+  await rt.stop()
+
+  const net = await up({ peers: 2, agentArgs: () => ['--wasm-slots', '2'] })
+  try {
+    const a1 = net.client(1)
+    const a2 = net.client(2)
+    await a1.deploy('echo', ECHO)
+    const check = await a2.invoke('echo', { input: INPUT, peer: net.agent(1).peerId })
+    if (Buffer.from(check.outputBytes).toString() !== INPUT.toString()) throw new Error('bench sanity check failed')
+    const local = await measure(async () => await a1.invoke('echo', { input: INPUT, policy: 'local' }))
+    const remote = await measure(async () => await a2.invoke('echo', { input: INPUT, peer: net.agent(1).peerId }))
+    print('1. local warm WASM invoke (echo, 16 B)', [
+      row('direct: instantiate + run in-process', direct),
+      row('runtime pool in-process (worker threads)', pool, direct),
+      row('through the agent (HTTP API, local)', local, direct)
+    ])
+    print('2. remote invoke over /edge/invoke/1 (agent 2 → agent 1) vs local on agent 1', [
+      row('local on agent 1 (HTTP API)', local),
+      row('remote: agent 2 → agent 1', remote, local)
+    ])
+    process.stdout.write('\ntargets: agent overhead < 1 ms p50 over direct; >= 5000 inv/s through the agent; remote adds < 3 ms p50 over local\n')
+    process.stdout.write(`results: agent overhead +${(local.p50 - direct.p50).toFixed(3)} ms p50; ${local.perSec.toFixed(0)} inv/s; remote adds +${(remote.p50 - local.p50).toFixed(3)} ms p50\n`)
+  } finally {
+    await net.down()
+  }
+}
+
+await main()
