@@ -1,12 +1,12 @@
 import { logger } from '@libp2p/logger'
 import {
   BadRequestError, BusyError, DeadlineExceededError, FunctionNotFoundError, RuntimeKind,
-  type FunctionSpec, type InvokeRequest, type InvokeTimings
+  type FunctionSpec, type InvokeRequest, type InvokeResult, type InvokeTimings
 } from '../protocol/index.js'
 import { NoCandidateError, OverloadedError } from './errors.js'
 import { POLICIES, type Candidate, type CandidateView, type Ranking } from './policies/index.js'
-import { short, type InvokeClient } from './invoke-client.js'
-import type { FetchService } from './fetch.js'
+import { short, type RemoteCall } from './invoke-client.js'
+import type { FetchedCode } from './fetch.js'
 import type { PeerTable } from './peer-table.js'
 import type { FunctionRegistry, KnownFunction } from './registry.js'
 import type { Runtime } from '../runtimes/index.js'
@@ -42,13 +42,23 @@ export interface InvokeOutcome {
 
 type Placement = Pick<InvokeOutcome, 'output' | 'ranOn' | 'local' | 'warm'> & { timings: InvokeTimings & { networkMs: number } }
 
+/** Sends a call to a peer (InvokeClient over /edge/invoke/1). */
+export interface RemoteInvoker {
+  call: (peer: string, call: RemoteCall, options: { signal: AbortSignal }) => Promise<InvokeResult>
+}
+
+/** Gets code from peers that hold it (FetchService over /edge/fetch/1). */
+export interface CodeFetcher {
+  fetch: (name: string, sha256: string, peers: string[], options?: { signal?: AbortSignal }) => Promise<FetchedCode>
+}
+
 export interface SchedulerInit {
   selfId: string
   registry: FunctionRegistry
   runtime: Runtime
   peers: PeerTable
-  client: InvokeClient
-  fetcher: FetchService
+  client: RemoteInvoker
+  fetcher: CodeFetcher
   metrics: Metrics
 }
 
@@ -116,7 +126,7 @@ export class Scheduler {
       }
     }
     this.#init.metrics.invocation('none', 'error', performance.now() - started)
-    if (deadline.aborted && (lastError === undefined || RETRYABLE.has(lastError.name))) {
+    if (deadline.aborted && lastError?.name !== 'FunctionError') {
       lastError = new DeadlineExceededError(`'${name}' did not complete within ${timeoutMs} ms`)
     } else if (lastError?.name === 'BusyError') {
       lastError = new OverloadedError(`every place that could run '${name}' is busy (${attempts.length} tried): try again later`)
