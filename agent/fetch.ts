@@ -3,7 +3,7 @@ import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import {
   FETCH_CHUNK_BYTES, FETCH_PROTOCOL, FetchFailedError, FramedStream, MAX_FETCH_FRAME_BYTES, validateFetchChunk,
-  validateFetchHeader, validateFetchRequest, WIRE_VERSION, type FunctionSpec
+  validateFetchHeader, validateFetchRequest, WIRE_VERSION, type FunctionRef, type FunctionSpec
 } from '../protocol/index.js'
 import type { FunctionRegistry } from './registry.js'
 import type { EdgeNode } from './node.js'
@@ -54,9 +54,10 @@ export class FetchService {
         signal.addEventListener('abort', () => { reject(new Error('no fetch request in time')) }, { once: true })
       })
       const out = framed as unknown as FramedStream
-      const { name, sha256 } = validateFetchRequest(request)
-      const spec = this.#registry.specOf(name, sha256)
-      const code = await this.#registry.readCode(sha256)
+      const ref = validateFetchRequest(request)
+      const spec = this.#registry.specOf(ref)
+      const code = await this.#registry.readCode(ref.sha256)
+      const sha256 = ref.sha256
       if (spec === undefined || code === undefined) {
         await out.write({ v: WIRE_VERSION, type: 'error', code: 'NOT_FOUND', message: `no code for ${sha256.slice(0, 12)} here` }, { signal })
       } else {
@@ -73,21 +74,22 @@ export class FetchService {
   }
 
   /** Fetches code by hash from the first of `peers` that has it; concurrent calls share one fetch. */
-  async fetch (name: string, sha256: string, peers: string[], options: { signal?: AbortSignal } = {}): Promise<FetchedCode> {
-    const id = `${name}:${sha256}`
+  async fetch (ref: FunctionRef, peers: string[], options: { signal?: AbortSignal } = {}): Promise<FetchedCode> {
+    const id = `${ref.name}@${ref.version}:${ref.sha256}`
     const running = this.#inflight.get(id)
     if (running !== undefined) return await running
-    const p = this.#fetchFromAny(name, sha256, peers, options).finally(() => { this.#inflight.delete(id) })
+    const p = this.#fetchFromAny(ref, peers, options).finally(() => { this.#inflight.delete(id) })
     this.#inflight.set(id, p)
     return await p
   }
 
-  async #fetchFromAny (name: string, sha256: string, peers: string[], options: { signal?: AbortSignal }): Promise<FetchedCode> {
+  async #fetchFromAny (ref: FunctionRef, peers: string[], options: { signal?: AbortSignal }): Promise<FetchedCode> {
+    const sha256 = ref.sha256
     const errors: string[] = []
     for (const peer of peers) {
       if (peer === this.#node.peerId.toString()) continue
       try {
-        return await this.fetchFrom(peer, name, sha256, options)
+        return await this.fetchFrom(peer, ref, options)
       } catch (err) {
         options.signal?.throwIfAborted()
         errors.push(`${peer.slice(-8)}: ${(err as Error).message}`)
@@ -98,7 +100,8 @@ export class FetchService {
       : `could not fetch code ${sha256.slice(0, 12)} (${errors.join('; ')})`)
   }
 
-  async fetchFrom (peer: string, name: string, sha256: string, options: { signal?: AbortSignal } = {}): Promise<FetchedCode> {
+  async fetchFrom (peer: string, ref: FunctionRef, options: { signal?: AbortSignal } = {}): Promise<FetchedCode> {
+    const { name, version, sha256 } = ref
     const signal = options.signal ?? AbortSignal.timeout(30_000)
     const stream = await this.#node.dialProtocol(peerIdFromString(peer), FETCH_PROTOCOL, { signal })
     return await new Promise<FetchedCode>((resolve, reject) => {
@@ -120,7 +123,7 @@ export class FetchService {
               const m = message as { type?: unknown, message?: unknown }
               if (m?.type === 'error') throw new FetchFailedError(String(m.message ?? 'refused'))
               spec = validateFetchHeader(message).fn
-              if (spec.sha256 !== sha256 || spec.name !== name) throw new FetchFailedError('peer answered with another function')
+              if (spec.sha256 !== sha256 || spec.name !== name || spec.version !== version) throw new FetchFailedError('peer answered with another function')
               return
             }
             const { data } = validateFetchChunk(message, FETCH_CHUNK_BYTES)
@@ -143,7 +146,7 @@ export class FetchService {
         }
       })
       signal.addEventListener('abort', onAbort, { once: true })
-      framed.write({ v: WIRE_VERSION, type: 'fetch', name, sha256 }, { signal })
+      framed.write({ v: WIRE_VERSION, type: 'fetch', name, version, sha256 }, { signal })
         .then(async () => { await stream.close({ signal }) })
         .catch((err: Error) => { fail(err) })
     })

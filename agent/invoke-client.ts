@@ -2,7 +2,7 @@ import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import {
   DeadlineExceededError, errorFromWire, FramedStream, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, PeerGoneError,
-  validateInvokeResponse, WIRE_VERSION, type FunctionSpec, type InvokeResult, type WireCode
+  validateInvokeResponse, WIRE_VERSION, type FunctionRef, type InvokeResult, type WireCode
 } from '../protocol/index.js'
 import type { EdgeNode } from './node.js'
 
@@ -24,7 +24,7 @@ class Channel {
 }
 
 export interface RemoteCall {
-  fn: FunctionSpec
+  fn: FunctionRef
   input: Uint8Array
   deadlineMs: number
   holders: string[]

@@ -165,12 +165,10 @@ export class FunctionRegistry {
     return [...this.#local.values()]
   }
 
-  /** The spec of `name` whose code is `sha256`, if known. */
-  specOf (name: string, sha256: string): FunctionSpec | undefined {
-    const local = this.#local.get(name)
-    if (local?.sha256 === sha256) return local
-    for (const spec of this.#specs.values()) if (spec.name === name && spec.sha256 === sha256) return spec
-    return undefined
+  /** The full spec of one version of a function, if known (held, announced or fetched). */
+  specOf (ref: FunctionRef): FunctionSpec | undefined {
+    const spec = this.#specs.get(key(ref))
+    return spec?.sha256 === ref.sha256 ? spec : undefined
   }
 
   async readCode (sha256: string): Promise<Uint8Array | undefined> {

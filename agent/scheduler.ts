@@ -1,7 +1,7 @@
 import { logger } from '@libp2p/logger'
 import {
   BadRequestError, BusyError, DeadlineExceededError, FunctionNotFoundError, RuntimeKind,
-  type FunctionSpec, type InvokeRequest, type InvokeResult, type InvokeTimings
+  type FunctionRef, type FunctionSpec, type InvokeRequest, type InvokeResult, type InvokeTimings
 } from '../protocol/index.js'
 import { NoCandidateError, OverloadedError } from './errors.js'
 import { POLICIES, type Candidate, type CandidateView, type Ranking } from './policies/index.js'
@@ -13,6 +13,23 @@ import type { Runtime } from '../runtimes/index.js'
 import type { Metrics } from './metrics.js'
 
 const log = logger('edge:agent:scheduler')
+
+/** Bound on one shared fetch-and-compile of a function's code. */
+const FETCH_DEADLINE_MS = 60_000
+
+async function raceSignal<T> (p: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted()
+  let onAbort: (() => void) | undefined
+  const aborted = new Promise<never>((_resolve, reject) => {
+    onAbort = () => { reject(new DeadlineExceededError('deadline exceeded while fetching the code')) }
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+  try {
+    return await Promise.race([p, aborted])
+  } finally {
+    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
+  }
+}
 
 export interface InvokeOptions {
   policy?: string
@@ -49,7 +66,7 @@ export interface RemoteInvoker {
 
 /** Gets code from peers that hold it (FetchService over /edge/fetch/1). */
 export interface CodeFetcher {
-  fetch: (name: string, sha256: string, peers: string[], options?: { signal?: AbortSignal }) => Promise<FetchedCode>
+  fetch: (ref: FunctionRef, peers: string[], options?: { signal?: AbortSignal }) => Promise<FetchedCode>
 }
 
 export interface SchedulerInit {
@@ -86,7 +103,7 @@ export class InvocationError extends Error {
  */
 export class Scheduler {
   readonly #init: SchedulerInit
-  readonly #preparing = new Map<string, Promise<void>>()
+  readonly #preparing = new Map<string, Promise<FunctionSpec>>()
 
   constructor (init: SchedulerInit) {
     this.#init = init
@@ -136,62 +153,63 @@ export class Scheduler {
 
   /** Runs a call offloaded to us by a peer, here or nowhere. */
   async executeOffloaded (request: InvokeRequest, from: string, signal: AbortSignal): Promise<{ output: Uint8Array, warm: boolean, timings: InvokeTimings }> {
-    if (this.#init.registry.isDeleted(request.fn.name, request.fn.version)) throw new FunctionNotFoundError(`function ${request.fn.name} v${request.fn.version} was deleted`)
+    const ref = request.fn
+    if (this.#init.registry.isDeleted(ref.name, ref.version)) throw new FunctionNotFoundError(`function ${ref.name} v${ref.version} was deleted`)
     const cap = this.#init.runtime.capacity()
     if (request.queue !== true && cap.busy >= cap.slots) throw new BusyError('all slots busy')
     const holders = [...new Set([...request.holders, from])]
-    const fetchMs = await this.#ensureLocal(request.fn, holders, signal)
-    const r = await this.#init.runtime.invoke(request.fn, request.input, { queue: request.queue === true, signal })
+    const { spec, fetchMs } = await this.#ensureLocal(ref, holders, signal)
+    const r = await this.#init.runtime.invoke(spec, request.input, { queue: request.queue === true, signal })
     return { output: r.output, warm: r.warm && fetchMs === 0, timings: { queueMs: r.queueMs, fetchMs, runMs: r.runMs } }
   }
 
   async #runLocal (known: KnownFunction, input: Uint8Array, candidate: Candidate, signal: AbortSignal): Promise<Placement> {
-    const spec = await this.#specFor(known, signal)
-    const fetchMs = await this.#ensureLocal(spec, [...known.holders], signal)
+    const { spec, fetchMs } = await this.#ensureLocal(known.ref, [...known.holders], signal)
     const r = await this.#init.runtime.invoke(spec, input, { queue: candidate.mayQueue, signal })
     return { output: r.output, ranOn: this.#init.selfId, local: true, warm: r.warm && fetchMs === 0, timings: { queueMs: r.queueMs, fetchMs, runMs: r.runMs, networkMs: 0 } }
   }
 
   async #runRemote (known: KnownFunction, input: Uint8Array, candidate: Candidate, signal: AbortSignal, deadlineAt: number): Promise<Placement> {
-    const spec = await this.#specFor(known, signal)
     const holders = [...known.holders]
     if (known.local) holders.unshift(this.#init.selfId)
     this.#init.peers.noteSent(candidate.peerId)
     const sent = performance.now()
-    const r = await this.#init.client.call(candidate.peerId, { fn: spec, input, deadlineMs: deadlineAt - sent, holders: holders.slice(0, 16), queue: candidate.mayQueue }, { signal })
+    const r = await this.#init.client.call(candidate.peerId, { fn: known.ref, input, deadlineMs: deadlineAt - sent, holders: holders.slice(0, 16), queue: candidate.mayQueue }, { signal })
     const roundTrip = performance.now() - sent
     const remoteMs = r.timings.queueMs + r.timings.fetchMs + r.timings.runMs
     return { output: r.output, ranOn: candidate.peerId, local: false, warm: r.warm, timings: { ...r.timings, networkMs: Math.max(0, roundTrip - remoteMs) } }
   }
 
-  /** The full spec (limits) of a function known only by reference: fetch it with the code. */
-  async #specFor (known: KnownFunction, signal: AbortSignal): Promise<FunctionSpec> {
-    if (known.spec !== undefined) return known.spec
-    const fetched = await this.#init.fetcher.fetch(known.ref.name, known.ref.sha256, [...known.holders], { signal })
-    this.#hold(fetched.spec, fetched.code)
-    return fetched.spec
-  }
-
-  /** Makes the code ready to run here, fetching it from holders if needed; returns ms spent fetching. */
-  async #ensureLocal (spec: FunctionSpec, holders: string[], signal: AbortSignal): Promise<number> {
+  /**
+   * Makes one version of a function ready to run here: its spec (limits) from the registry or from
+   * the holder it is fetched from — never from a caller — and its compiled code. Concurrent calls
+   * share one fetch, which is bounded by its own deadline so that one impatient caller does not fail
+   * the others. Returns the ms this caller waited.
+   */
+  async #ensureLocal (ref: FunctionRef, holders: string[], signal: AbortSignal): Promise<{ spec: FunctionSpec, fetchMs: number }> {
     const { runtime, registry, fetcher } = this.#init
-    if (runtime.isPrepared(spec)) return 0
+    const known = registry.specOf(ref)
+    if (known !== undefined && runtime.isPrepared(known)) return { spec: known, fetchMs: 0 }
     const started = performance.now()
-    let p = this.#preparing.get(spec.sha256)
+    const id = `${ref.name}@${ref.version}:${ref.sha256}`
+    let p = this.#preparing.get(id)
     if (p === undefined) {
       p = (async () => {
-        let code = await registry.readCode(spec.sha256)
-        if (code === undefined) {
-          const fetched = await fetcher.fetch(spec.name, spec.sha256, holders, { signal })
+        let spec = known
+        let code = spec === undefined ? undefined : await registry.readCode(ref.sha256)
+        if (spec === undefined || code === undefined) {
+          const fetched = await fetcher.fetch(ref, holders, { signal: AbortSignal.timeout(FETCH_DEADLINE_MS) })
+          spec = fetched.spec
           code = fetched.code
-          this.#hold(fetched.spec, code)
+          this.#hold(spec, code)
         }
         await runtime.prepare(spec, code)
-      })().finally(() => { this.#preparing.delete(spec.sha256) })
-      this.#preparing.set(spec.sha256, p)
+        return spec
+      })().finally(() => { this.#preparing.delete(id) })
+      this.#preparing.set(id, p)
     }
-    await p
-    return performance.now() - started
+    const spec = await raceSignal(p, signal)
+    return { spec, fetchMs: performance.now() - started }
   }
 
   #hold (spec: FunctionSpec, code: Uint8Array): void {

@@ -80,7 +80,8 @@ export interface InvokeRequest {
   v: number
   type: 'invoke'
   id: number
-  fn: FunctionSpec
+  /** Which function: the callee takes its limits from its own registry or the holder, never from the caller. */
+  fn: FunctionRef
   input: Uint8Array
   /** ms the caller is still willing to wait, counted from receipt. */
   deadlineMs: number
@@ -121,6 +122,7 @@ export interface FetchRequest {
   type: 'fetch'
   /** The function whose code is wanted: the answer carries its spec. */
   name: string
+  version: number
   sha256: string
 }
 

@@ -157,7 +157,7 @@ export function validateInvokeRequest (value: unknown): InvokeRequest {
     v: WIRE_VERSION,
     type: 'invoke',
     id: int(o.id, 'id'),
-    fn: validateFunctionSpec(o.fn),
+    fn: functionRef(o.fn, 'fn'),
     input: bytes(o.input, 'input', MAX_IO_BYTES),
     deadlineMs: int(o.deadlineMs, 'deadlineMs', 1, MAX_TIMEOUT_MS * 2),
     holders: list(o.holders, 'holders', 16, (v, f) => str(v, f, 128)),
@@ -192,7 +192,7 @@ export function validateInvokeResponse (value: unknown): InvokeResponse {
 
 export function validateFetchRequest (value: unknown): FetchRequest {
   const o = header(value, 'fetch')
-  return { v: WIRE_VERSION, type: 'fetch', name: str(o.name, 'name', 63, FUNCTION_NAME), sha256: str(o.sha256, 'sha256', 64, SHA256) }
+  return { v: WIRE_VERSION, type: 'fetch', name: str(o.name, 'name', 63, FUNCTION_NAME), version: int(o.version, 'version', 1), sha256: str(o.sha256, 'sha256', 64, SHA256) }
 }
 
 export function validateFetchHeader (value: unknown): FetchHeader {

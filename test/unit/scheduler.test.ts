@@ -140,7 +140,7 @@ test('peers whose advert shows no free slot are not tried', async () => {
 test('fetches the code from a holder before running it here', async () => {
   addPeers(['a', 1])
   const fetched: string[] = []
-  const fetcher: CodeFetcher = { fetch: async (name, sha256, holders) => { fetched.push(...holders); return { spec: SPEC, code: CODE, from: holders[0] ?? '' } } }
+  const fetcher: CodeFetcher = { fetch: async (_ref, holders) => { fetched.push(...holders); return { spec: SPEC, code: CODE, from: holders[0] ?? '' } } }
   const out = await scheduler(new FakePeers({}), fetcher).invoke('fn', Buffer.from('x'), { policy: 'local' })
   assert.equal(out.local, true)
   assert.deepEqual(fetched, ['a'])
