@@ -8,7 +8,7 @@ async function send (url: string, method: string, body: Uint8Array | string | un
     const req = request(url, {
       method,
       agent: keepAlive,
-      signal: AbortSignal.timeout(timeoutMs),
+      timeout: timeoutMs,
       headers: {
         'content-type': typeof body === 'string' ? 'application/json' : 'application/octet-stream',
         'content-length': body === undefined ? 0 : Buffer.byteLength(body)
@@ -19,7 +19,8 @@ async function send (url: string, method: string, body: Uint8Array | string | un
       res.on('end', () => { resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }) })
       res.on('error', reject)
     })
-    req.on('error', (err) => { reject(err.name === 'AbortError' ? Object.assign(new Error('timed out'), { name: 'TimeoutError' }) : err) })
+    req.on('timeout', () => { req.destroy(Object.assign(new Error('timed out'), { name: 'TimeoutError' })) })
+    req.on('error', reject)
     req.end(body)
   })
 }

@@ -183,12 +183,20 @@ async function readBody (req: IncomingMessage, limit: number): Promise<Uint8Arra
     req.resume()
     throw new HttpError(413, `request body of ${declared} bytes exceeds the limit of ${limit}`)
   }
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req) {
-    size += (chunk as Buffer).byteLength
-    if (size > limit) throw new HttpError(413, `request body exceeds the limit of ${limit} bytes`)
-    chunks.push(chunk as Buffer)
-  }
-  return Buffer.concat(chunks)
+  return await new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.byteLength
+      if (size > limit) {
+        req.removeAllListeners('data')
+        req.resume()
+        reject(new HttpError(413, `request body exceeds the limit of ${limit} bytes`))
+        return
+      }
+      chunks.push(chunk)
+    })
+    req.on('end', () => { resolve(chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks)) })
+    req.on('error', reject)
+  })
 }
