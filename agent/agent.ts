@@ -87,6 +87,10 @@ export class Agent {
         throw new ConfigError(`bad bootstrap address '${addr}': ${(err as Error).message}`)
       }
     }
+    const apiToken = process.env.EDGE_API_TOKEN ?? config.apiToken
+    if (!isLoopback(config.apiHost) && apiToken === '') {
+      throw new ConfigError(`the API would listen on ${config.apiHost}, beyond this device: set a token (apiToken in config.json or $EDGE_API_TOKEN), or keep --api-host 127.0.0.1`)
+    }
     const privateKey = loadPeerKey(dataDir)
     const swarmKey = loadSwarmKey(dataDir)
     mkdirSync(join(dataDir, 'datastore'), { recursive: true })
@@ -127,7 +131,7 @@ export class Agent {
     this.#announcements = new AnnouncementService(this.node, (a) => { this.#onAnnouncement(a) })
     this.#connectivity = new Connectivity(this.node, this.peers, { bootstrap: config.bootstrap })
     this.peers.addEventListener('peer:leave', (evt) => { this.registry.forgetPeer(evt.detail) })
-    this.#api = new ApiServer(this, { host: config.apiHost, port: config.apiPort })
+    this.#api = new ApiServer(this, { host: config.apiHost, port: config.apiPort, token: apiToken })
 
     await this.runtime.start()
     await this.node.start()
@@ -309,6 +313,10 @@ export class Agent {
       holders: [...(k.local ? [this.peerId] : []), ...k.holders]
     }))
   }
+}
+
+function isLoopback (host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.')
 }
 
 export async function createAgent (dataDir: string, config: AgentConfig): Promise<Agent> {

@@ -11,6 +11,8 @@ export interface AgentConfig {
   bootstrap: string[]
   apiHost: string
   apiPort: number
+  /** Bearer token the API requires; mandatory when apiHost is not loopback. $EDGE_API_TOKEN overrides. */
+  apiToken: string
   labels: Record<string, string>
   /** Concurrent WASM calls (worker threads). 0 = one per CPU, at least 2. */
   wasmSlots: number
@@ -30,6 +32,7 @@ export const DEFAULT_CONFIG: AgentConfig = {
   bootstrap: [],
   apiHost: '127.0.0.1',
   apiPort: DEFAULT_API_PORT,
+  apiToken: '',
   labels: {},
   wasmSlots: 0,
   maxQueue: 64,

@@ -10,6 +10,7 @@ async function send (url: string, method: string, body: Uint8Array | string | un
       agent: keepAlive,
       timeout: timeoutMs,
       headers: {
+        ...(process.env.EDGE_API_TOKEN !== undefined ? { authorization: `Bearer ${process.env.EDGE_API_TOKEN}` } : {}),
         'content-type': typeof body === 'string' ? 'application/json' : 'application/octet-stream',
         'content-length': body === undefined ? 0 : Buffer.byteLength(body)
       }

@@ -67,7 +67,7 @@ program.command('init')
   .option('--quiet', 'print nothing on success')
   .action(async (opts: InitOptions) => { await init(opts) })
 
-interface StartOptions { dataDir?: string, listen?: string[], announce?: string[], bootstrap?: string[], apiPort?: number, labels?: string, wasmSlots?: number, mdns: boolean }
+interface StartOptions { apiHost?: string, dataDir?: string, listen?: string[], announce?: string[], bootstrap?: string[], apiPort?: number, labels?: string, wasmSlots?: number, mdns: boolean }
 
 program.command('start')
   .description('run the agent until SIGINT/SIGTERM')
@@ -75,7 +75,8 @@ program.command('start')
   .option('--listen <multiaddr>', 'libp2p listen address, e.g. /ip4/0.0.0.0/tcp/4001 (repeatable)', collect)
   .option('--announce <multiaddr>', 'address to announce instead of the listen addresses (repeatable)', collect)
   .option('--bootstrap <multiaddr>', 'peer to join through, with /p2p/<id> (repeatable)', collect)
-  .option('--api-port <n>', 'HTTP API port on 127.0.0.1 (0 = any free port)', port)
+  .option('--api-port <n>', 'HTTP API port (0 = any free port)', port)
+  .option('--api-host <ip>', 'HTTP API address (default 127.0.0.1; any other needs $EDGE_API_TOKEN)')
   .option('--labels <k=v,...>', 'labels advertised to peers')
   .option('--wasm-slots <n>', 'concurrent WASM calls (default: one per CPU, at least 2)', positive)
   .addOption(new Option('--no-mdns', 'do not discover peers on the LAN with multicast DNS'))
@@ -89,6 +90,7 @@ program.command('start')
       ...(opts.announce !== undefined ? { announce: opts.announce } : {}),
       ...(opts.bootstrap !== undefined ? { bootstrap: opts.bootstrap } : {}),
       ...(opts.apiPort !== undefined ? { apiPort: opts.apiPort } : {}),
+      ...(opts.apiHost !== undefined ? { apiHost: opts.apiHost } : {}),
       ...(opts.labels !== undefined ? { labels: parseLabels(opts.labels) } : {}),
       ...(opts.wasmSlots !== undefined ? { wasmSlots: opts.wasmSlots } : {}),
       mdns: opts.mdns && stored.mdns

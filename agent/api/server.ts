@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { timingSafeEqual } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import { logger } from '@libp2p/logger'
 import { BadRequestError, MAX_CODE_BYTES, MAX_IO_BYTES } from '../../protocol/index.js'
@@ -36,6 +37,8 @@ type Handler = (req: IncomingMessage, url: URL, params: string[]) => Promise<unk
 export interface ApiServerInit {
   host: string
   port: number
+  /** When set, every request must carry `Authorization: Bearer <token>`. */
+  token?: string
 }
 
 /**
@@ -94,6 +97,8 @@ export class ApiServer {
   async #handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://agent')
     try {
+      const token = this.#init.token ?? ''
+      if (token !== '' && !tokenMatches(req.headers.authorization, token)) throw new HttpError(401, 'missing or wrong API token: set EDGE_API_TOKEN')
       if (req.method === 'GET' && url.pathname === '/metrics') {
         const body = await this.#agent.metrics.registry.metrics()
         res.writeHead(200, { 'content-type': this.#agent.metrics.registry.contentType }).end(body)
@@ -170,6 +175,12 @@ export class ApiServer {
     const { output, ranking, ...rest } = outcome
     return { ...rest, output: Buffer.from(output).toString('base64'), ...(body.explain === true ? { ranking } : {}) }
   }
+}
+
+function tokenMatches (header: string | undefined, token: string): boolean {
+  const given = Buffer.from(header ?? '')
+  const want = Buffer.from(`Bearer ${token}`)
+  return given.length === want.length && timingSafeEqual(given, want)
 }
 
 function send (res: ServerResponse, status: number, body: unknown): void {

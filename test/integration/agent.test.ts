@@ -1,0 +1,94 @@
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { AgentClient, ApiError } from '../../cli/client.js'
+import { EDGE_AGENT_BIN, isAlive, runAgentCommand, spawnAgent, stopAgent } from '../../testnet/process.js'
+import { eventually } from '../helpers.js'
+
+/** One `edge-agent` process at a time: its lifecycle, identity and configuration errors. */
+const root = mkdtempSync(join(tmpdir(), 'edge-agent-test-'))
+const started: Array<{ pid: number, dataDir: string }> = []
+after(async () => {
+  for (const a of started) await stopAgent(a.pid, a.dataDir)
+  rmSync(root, { recursive: true, force: true })
+})
+
+async function runAgent (args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  return await new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [EDGE_AGENT_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    child.on('error', reject)
+    child.on('exit', (code) => { resolve({ code, stdout, stderr }) })
+  })
+}
+
+async function start (name: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<{ pid: number, dataDir: string, info: { api: string, peerId: string } }> {
+  const dataDir = join(root, name)
+  const pid = spawnAgent(['--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--no-mdns', ...args], join(root, `${name}.log`), env)
+  started.push({ pid, dataDir })
+  const info = await eventually(() => {
+    try {
+      const i = JSON.parse(readFileSync(join(dataDir, 'agent.json'), 'utf8')) as { pid: number, api: string, peerId: string }
+      return i.pid === pid ? i : undefined
+    } catch { return undefined }
+  }, 20_000, `${name} to start`)
+  return { pid, dataDir, info }
+}
+
+test('init creates config, identity and swarm key; a second init keeps the identity', async () => {
+  const dataDir = join(root, 'init')
+  const out = await runAgentCommand(['init', '--data-dir', dataDir])
+  assert.match(out, /initialised agent in/)
+  for (const f of ['config.json', 'peer.key', 'swarm.key']) assert.ok(existsSync(join(dataDir, f)), f)
+  const key = readFileSync(join(dataDir, 'peer.key'))
+  assert.match(await runAgentCommand(['init', '--data-dir', dataDir]), /updated agent/)
+  assert.deepEqual(readFileSync(join(dataDir, 'peer.key')), key)
+})
+
+test('init refuses a swarm key file that is not one', async () => {
+  const r = await runAgent(['init', '--data-dir', join(root, 'badkey'), '--swarm-key', join(root, 'init', 'config.json')])
+  assert.equal(r.code, 1)
+  assert.match(r.stderr.trim(), /^edge-agent: error: .* is not a swarm key/)
+})
+
+test('start on a fresh data dir initialises it; SIGTERM stops it cleanly; it comes back with the same identity', async () => {
+  const a = await start('lifecycle')
+  const status = await new AgentClient(a.info.api).status()
+  assert.equal(status.peerId, a.info.peerId)
+  await stopAgent(a.pid, a.dataDir)
+  assert.equal(isAlive(a.pid), false)
+  assert.equal(existsSync(join(a.dataDir, 'agent.json')), false, 'runtime file removed on a clean stop')
+  const b = await start('lifecycle')
+  assert.equal(b.info.peerId, a.info.peerId)
+  await stopAgent(b.pid, b.dataDir)
+})
+
+test('a bad bootstrap address or a non-loopback API without a token is a one-line error', async () => {
+  const bad = await runAgent(['start', '--data-dir', join(root, 'bad1'), '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--no-mdns', '--bootstrap', '/ip4/127.0.0.1/tcp/1'])
+  assert.equal(bad.code, 1)
+  assert.match(bad.stderr.trim(), /^edge-agent: error: bad bootstrap address '\/ip4\/127\.0\.0\.1\/tcp\/1': no \/p2p\/<peer id>/)
+  const open = await runAgent(['start', '--data-dir', join(root, 'bad2'), '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--no-mdns', '--api-host', '0.0.0.0'], { EDGE_API_TOKEN: '' })
+  assert.equal(open.code, 1)
+  assert.match(open.stderr.trim(), /^edge-agent: error: the API would listen on 0\.0\.0\.0, beyond this device: set a token/)
+})
+
+test('with a token the API refuses requests that lack it', async () => {
+  const a = await start('token', [], { EDGE_API_TOKEN: 's3cret' })
+  const saved = process.env.EDGE_API_TOKEN
+  try {
+    delete process.env.EDGE_API_TOKEN
+    await assert.rejects(new AgentClient(a.info.api).status(), (err: ApiError) => err.status === 401)
+    process.env.EDGE_API_TOKEN = 's3cret'
+    assert.equal((await new AgentClient(a.info.api).status()).peerId, a.info.peerId)
+  } finally {
+    if (saved === undefined) delete process.env.EDGE_API_TOKEN
+    else process.env.EDGE_API_TOKEN = saved
+    await stopAgent(a.pid, a.dataDir)
+  }
+})
