@@ -78,13 +78,20 @@ export class Testnet {
     writeFileSync(join(this.state.dir, STATE_FILE), JSON.stringify(this.state, null, 2))
   }
 
-  /** Starts agent k (again), with its identity and data, and waits until its API answers. */
-  async start (k: number, options: { agentArgs?: string[], timeoutMs?: number } = {}): Promise<TestnetAgent> {
+  /**
+   * Starts agent k (again), with its identity and data, and waits until its API answers. A restarted
+   * agent listens on its previous port, so that peers can redial it; with `bootstrap: false` it does
+   * not dial anyone itself and relies on them.
+   */
+  async start (k: number, options: { agentArgs?: string[], timeoutMs?: number, bootstrap?: boolean } = {}): Promise<TestnetAgent> {
     const a = this.agent(k)
     if (isOurAgent(a.pid, a.dataDir)) return a
-    const bootstrap = this.state.agents.filter(o => o.index !== k && isOurAgent(o.pid, o.dataDir)).slice(0, 3).flatMap(o => ['--bootstrap', loopbackAddr(o)])
+    const bootstrap = options.bootstrap === false
+      ? []
+      : this.state.agents.filter(o => o.index !== k && isOurAgent(o.pid, o.dataDir)).slice(0, 3).flatMap(o => ['--bootstrap', loopbackAddr(o)])
+    const previous = a.addrs.length > 0 ? loopbackAddr(a).replace(/\/p2p\/.*$/, '') : '/ip4/127.0.0.1/tcp/0'
     rmSync(join(a.dataDir, 'agent.json'), { force: true })
-    const pid = spawnAgent(['--data-dir', a.dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--no-mdns', ...bootstrap, ...(options.agentArgs ?? [])], a.logFile)
+    const pid = spawnAgent(['--data-dir', a.dataDir, '--listen', previous, '--api-port', '0', '--no-mdns', ...bootstrap, ...(options.agentArgs ?? [])], a.logFile)
     const info = await waitForAgent(a.dataDir, pid, a.logFile, options.timeoutMs ?? 30_000)
     Object.assign(a, { pid, peerId: info.peerId, api: info.api, addrs: info.addrs })
     this.save()
