@@ -48,3 +48,20 @@ export async function eventually<T> (check: () => Promise<T | undefined | false>
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last !== undefined ? `: ${(last as Error).message}` : ''}`)
 }
+
+export interface Run { code: number | null, stdout: string, stderr: string }
+
+/** Runs a Node script of this project to completion, capturing its output. */
+export async function runNode (script: string, args: string[], options: { env?: NodeJS.ProcessEnv, input?: string, cwd?: string } = {}): Promise<Run> {
+  const { spawn } = await import('node:child_process')
+  return await new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script, ...args], { env: { ...process.env, ...options.env }, cwd: options.cwd ?? ROOT, stdio: ['pipe', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    child.on('error', reject)
+    child.on('exit', (code) => { resolve({ code, stdout, stderr }) })
+    child.stdin.end(options.input)
+  })
+}

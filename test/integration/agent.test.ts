@@ -1,12 +1,11 @@
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { AgentClient, ApiError } from '../../cli/client.js'
 import { EDGE_AGENT_BIN, isAlive, runAgentCommand, spawnAgent, stopAgent } from '../../testnet/process.js'
-import { eventually } from '../helpers.js'
+import { eventually, runNode, type Run } from '../helpers.js'
 
 /** One `edge-agent` process at a time: its lifecycle, identity and configuration errors. */
 const root = mkdtempSync(join(tmpdir(), 'edge-agent-test-'))
@@ -16,16 +15,8 @@ after(async () => {
   rmSync(root, { recursive: true, force: true })
 })
 
-async function runAgent (args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
-  return await new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [EDGE_AGENT_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-    child.on('error', reject)
-    child.on('exit', (code) => { resolve({ code, stdout, stderr }) })
-  })
+async function runAgent (args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+  return await runNode(EDGE_AGENT_BIN, args, { env })
 }
 
 async function start (name: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<{ pid: number, dataDir: string, info: { api: string, peerId: string } }> {

@@ -1,30 +1,18 @@
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Testnet } from '../../testnet/index.js'
-import { EDGE_BIN, ROOT } from '../helpers.js'
-
-interface Run { code: number | null, stdout: string, stderr: string }
+import { EDGE_BIN, runNode, type Run } from '../helpers.js'
 
 /** The `edge` CLI as users run it, against a testnet it starts itself. */
 describe('the edge CLI', () => {
   const home = mkdtempSync(join(tmpdir(), 'edge-cli-'))
-  const env = { ...process.env, EDGE_TESTNET_HOME: join(home, 'testnet') }
+  const env = { EDGE_TESTNET_HOME: join(home, 'testnet') }
 
   async function edge (args: string[], input?: string): Promise<Run> {
-    return await new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [EDGE_BIN, ...args], { env, cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] })
-      let stdout = ''
-      let stderr = ''
-      child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-      child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-      child.on('error', reject)
-      child.on('exit', (code) => { resolve({ code, stdout, stderr }) })
-      child.stdin.end(input)
-    })
+    return await runNode(EDGE_BIN, args, { env, ...(input !== undefined ? { input } : {}) })
   }
 
   function oneLineError (r: Run, pattern: RegExp): void {
