@@ -1,6 +1,7 @@
 import { logger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { deadline } from './deadline.js'
 import type { EdgeNode } from './node.js'
 import type { PeerTable } from './peer-table.js'
 
@@ -25,6 +26,7 @@ export class Connectivity {
   readonly #seen = new Map<string, number>()
   #timers: NodeJS.Timeout[] = []
   #controller = new AbortController()
+  #redialing = false
 
   constructor (node: EdgeNode, table: PeerTable, init: ConnectivityInit) {
     this.#node = node
@@ -52,32 +54,45 @@ export class Connectivity {
 
   async #ping (peerId: string): Promise<void> {
     this.#seen.set(peerId, Date.now())
+    const { signal, done } = deadline(this.#controller.signal, 2000)
     try {
-      const signal = AbortSignal.any([this.#controller.signal, AbortSignal.timeout(2000)])
       const rtt = await this.#node.services.ping.ping(peerIdFromString(peerId), { signal })
       this.#table.recordRtt(peerId, rtt)
     } catch (err) {
       log('ping %s failed: %s', peerId, (err as Error).message)
+    } finally {
+      done()
     }
   }
 
   async redial (): Promise<void> {
+    if (this.#redialing) return
+    this.#redialing = true
+    try {
+      await this.#redial()
+    } finally {
+      this.#redialing = false
+    }
+  }
+
+  async #redial (): Promise<void> {
     const connected = new Set(this.#node.getConnections().map(c => c.remotePeer.toString()))
     const now = Date.now()
     const dials: Array<Promise<unknown>> = []
-    const signal = (): AbortSignal => AbortSignal.any([this.#controller.signal, AbortSignal.timeout(3000)])
+    const { signal, done } = deadline(this.#controller.signal, 3000)
     for (const addr of this.#init.bootstrap) {
       const ma = multiaddr(addr)
       const peer = ma.getComponents().find(c => c.name === 'p2p')?.value
       if (peer !== undefined && connected.has(peer)) continue
-      dials.push(this.#node.dial(ma, { signal: signal() }))
+      dials.push(this.#node.dial(ma, { signal }))
     }
     for (const [peer, lastSeen] of this.#seen) {
       if (now - lastSeen > this.#init.forgetAfterMs) { this.#seen.delete(peer); continue }
       if (connected.has(peer)) continue
-      dials.push(this.#node.dial(peerIdFromString(peer), { signal: signal() }))
+      dials.push(this.#node.dial(peerIdFromString(peer), { signal }))
     }
     const results = await Promise.allSettled(dials)
+    done()
     const failed = results.filter(r => r.status === 'rejected').length
     if (dials.length > 0) log('redialled %d peers, %d failed', dials.length, failed)
   }

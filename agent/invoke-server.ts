@@ -3,6 +3,7 @@ import {
   FramedStream, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, validateInvokeRequest, wireCodeOf, WIRE_VERSION,
   type InvokeRequest, type InvokeResult
 } from '../protocol/index.js'
+import { deadline } from './deadline.js'
 import type { EdgeNode } from './node.js'
 import type { Connection, Stream } from '@libp2p/interface'
 
@@ -55,16 +56,20 @@ export class InvokeServer {
   async #handle (framed: FramedStream, message: unknown, from: string, streamSignal: AbortSignal): Promise<void> {
     const id = typeof (message as { id?: unknown })?.id === 'number' ? (message as { id: number }).id : 0
     let response: unknown
+    let done: (() => void) | undefined
     try {
       const request = validateInvokeRequest(message)
-      const signal = AbortSignal.any([streamSignal, AbortSignal.timeout(request.deadlineMs)])
-      const result = await this.#execute(request, from, signal)
+      const call = deadline(streamSignal, request.deadlineMs)
+      done = call.done
+      const result = await this.#execute(request, from, call.signal)
       response = { v: WIRE_VERSION, type: 'result', id, ...result }
     } catch (err) {
       const e = err as Error & { stderr?: string }
       const code = e.name === 'InvalidMessageError' ? 'BAD_REQUEST' : wireCodeOf(err)
       if (code === 'INTERNAL') log.error('offloaded call from %s failed: %e', from, err)
       response = { v: WIRE_VERSION, type: 'error', id, code, message: e.message, ...(e.stderr !== undefined && e.stderr !== '' ? { stderr: e.stderr.slice(0, 64 * 1024) } : {}) }
+    } finally {
+      done?.()
     }
     if (framed.closed) return
     await framed.write(response).catch((err: Error) => { log('could not answer %s: %s', from, err.message) })
