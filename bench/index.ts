@@ -110,7 +110,7 @@ async function main (): Promise<void> {
   const pool = await measure(async () => await rt.invoke(spec, INPUT))
   await rt.stop()
 
-  const net = await up({ peers: 2, agentArgs: () => ['--wasm-slots', '2'] })
+  const net = await up({ peers: 2, agentArgs: () => ['--wasm-slots', process.env.BENCH_SLOTS ?? '2'] })
   try {
     const a1 = net.client(1)
     const a2 = net.client(2)

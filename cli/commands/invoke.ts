@@ -7,6 +7,9 @@ import { ms, printJson, shortId } from '../output.js'
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
 
+/** The agent's limit on a call's input (and output). */
+const MAX_INPUT_BYTES = 6 * 1024 * 1024
+
 interface InvokeOptions {
   param?: string[]
   paramsFile?: string
@@ -95,6 +98,8 @@ export function registerInvokeCommand (program: Command): void {
       else if (opts.local === true) request.policy = 'local'
       else if (opts.peer !== undefined) request.peer = opts.peer
       else if (opts.policy !== undefined) request.policy = opts.policy
+      const size = request.input?.byteLength ?? Buffer.byteLength(JSON.stringify(request.params ?? {}))
+      if (size > MAX_INPUT_BYTES) throw new UserError(`input of ${size} bytes is over the ${MAX_INPUT_BYTES / 1048576} MiB limit of one call`)
       if (opts.timeout !== undefined) request.timeoutMs = parseTimeout(opts.timeout)
       if (opts.explain === true) request.explain = true
       const json = globals(cmd).json === true
