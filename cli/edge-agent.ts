@@ -8,9 +8,9 @@ import { UserError } from './errors.js'
 
 checkNode()
 
-const {
-  createAgent, createPeerKey, defaultDataDir, newSwarmKey, parseLabels, readConfig, validateSwarmKey, writeConfig, writeSwarmKey, DEFAULT_API_PORT, SWARM_KEY_FILE
-} = await import('../agent/index.js')
+// init needs only config and keys; libp2p and the rest load when an agent starts.
+const { defaultDataDir, parseLabels, readConfig, writeConfig, DEFAULT_API_PORT } = await import('../agent/config.js')
+const { createPeerKey, newSwarmKey, validateSwarmKey, writeSwarmKey, SWARM_KEY_FILE } = await import('../agent/identity.js')
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
 const port = (value: string): number => {
@@ -29,7 +29,8 @@ interface InitOptions { dataDir?: string, swarmKey?: string, listen?: string[], 
 async function init (opts: InitOptions): Promise<string> {
   const dataDir = resolve(opts.dataDir ?? defaultDataDir())
   const fresh = !existsSync(join(dataDir, 'config.json'))
-  await createPeerKey(dataDir)
+  const key = await createPeerKey(dataDir)
+  const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
   const keyFile = join(dataDir, SWARM_KEY_FILE)
   if (opts.swarmKey !== undefined) {
     if (!existsSync(opts.swarmKey)) throw new UserError(`no such swarm key file: ${opts.swarmKey}`)
@@ -44,7 +45,7 @@ async function init (opts: InitOptions): Promise<string> {
     ...(opts.bootstrap !== undefined ? { bootstrap: opts.bootstrap } : {})
   })
   if (opts.quiet !== true) {
-    process.stdout.write(`${fresh ? 'initialised' : 'updated'} agent in ${dataDir}\n`)
+    process.stdout.write(`${fresh ? 'initialised' : 'updated'} agent ${peerIdFromPrivateKey(key).toString()} in ${dataDir}\n`)
     process.stdout.write(`swarm key: ${keyFile} (copy it to every device of this swarm, or pass it to their 'edge-agent init --swarm-key')\n`)
   }
   return dataDir
@@ -95,6 +96,7 @@ program.command('start')
       ...(opts.wasmSlots !== undefined ? { wasmSlots: opts.wasmSlots } : {}),
       mdns: opts.mdns && stored.mdns
     }
+    const { createAgent } = await import('../agent/index.js')
     const agent = await createAgent(dataDir, config)
     // One peer's failure must never take the agent down (e.g. NoValidAddressesError from a dial).
     process.on('unhandledRejection', (reason) => {

@@ -169,12 +169,17 @@ export async function up (options: UpOptions): Promise<Testnet> {
   const net = new Testnet(state)
   try {
     for (let k = 1; k <= options.peers; k++) {
-      const dataDir = join(dir, `agent-${k}`)
-      const keyArgs = k === 1 && options.swarmKey === undefined ? [] : ['--swarm-key', swarmKey]
-      await runAgentCommand(['init', '--data-dir', dataDir, ...keyArgs, '--quiet'])
-      if (k === 1 && options.swarmKey === undefined) writeFileSync(swarmKey, readFileSync(join(dataDir, 'swarm.key')), { mode: 0o600 })
-      state.agents.push({ index: k, dataDir, logFile: join(dir, `agent-${k}.log`), pid: 0, peerId: '', api: '', addrs: [] })
+      state.agents.push({ index: k, dataDir: join(dir, `agent-${k}`), logFile: join(dir, `agent-${k}.log`), pid: 0, peerId: '', api: '', addrs: [] })
     }
+    // Agent 1 makes the swarm key (unless one is given); the others are initialised with it, in parallel.
+    const first = state.agents[0] as TestnetAgent
+    if (options.swarmKey === undefined) {
+      await runAgentCommand(['init', '--data-dir', first.dataDir, '--quiet'])
+      writeFileSync(swarmKey, readFileSync(join(first.dataDir, 'swarm.key')), { mode: 0o600 })
+    }
+    await Promise.all(state.agents.filter(a => options.swarmKey !== undefined || a !== first).map(async (a) => {
+      await runAgentCommand(['init', '--data-dir', a.dataDir, '--swarm-key', swarmKey, '--quiet'])
+    }))
     net.save()
     // The first agent starts alone; the rest bootstrap to it, in parallel.
     await net.start(1, { agentArgs: options.agentArgs?.(1) ?? [] })
