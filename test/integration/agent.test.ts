@@ -38,7 +38,7 @@ test('init creates config, identity and swarm key; a second init keeps the ident
   assert.match(out, /initialised agent in/)
   for (const f of ['config.json', 'peer.key', 'swarm.key']) assert.ok(existsSync(join(dataDir, f)), f)
   const key = readFileSync(join(dataDir, 'peer.key'))
-  assert.match(await runAgentCommand(['init', '--data-dir', dataDir]), /updated agent/)
+  assert.match(await runAgentCommand(['init', '--data-dir', dataDir]), /updated agent 12D3Koo/)
   assert.deepEqual(readFileSync(join(dataDir, 'peer.key')), key)
 })
 
