@@ -35,7 +35,7 @@ async function start (name: string, args: string[] = [], env: NodeJS.ProcessEnv 
 test('init creates config, identity and swarm key; a second init keeps the identity', async () => {
   const dataDir = join(root, 'init')
   const out = await runAgentCommand(['init', '--data-dir', dataDir])
-  assert.match(out, /initialised agent in/)
+  assert.match(out, /^initialised agent 12D3Koo\w+ in /)
   for (const f of ['config.json', 'peer.key', 'swarm.key']) assert.ok(existsSync(join(dataDir, f)), f)
   const key = readFileSync(join(dataDir, 'peer.key'))
   assert.match(await runAgentCommand(['init', '--data-dir', dataDir]), /updated agent 12D3Koo/)
