@@ -1,8 +1,8 @@
 import { logger } from '@libp2p/logger'
+import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
 import { ADVERTS_TOPIC, decode, encode, MAX_GOSSIP_BYTES, validateAdvert, type Advert } from '../protocol/index.js'
 import type { EdgeNode } from './node.js'
 import type { PeerTable } from './peer-table.js'
-import type { Message } from '@libp2p/gossipsub'
 
 const log = logger('edge:agent:adverts')
 
@@ -13,14 +13,24 @@ export interface AdvertServiceInit {
   onAdvert?: (advert: Advert) => void
 }
 
+/** Decodes and checks a gossiped advert: size, CBOR, schema, version, and that its signer is the peer it describes. */
+export function parseAdvert (message: Message): Advert {
+  const advert = validateAdvert(decode(message.data, MAX_GOSSIP_BYTES))
+  if (message.type !== 'signed' || message.from.toString() !== advert.peerId) throw new Error('advert not signed by the peer it describes')
+  return advert
+}
+
 /**
  * Publishes this agent's advert on `edge/adverts/1` about once a second and turns peers' adverts
- * into peer-table entries. Oversize, malformed, wrong-version or spoofed adverts are dropped.
+ * into peer-table entries. Adverts are checked in gossipsub's topic validator, so that oversize,
+ * malformed, wrong-version or spoofed ones are neither delivered nor forwarded, and their sender
+ * loses score.
  */
 export class AdvertService {
   readonly #node: EdgeNode
   readonly #table: PeerTable
   readonly #init: AdvertServiceInit
+  readonly #parsed = new WeakMap<Message, Advert>()
   #seq = 0
   #timer: NodeJS.Timeout | undefined
   #dropped = 0
@@ -37,8 +47,10 @@ export class AdvertService {
   }
 
   start (): void {
-    this.#node.services.pubsub.addEventListener('message', this.#onMessage)
-    this.#node.services.pubsub.subscribe(ADVERTS_TOPIC)
+    const pubsub = this.#node.services.pubsub
+    pubsub.topicValidators.set(ADVERTS_TOPIC, (_from, message) => this.#validate(message))
+    pubsub.addEventListener('message', this.#onMessage)
+    pubsub.subscribe(ADVERTS_TOPIC)
     this.#timer = setInterval(() => { void this.publish() }, this.#init.intervalMs)
     this.#timer.unref()
     void this.publish()
@@ -46,8 +58,10 @@ export class AdvertService {
 
   stop (): void {
     clearInterval(this.#timer)
-    this.#node.services.pubsub.removeEventListener('message', this.#onMessage)
-    this.#node.services.pubsub.unsubscribe(ADVERTS_TOPIC)
+    const pubsub = this.#node.services.pubsub
+    pubsub.removeEventListener('message', this.#onMessage)
+    pubsub.unsubscribe(ADVERTS_TOPIC)
+    pubsub.topicValidators.delete(ADVERTS_TOPIC)
   }
 
   async publish (): Promise<void> {
@@ -64,16 +78,21 @@ export class AdvertService {
     }
   }
 
-  #receive (message: Message): void {
-    if (message.topic !== ADVERTS_TOPIC) return
+  #validate (message: Message): TopicValidatorResult {
     try {
-      const advert = validateAdvert(decode(message.data, MAX_GOSSIP_BYTES))
-      if (message.type !== 'signed' || message.from.toString() !== advert.peerId) throw new Error('advert not signed by the peer it describes')
-      if (advert.peerId === this.#node.peerId.toString()) return
-      if (this.#table.upsert(advert)) this.#init.onAdvert?.(advert)
+      this.#parsed.set(message, parseAdvert(message))
+      return TopicValidatorResult.Accept
     } catch (err) {
       this.#dropped++
       log('dropped advert: %s', (err as Error).message)
+      return TopicValidatorResult.Reject
     }
+  }
+
+  #receive (message: Message): void {
+    if (message.topic !== ADVERTS_TOPIC) return
+    const advert = this.#parsed.get(message)
+    if (advert === undefined || advert.peerId === this.#node.peerId.toString()) return
+    if (this.#table.upsert(advert)) this.#init.onAdvert?.(advert)
   }
 }

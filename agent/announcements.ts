@@ -1,21 +1,32 @@
 import { logger } from '@libp2p/logger'
+import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
 import { decode, encode, FUNCTIONS_TOPIC, MAX_GOSSIP_BYTES, validateAnnouncement, type FunctionAnnouncement } from '../protocol/index.js'
 import type { EdgeNode } from './node.js'
-import type { Message } from '@libp2p/gossipsub'
 
 const log = logger('edge:agent:announcements')
+
+/** Decodes and checks an announcement, and that it is signed by the peer it names. */
+export function parseAnnouncement (message: Message): FunctionAnnouncement {
+  if (message.type !== 'signed') throw new Error('unsigned announcement')
+  const announcement = validateAnnouncement(decode(message.data, MAX_GOSSIP_BYTES))
+  const claimed = announcement.type === 'deploy' ? announcement.holder : announcement.by
+  if (claimed !== message.from.toString()) throw new Error('announcement not signed by the peer it names')
+  return announcement
+}
 
 /**
  * Deploy and delete announcements on `edge/functions/1`, so that peers learn of a function (and
  * its limits) without waiting for adverts. Soft state: authority moves to signed DHT manifests later.
+ * Checked in gossipsub's topic validator, like adverts.
  */
 export class AnnouncementService {
   readonly #node: EdgeNode
-  readonly #onAnnouncement: (a: FunctionAnnouncement, from: string) => void
+  readonly #onAnnouncement: (a: FunctionAnnouncement) => void
+  readonly #parsed = new WeakMap<Message, FunctionAnnouncement>()
   #dropped = 0
   readonly #onMessage = (evt: CustomEvent<Message>): void => { this.#receive(evt.detail) }
 
-  constructor (node: EdgeNode, onAnnouncement: (a: FunctionAnnouncement, from: string) => void) {
+  constructor (node: EdgeNode, onAnnouncement: (a: FunctionAnnouncement) => void) {
     this.#node = node
     this.#onAnnouncement = onAnnouncement
   }
@@ -25,13 +36,17 @@ export class AnnouncementService {
   }
 
   start (): void {
-    this.#node.services.pubsub.addEventListener('message', this.#onMessage)
-    this.#node.services.pubsub.subscribe(FUNCTIONS_TOPIC)
+    const pubsub = this.#node.services.pubsub
+    pubsub.topicValidators.set(FUNCTIONS_TOPIC, (_from, message) => this.#validate(message))
+    pubsub.addEventListener('message', this.#onMessage)
+    pubsub.subscribe(FUNCTIONS_TOPIC)
   }
 
   stop (): void {
-    this.#node.services.pubsub.removeEventListener('message', this.#onMessage)
-    this.#node.services.pubsub.unsubscribe(FUNCTIONS_TOPIC)
+    const pubsub = this.#node.services.pubsub
+    pubsub.removeEventListener('message', this.#onMessage)
+    pubsub.unsubscribe(FUNCTIONS_TOPIC)
+    pubsub.topicValidators.delete(FUNCTIONS_TOPIC)
   }
 
   async announce (announcement: FunctionAnnouncement): Promise<void> {
@@ -42,18 +57,20 @@ export class AnnouncementService {
     }
   }
 
-  #receive (message: Message): void {
-    if (message.topic !== FUNCTIONS_TOPIC) return
+  #validate (message: Message): TopicValidatorResult {
     try {
-      if (message.type !== 'signed') throw new Error('unsigned announcement')
-      const announcement = validateAnnouncement(decode(message.data, MAX_GOSSIP_BYTES))
-      const from = message.from.toString()
-      const claimed = announcement.type === 'deploy' ? announcement.holder : announcement.by
-      if (claimed !== from) throw new Error('announcement not signed by the peer it names')
-      this.#onAnnouncement(announcement, from)
+      this.#parsed.set(message, parseAnnouncement(message))
+      return TopicValidatorResult.Accept
     } catch (err) {
       this.#dropped++
       log('dropped announcement: %s', (err as Error).message)
+      return TopicValidatorResult.Reject
     }
+  }
+
+  #receive (message: Message): void {
+    if (message.topic !== FUNCTIONS_TOPIC) return
+    const announcement = this.#parsed.get(message)
+    if (announcement !== undefined) this.#onAnnouncement(announcement)
   }
 }

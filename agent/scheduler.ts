@@ -189,20 +189,23 @@ export class Scheduler {
   async #ensureLocal (ref: FunctionRef, holders: string[], signal: AbortSignal): Promise<{ spec: FunctionSpec, fetchMs: number }> {
     const { runtime, registry, fetcher } = this.#init
     const known = registry.specOf(ref)
-    if (known !== undefined && runtime.isPrepared(known)) return { spec: known, fetchMs: 0 }
+    const local = registry.localSpec(ref.name)
+    const heldHere = local?.sha256 === ref.sha256 && local.version === ref.version
+    if (known !== undefined && heldHere && runtime.isPrepared(known)) return { spec: known, fetchMs: 0 }
     const started = performance.now()
     const id = `${ref.name}@${ref.version}:${ref.sha256}`
     let p = this.#preparing.get(id)
     if (p === undefined) {
       p = (async () => {
         let spec = known
+        // The same artifact may be held here under another name: no need to fetch it again.
         let code = spec === undefined ? undefined : await registry.readCode(ref.sha256)
         if (spec === undefined || code === undefined) {
           const fetched = await fetcher.fetch(ref, holders, { signal: AbortSignal.timeout(FETCH_DEADLINE_MS) })
           spec = fetched.spec
           code = fetched.code
-          this.#hold(spec, code)
         }
+        if (!heldHere) this.#hold(spec, code)
         await runtime.prepare(spec, code)
         return spec
       })().finally(() => { this.#preparing.delete(id) })

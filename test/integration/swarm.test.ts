@@ -188,10 +188,12 @@ describe('a swarm of three agents', () => {
   })
 
   test('a call whose peer is killed mid-call is retried on another holder within the deadline', async () => {
-    // Make agent 2 a second holder of sleep... it deployed it: agent 1 fetches it too.
-    await a1.invoke('sleep', { input: Buffer.from('1'), policy: 'local' })
-    await eventually(async () => (await a3.list()).find(f => f.name === 'sleep' && f.holders.length === 2), 10_000, 'two holders')
-    const call = a3.invoke('sleep', { input: Buffer.from('2000'), policy: 'near', timeoutMs: 20_000 })
+    // A function held by agents 1 and 2 only (agent 3 may hold 'sleep' from the offload test).
+    await a2.deploy('nap', fixture('sleep'), { timeout: '10s' })
+    await eventually(async () => (await a1.list()).some(f => f.name === 'nap'), 10_000, 'nap known on 1')
+    await a1.invoke('nap', { input: Buffer.from('1'), policy: 'local' })
+    await eventually(async () => (await a3.list()).find(f => f.name === 'nap' && f.holders.length === 2), 10_000, 'two holders')
+    const call = a3.invoke('nap', { input: Buffer.from('2000'), policy: 'near', timeoutMs: 20_000 })
     const victim = await eventually(async () => {
       for (const k of [1, 2]) if ((await net.client(k).status()).runtimes[0]?.busy === 1) return k
       return undefined
@@ -209,6 +211,6 @@ describe('a swarm of three agents', () => {
     await net.start(victim, { bootstrap: false })
     assert.equal(net.agent(victim).peerId, peerId)
     await net.waitForMesh(20_000)
-    assert.ok((await net.client(victim).status()).functions.some(f => f.name === 'sleep'), 'held code survived the crash')
+    assert.ok((await net.client(victim).status()).functions.some(f => f.name === 'nap'), 'held code survived the crash')
   })
 })
