@@ -46,6 +46,9 @@ describe('a swarm of three agents', () => {
     assert.equal(res.ranOn, net.agent(1).peerId)
     assert.equal(res.local, true)
     assert.equal(res.timings.fetchMs, 0)
+    const metrics = await (await fetch(`${net.agent(1).api}/metrics`)).text()
+    assert.match(metrics, /^edge_invocations_total\{where="local",outcome="ok"\} [1-9]/m)
+    assert.match(metrics, /^edge_peers 2$/m)
   })
 
   test('every agent lists the deployed function with its holder', async () => {
