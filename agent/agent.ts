@@ -8,7 +8,8 @@ import {
   BadRequestError, FUNCTION_NAME, RuntimeKind, WIRE_VERSION, type Advert, type FunctionAnnouncement, type FunctionSpec
 } from '../protocol/index.js'
 import { AdvertService } from './adverts.js'
-import { AnnouncementService } from './announcements.js'
+import { announcements } from './announcements.js'
+import type { GossipTopic } from './gossip.js'
 import { Connectivity } from './connectivity.js'
 import { ConfigError } from './errors.js'
 import { FetchService } from './fetch.js'
@@ -56,7 +57,7 @@ export class Agent {
   scheduler!: Scheduler
   metrics!: Metrics
   #adverts!: AdvertService
-  #announcements!: AnnouncementService
+  #announcements!: GossipTopic<FunctionAnnouncement>
   #connectivity!: Connectivity
   #fetcher!: FetchService
   #client!: InvokeClient
@@ -128,7 +129,7 @@ export class Agent {
       snapshot: () => this.#advert(),
       onAdvert: (advert) => { this.registry.setAdvertised(advert.peerId, advert.functions) }
     })
-    this.#announcements = new AnnouncementService(this.node, (a) => { this.#onAnnouncement(a) })
+    this.#announcements = announcements(this.node, (a) => { this.#onAnnouncement(a) })
     this.#connectivity = new Connectivity(this.node, this.peers, { bootstrap: config.bootstrap })
     this.peers.addEventListener('peer:leave', (evt) => { this.registry.forgetPeer(evt.detail) })
     this.#api = new ApiServer(this, { host: config.apiHost, port: config.apiPort, token: apiToken })
@@ -214,7 +215,7 @@ export class Agent {
     await this.runtime.prepare(spec, code)
     const { replaced } = this.registry.hold(spec, code)
     if (replaced !== undefined && !this.registry.holdsCode(replaced.sha256)) this.runtime.release(replaced.sha256)
-    await this.#announcements.announce({ v: WIRE_VERSION, type: 'deploy', fn: spec, holder: this.peerId, at: Date.now() })
+    await this.#announcements.publish({ v: WIRE_VERSION, type: 'deploy', fn: spec, holder: this.peerId, at: Date.now() })
     void this.#adverts.publish()
     log('deployed %s v%d (%s, %d bytes)', name, spec.version, sha256.slice(0, 12), code.byteLength)
     return spec
@@ -224,7 +225,7 @@ export class Agent {
     const known = this.registry.resolve(name)
     const version = Math.max(known.ref.version, this.registry.highestVersion(name))
     this.#dropFunction(name, version)
-    await this.#announcements.announce({ v: WIRE_VERSION, type: 'delete', name, version, by: this.peerId, at: Date.now() })
+    await this.#announcements.publish({ v: WIRE_VERSION, type: 'delete', name, version, by: this.peerId, at: Date.now() })
     void this.#adverts.publish()
     return { name, version }
   }

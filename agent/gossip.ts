@@ -1,0 +1,76 @@
+import { logger } from '@libp2p/logger'
+import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
+import { encode, MAX_GOSSIP_BYTES } from '../protocol/index.js'
+import type { EdgeNode } from './node.js'
+
+const log = logger('edge:agent:gossip')
+
+/**
+ * One gossipsub topic whose messages are checked in gossipsub's topic validator: a message that
+ * `parse` refuses (oversize, malformed, wrong version, spoofed) is neither delivered nor forwarded,
+ * and its sender loses score. Soft state only; requests never travel here.
+ */
+export class GossipTopic<T> {
+  readonly #node: EdgeNode
+  readonly #topic: string
+  readonly #parse: (message: Message) => T
+  readonly #deliver: (value: T) => void
+  readonly #parsed = new WeakMap<Message, T>()
+  #dropped = 0
+  readonly #onMessage = (evt: CustomEvent<Message>): void => {
+    if (evt.detail.topic !== this.#topic) return
+    const value = this.#parsed.get(evt.detail)
+    if (value !== undefined) this.#deliver(value)
+  }
+
+  constructor (node: EdgeNode, topic: string, parse: (message: Message) => T, deliver: (value: T) => void) {
+    this.#node = node
+    this.#topic = topic
+    this.#parse = parse
+    this.#deliver = deliver
+  }
+
+  /** Messages refused so far. */
+  get dropped (): number {
+    return this.#dropped
+  }
+
+  start (): void {
+    const pubsub = this.#node.services.pubsub
+    pubsub.topicValidators.set(this.#topic, (_from, message) => this.#validate(message))
+    pubsub.addEventListener('message', this.#onMessage)
+    pubsub.subscribe(this.#topic)
+  }
+
+  stop (): void {
+    const pubsub = this.#node.services.pubsub
+    pubsub.removeEventListener('message', this.#onMessage)
+    pubsub.unsubscribe(this.#topic)
+    pubsub.topicValidators.delete(this.#topic)
+  }
+
+  /** Publishes a message; failures are logged, never thrown (gossip is best effort). */
+  async publish (message: unknown): Promise<void> {
+    const data = encode(message)
+    if (data.byteLength > MAX_GOSSIP_BYTES) {
+      log.error('%s: own message of %d bytes is over the %d limit: not sent', this.#topic, data.byteLength, MAX_GOSSIP_BYTES)
+      return
+    }
+    try {
+      await this.#node.services.pubsub.publish(this.#topic, data)
+    } catch (err) {
+      log('%s: not published: %s', this.#topic, (err as Error).message)
+    }
+  }
+
+  #validate (message: Message): TopicValidatorResult {
+    try {
+      this.#parsed.set(message, this.#parse(message))
+      return TopicValidatorResult.Accept
+    } catch (err) {
+      this.#dropped++
+      log('%s: dropped a message: %s', this.#topic, (err as Error).message)
+      return TopicValidatorResult.Reject
+    }
+  }
+}
