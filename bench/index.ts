@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { WASI } from 'node:wasi'
 import { up } from '../testnet/index.js'
 import { AgentClient } from '../cli/client.js'
-import { WasmRuntime, applyMemoryLimit } from '../runtimes/index.js'
+import { WasmRuntime } from '../runtimes/index.js'
 import { createHash } from 'node:crypto'
 
 /**
@@ -47,7 +47,7 @@ async function measure (call: () => Promise<unknown>): Promise<Figures> {
 }
 
 function directCall (): () => Promise<Uint8Array> {
-  const module = new WebAssembly.Module(applyMemoryLimit(ECHO, 64 << 20).code as Uint8Array<ArrayBuffer>)
+  const module = new WebAssembly.Module(ECHO)
   return async () => {
     let out = new Uint8Array(0)
     let memory: WebAssembly.Memory | undefined

@@ -7,7 +7,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cc() { clang --target=wasm32-wasi -O2 -s "$@"; }
 cc -o "$root/examples/echo/echo.wasm" "$root/examples/echo/echo.c"
 cc -o "$root/examples/primes/primes.wasm" "$root/examples/primes/primes.c"
-for f in trap spin fail hog sleep; do
+for f in trap spin fail hog sleep dirty; do
   cc -o "$root/test/fixtures/$f.wasm" "$root/test/fixtures/$f.c"
 done
 # A module that declares a 1 GiB maximum memory, to test the deploy-time check.

@@ -1,2 +1,2 @@
 export { WasmRuntime, type WasmRuntimeInit } from './pool.js'
-export { applyMemoryLimit, InvalidModuleError, WASM_PAGE_BYTES, type MemoryLimits } from './limits.js'
+export { limitMemory, InvalidModuleError, WASM_PAGE_BYTES, type MemoryLimits } from './limits.js'

@@ -1,11 +1,14 @@
 /**
- * Reads and rewrites the memory limits of a WebAssembly binary.
+ * Reads and rewrites the memory of a WebAssembly binary.
  *
- * Worker `resourceLimits` do not cap WASM memory, so the limit is enforced on the module itself:
- * a declared maximum above the limit is refused; a memory without a maximum gets the limit written
- * in as its maximum, so `memory.grow` fails beyond it.
+ * Worker `resourceLimits` do not cap WASM memory, so the limit is enforced on the module itself: a
+ * declared maximum above the limit is refused, a memory without a maximum gets the limit as its
+ * maximum. The memory is also turned from a definition into an import (`env.memory`), so that a
+ * worker can hand each call a memory it already has: creating a memory costs ~110 µs of the
+ * ~130 µs of an instantiation here, reusing one ~15 µs.
  */
 export const WASM_PAGE_BYTES = 65536
+export const MEMORY_IMPORT = { module: 'env', name: 'memory' } as const
 
 export class InvalidModuleError extends Error {
   override name = 'InvalidModuleError'
@@ -13,17 +16,20 @@ export class InvalidModuleError extends Error {
 
 export interface MemoryLimits {
   minPages: number
-  maxPages: number | undefined
+  maxPages: number
 }
 
 export interface LimitedModule {
+  /** The module with its memory imported as `env.memory`, bounded by `memory.maxPages`. */
   code: Uint8Array
   memory: MemoryLimits
-  /** true when a maximum was written into the module. */
-  patched: boolean
+  /** The original declared no maximum; the limit was written in. */
+  capped: boolean
 }
 
+const IMPORT_SECTION = 2
 const MEMORY_SECTION = 5
+const IMPORT_KIND_MEMORY = 0x02
 
 function readU32 (buf: Uint8Array, offset: number): [value: number, next: number] {
   let result = 0
@@ -51,50 +57,84 @@ function writeU32 (value: number): number[] {
   return out
 }
 
-function mib (pages: number): string {
-  return `${(pages * WASM_PAGE_BYTES / 1048576).toFixed(pages * WASM_PAGE_BYTES % 1048576 === 0 ? 0 : 1)} MiB`
+function name (text: string): number[] {
+  const bytes = [...Buffer.from(text)]
+  return [...writeU32(bytes.length), ...bytes]
 }
 
-export function applyMemoryLimit (code: Uint8Array, limitBytes: number): LimitedModule {
+function section (id: number, content: number[] | Uint8Array): number[] {
+  return [id, ...writeU32(content.length), ...content]
+}
+
+function mib (pages: number): string {
+  const bytes = pages * WASM_PAGE_BYTES
+  return `${(bytes / 1048576).toFixed(bytes % 1048576 === 0 ? 0 : 1)} MiB`
+}
+
+interface Section { id: number, start: number, contentStart: number, end: number }
+
+function sections (code: Uint8Array): Section[] {
   if (code.length < 8 || code[0] !== 0 || code[1] !== 0x61 || code[2] !== 0x73 || code[3] !== 0x6d) {
     throw new InvalidModuleError('not a WebAssembly module (bad magic number)')
   }
-  const limitPages = Math.floor(limitBytes / WASM_PAGE_BYTES)
+  const out: Section[] = []
   let pos = 8
   while (pos < code.length) {
-    const id = code[pos] as number
     const [size, contentStart] = readU32(code, pos + 1)
     const end = contentStart + size
     if (end > code.length) throw new InvalidModuleError('truncated module section')
-    if (id !== MEMORY_SECTION) {
-      pos = end
-      continue
-    }
-    const [count, p1] = readU32(code, contentStart)
-    if (count === 0) return { code, memory: { minPages: 0, maxPages: 0 }, patched: false }
-    if (count > 1) throw new InvalidModuleError('module defines more than one memory, which this runtime does not support')
-    const flags = code[p1] as number
-    if (flags > 1) throw new InvalidModuleError('module uses shared or 64-bit memory, which this runtime does not support')
-    const [minPages, p2] = readU32(code, p1 + 1)
-    if (minPages > limitPages) {
-      throw new InvalidModuleError(`module needs at least ${mib(minPages)} of memory, above the limit of ${mib(limitPages)}: deploy with a larger --memory`)
-    }
-    if (flags === 1) {
-      const [maxPages, p3] = readU32(code, p2)
-      if (p3 !== end) throw new InvalidModuleError('malformed memory section')
-      if (maxPages > limitPages) {
-        throw new InvalidModuleError(`module declares up to ${mib(maxPages)} of memory, above the limit of ${mib(limitPages)}: deploy with --memory ${mib(maxPages).replace(' ', '')} or build with a lower maximum (-Wl,--max-memory=N)`)
-      }
-      return { code, memory: { minPages, maxPages }, patched: false }
-    }
-    if (p2 !== end) throw new InvalidModuleError('malformed memory section')
-    const content = [...writeU32(1), 0x01, ...writeU32(minPages), ...writeU32(limitPages)]
-    const section = [MEMORY_SECTION, ...writeU32(content.length), ...content]
-    const patched = new Uint8Array(pos + section.length + (code.length - end))
-    patched.set(code.subarray(0, pos), 0)
-    patched.set(section, pos)
-    patched.set(code.subarray(end), pos + section.length)
-    return { code: patched, memory: { minPages, maxPages: limitPages }, patched: true }
+    out.push({ id: code[pos] as number, start: pos, contentStart, end })
+    pos = end
   }
-  return { code, memory: { minPages: 0, maxPages: 0 }, patched: false }
+  return out
+}
+
+/** Checks the module's memory against `limitBytes` and moves it to an `env.memory` import. */
+export function limitMemory (code: Uint8Array, limitBytes: number): LimitedModule {
+  const limitPages = Math.floor(limitBytes / WASM_PAGE_BYTES)
+  const all = sections(code)
+  const memory = all.find(s => s.id === MEMORY_SECTION)
+  if (memory === undefined) throw new InvalidModuleError('module defines no memory of its own (imported memories are not supported): build it as a WASI command')
+  const [count, p1] = readU32(code, memory.contentStart)
+  if (count !== 1) throw new InvalidModuleError('module defines more than one memory, which this runtime does not support')
+  const flags = code[p1] as number
+  if (flags > 1) throw new InvalidModuleError('module uses shared or 64-bit memory, which this runtime does not support')
+  const [minPages, p2] = readU32(code, p1 + 1)
+  if (minPages > limitPages) {
+    throw new InvalidModuleError(`module needs at least ${mib(minPages)} of memory, above the limit of ${mib(limitPages)}: deploy with a larger --memory`)
+  }
+  let maxPages = limitPages
+  let end = p2
+  if (flags === 1) {
+    [maxPages, end] = readU32(code, p2)
+    if (maxPages > limitPages) {
+      throw new InvalidModuleError(`module declares up to ${mib(maxPages)} of memory, above the limit of ${mib(limitPages)}: deploy with --memory ${mib(maxPages).replace(' ', '')} or build with a lower maximum (-Wl,--max-memory=N)`)
+    }
+  }
+  if (end !== memory.end) throw new InvalidModuleError('malformed memory section')
+
+  // Imported memories come before defined ones in the index space: with the only definition
+  // removed and one import added, memory 0 (and the "memory" export) stays the same memory.
+  const entry = [...name(MEMORY_IMPORT.module), ...name(MEMORY_IMPORT.name), IMPORT_KIND_MEMORY, 0x01, ...writeU32(minPages), ...writeU32(maxPages)]
+  const imports = all.find(s => s.id === IMPORT_SECTION)
+  let importSection: number[]
+  if (imports !== undefined) {
+    const [n, rest] = readU32(code, imports.contentStart)
+    importSection = section(IMPORT_SECTION, [...writeU32(n + 1), ...code.subarray(rest, imports.end), ...entry])
+  } else {
+    importSection = section(IMPORT_SECTION, [...writeU32(1), ...entry])
+  }
+  const parts: Uint8Array[] = [code.subarray(0, 8)]
+  let placed = false
+  for (const s of all) {
+    // The import section goes after the type section (1) and before anything else but custom ones.
+    if (!placed && s.id !== 0 && s.id > IMPORT_SECTION) {
+      parts.push(Uint8Array.from(importSection))
+      placed = true
+    }
+    if (s.id === IMPORT_SECTION || s.id === MEMORY_SECTION) continue
+    parts.push(code.subarray(s.start, s.end))
+  }
+  if (!placed) parts.push(Uint8Array.from(importSection))
+  return { code: Buffer.concat(parts), memory: { minPages, maxPages }, capped: flags === 0 }
 }

@@ -1,6 +1,6 @@
 /** Messages between the pool and its worker threads (in-process, not on the wire). */
 export type ToWorker =
-  | { type: 'load', key: string, module: WebAssembly.Module }
+  | { type: 'load', key: string, module: WebAssembly.Module, memory: { minPages: number, maxPages: number } }
   | { type: 'unload', key: string }
   | { type: 'run', id: number, key: string, name: string, input: Uint8Array, env: Record<string, string>, maxOutputBytes: number }
 

@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads'
 import { logger } from '@libp2p/logger'
 import { BusyError, DeadlineExceededError, FunctionError, FunctionNotFoundError, MAX_IO_BYTES, RuntimeKind } from '../../protocol/index.js'
-import { applyMemoryLimit, InvalidModuleError } from './limits.js'
+import { limitMemory, InvalidModuleError, MEMORY_IMPORT, type MemoryLimits } from './limits.js'
 import type { FromWorker, ToWorker } from './messages.js'
 import type { Runtime, RunOptions, RunResult, RuntimeCapacityInfo } from '../runtime.js'
 import type { FunctionSpec } from '../../protocol/index.js'
@@ -72,6 +72,7 @@ function variant (spec: FunctionSpec): string {
 interface Compiled {
   spec: FunctionSpec
   module: WebAssembly.Module
+  memory: MemoryLimits
 }
 
 /**
@@ -94,7 +95,7 @@ export class WasmRuntime implements Runtime {
   constructor (init: WasmRuntimeInit = {}) {
     this.#slots = Math.max(1, init.slots ?? 2)
     this.#maxQueue = init.maxQueue ?? 64
-    this.#heapMb = init.workerHeapMb ?? 32
+    this.#heapMb = init.workerHeapMb ?? Number(process.env.EDGE_WORKER_HEAP_MB ?? 32)
   }
 
   async start (): Promise<void> {
@@ -118,7 +119,7 @@ export class WasmRuntime implements Runtime {
 
   async prepare (spec: FunctionSpec, code: Uint8Array): Promise<void> {
     if (this.#compiled.has(variant(spec))) return
-    const limited = applyMemoryLimit(code, spec.memoryBytes)
+    const limited = limitMemory(code, spec.memoryBytes)
     let module: WebAssembly.Module
     try {
       module = await WebAssembly.compile(limited.code as Uint8Array<ArrayBuffer>)
@@ -126,7 +127,7 @@ export class WasmRuntime implements Runtime {
       throw new InvalidModuleError(`not a valid WebAssembly module: ${(err as Error).message}`, { cause: err })
     }
     const imports = WebAssembly.Module.imports(module)
-    const foreign = imports.filter(i => i.module !== 'wasi_snapshot_preview1')
+    const foreign = imports.filter(i => i.module !== 'wasi_snapshot_preview1' && !(i.module === MEMORY_IMPORT.module && i.name === MEMORY_IMPORT.name && i.kind === 'memory'))
     if (foreign.length > 0) {
       const names = foreign.slice(0, 3).map(i => `${i.module}.${i.name}`).join(', ')
       throw new InvalidModuleError(`module imports ${names}${foreign.length > 3 ? ', …' : ''}: only WASI preview1 (wasi_snapshot_preview1) imports are provided`)
@@ -138,8 +139,8 @@ export class WasmRuntime implements Runtime {
     if (!exports.some(e => e.name === 'memory' && e.kind === 'memory')) {
       throw new InvalidModuleError('module does not export its memory, which WASI needs')
     }
-    if (limited.patched) log('%s: no declared maximum memory, capped at %d pages', spec.name, limited.memory.maxPages)
-    this.#compiled.set(variant(spec), { spec, module })
+    if (limited.capped) log('%s: no declared maximum memory, capped at %d pages', spec.name, limited.memory.maxPages)
+    this.#compiled.set(variant(spec), { spec, module, memory: limited.memory })
   }
 
   isPrepared (spec: FunctionSpec): boolean {
@@ -174,7 +175,7 @@ export class WasmRuntime implements Runtime {
     const warm = slot.loaded.has(key)
     try {
       if (!warm) {
-        slot.post({ type: 'load', key, module: compiled.module })
+        slot.post({ type: 'load', key, module: compiled.module, memory: compiled.memory })
         slot.loaded.add(key)
       }
       const result = await this.#run(slot, key, spec, input, options.signal)

@@ -32,13 +32,13 @@ interface Call {
   stderr: Uint8Array[]
   outBytes: number
   maxOutputBytes: number
-  memory: WebAssembly.Memory | undefined
+  memory: WebAssembly.Memory
 }
 let call: Call | undefined
 
-function current (): Call & { memory: WebAssembly.Memory } {
-  if (call?.memory === undefined) throw new Error('no call in progress')
-  return call as Call & { memory: WebAssembly.Memory }
+function current (): Call {
+  if (call === undefined) throw new Error('no call in progress')
+  return call
 }
 
 const stdio: Record<string, WasiFn> = {
@@ -99,27 +99,46 @@ for (const name of wasiNames) {
 }
 const imports = { wasi_snapshot_preview1: forwarded }
 
-const modules = new Map<string, WebAssembly.Module>()
+interface Loaded {
+  module: WebAssembly.Module
+  minPages: number
+  maxPages: number
+  /** A zeroed memory of the initial size, kept from the previous call. */
+  spare: WebAssembly.Memory | undefined
+}
+
+/** Memories up to this size are zeroed and reused; larger ones are cheaper to allocate afresh. */
+const REUSE_MAX_BYTES = 4 * 1024 * 1024
+
+const modules = new Map<string, Loaded>()
 const port = parentPort
 if (port == null) throw new Error('worker.js must run in a worker thread')
 
 port.on('message', (msg: ToWorker) => {
   switch (msg.type) {
     case 'load':
-      modules.set(msg.key, msg.module)
+      modules.set(msg.key, { module: msg.module, minPages: msg.memory.minPages, maxPages: msg.memory.maxPages, spare: undefined })
       break
     case 'unload':
       modules.delete(msg.key)
       break
-    case 'run':
-      port.postMessage(run(msg))
+    case 'run': {
+      const loaded = modules.get(msg.key)
+      const memory = loaded === undefined ? undefined : (loaded.spare ?? new WebAssembly.Memory({ initial: loaded.minPages, maximum: loaded.maxPages }))
+      if (loaded !== undefined) loaded.spare = undefined
+      port.postMessage(run(msg, loaded?.module, memory))
+      // Off the critical path: wipe the memory for the next call, unless it grew.
+      if (loaded !== undefined && memory !== undefined && memory.buffer.byteLength === loaded.minPages * 65536 && memory.buffer.byteLength <= REUSE_MAX_BYTES) {
+        new Uint8Array(memory.buffer).fill(0)
+        loaded.spare = memory
+      }
       break
+    }
   }
 })
 
-function run (msg: Extract<ToWorker, { type: 'run' }>): FromWorker {
-  const module = modules.get(msg.key)
-  if (module === undefined) return { type: 'done', id: msg.id, ok: false, error: 'module not loaded in worker', stdout: new Uint8Array(0), stderr: '' }
+function run (msg: Extract<ToWorker, { type: 'run' }>, module: WebAssembly.Module | undefined, memory: WebAssembly.Memory | undefined): FromWorker {
+  if (module === undefined || memory === undefined) return { type: 'done', id: msg.id, ok: false, error: 'module not loaded in worker', stdout: new Uint8Array(0), stderr: '' }
   const wasi = new WASI({ version: 'preview1', args: [msg.name], env: msg.env, returnOnExit: true })
   const c: Call = {
     real: wasi.wasiImport as Record<string, WasiFn>,
@@ -129,12 +148,11 @@ function run (msg: Extract<ToWorker, { type: 'run' }>): FromWorker {
     stderr: [],
     outBytes: 0,
     maxOutputBytes: msg.maxOutputBytes,
-    memory: undefined
+    memory
   }
   call = c
   try {
-    const instance = new WebAssembly.Instance(module, imports)
-    c.memory = instance.exports.memory as WebAssembly.Memory | undefined
+    const instance = new WebAssembly.Instance(module, { ...imports, env: { memory } })
     const exitCode = wasi.start(instance)
     return { type: 'done', id: msg.id, ok: true, exitCode, stdout: Buffer.concat(c.stdout), stderr: Buffer.concat(c.stderr).toString('utf8') }
   } catch (err) {

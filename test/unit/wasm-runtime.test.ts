@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { WasmRuntime, applyMemoryLimit } from '../../runtimes/index.js'
+import { WasmRuntime, limitMemory } from '../../runtimes/index.js'
 import { example, fixture, specFor, text } from '../helpers.js'
 
 const MiB = 1024 * 1024
@@ -109,12 +109,21 @@ test('a queued call gives up when its deadline passes', async () => {
   assert.equal(rt.capacity().queued, 0)
 })
 
-test('applyMemoryLimit writes a maximum into an unbounded memory and leaves bounded ones alone', () => {
-  const patched = applyMemoryLimit(example('echo'), 8 * MiB)
-  assert.equal(patched.patched, true)
-  assert.equal(patched.memory.maxPages, 128)
-  assert.ok(WebAssembly.validate(patched.code as Uint8Array<ArrayBuffer>))
-  const again = applyMemoryLimit(patched.code, 8 * MiB)
-  assert.equal(again.patched, false)
-  assert.throws(() => applyMemoryLimit(Buffer.from('nope nope'), MiB), { name: 'InvalidModuleError', message: /bad magic/ })
+test('limitMemory moves the memory to an import bounded by the limit', () => {
+  const limited = limitMemory(example('echo'), 8 * MiB)
+  assert.equal(limited.capped, true)
+  assert.equal(limited.memory.maxPages, 128)
+  const module = new WebAssembly.Module(limited.code as Uint8Array<ArrayBuffer>)
+  assert.deepEqual(WebAssembly.Module.imports(module).filter(i => i.kind === 'memory'), [{ module: 'env', name: 'memory', kind: 'memory' }])
+  assert.ok(WebAssembly.Module.exports(module).some(e => e.name === 'memory' && e.kind === 'memory'), 'still exports its memory for WASI')
+  const bounded = limitMemory(fixture('bigmax'), 1024 * MiB)
+  assert.equal(bounded.capped, false)
+  assert.equal(bounded.memory.maxPages, 16384)
+  assert.throws(() => limitMemory(Buffer.from('nope nope'), MiB), { name: 'InvalidModuleError', message: /bad magic/ })
+  assert.throws(() => limitMemory(limited.code, MiB), { name: 'InvalidModuleError', message: /defines no memory/ })
+})
+
+test('every call starts with zeroed memory, though workers reuse memories', async () => {
+  const spec = await prepared('dirty', fixture('dirty'))
+  for (let i = 0; i < 6; i++) assert.equal(text((await rt.invoke(spec, new Uint8Array(0))).output), 'clean\n')
 })
