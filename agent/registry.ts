@@ -49,6 +49,8 @@ export class FunctionRegistry {
   /** name → peerId → ref, from each peer's latest advert. */
   readonly #advertised = new Map<string, Map<string, FunctionRef>>()
   readonly #tombstones = new Map<string, number>()
+  /** The merged view (newest version of each name, with holders), rebuilt after any change. */
+  #view: Map<string, KnownFunction> | undefined
 
   constructor (dataDir: string) {
     this.#dir = join(dataDir, 'functions')
@@ -99,6 +101,7 @@ export class FunctionRegistry {
     const tmp = `${file}.tmp`
     writeFileSync(tmp, code)
     renameSync(tmp, file)
+    this.#view = undefined
     this.#local.set(spec.name, spec)
     this.#specs.set(key(spec), spec)
     if (current !== undefined) this.#removeCodeIfUnused(current.sha256)
@@ -119,11 +122,13 @@ export class FunctionRegistry {
   /** Records a full spec learned from an announcement (no code). */
   learn (spec: FunctionSpec): void {
     if (this.isDeleted(spec.name, spec.version)) return
+    this.#view = undefined
     this.#specs.set(key(spec), spec)
   }
 
   /** Marks every version ≤ `version` of `name` deleted; returns the local spec that was dropped. */
   tombstone (name: string, version: number): FunctionSpec | undefined {
+    this.#view = undefined
     if (version > (this.#tombstones.get(name) ?? 0)) this.#tombstones.set(name, version)
     const local = this.#local.get(name)
     let dropped: FunctionSpec | undefined
@@ -141,6 +146,7 @@ export class FunctionRegistry {
 
   /** Replaces what `peerId` is known to hold with the list from its latest advert. */
   setAdvertised (peerId: string, refs: FunctionRef[]): void {
+    this.#view = undefined
     for (const byPeer of this.#advertised.values()) byPeer.delete(peerId)
     for (const ref of refs) {
       if (this.isDeleted(ref.name, ref.version)) continue
@@ -154,6 +160,7 @@ export class FunctionRegistry {
   }
 
   forgetPeer (peerId: string): void {
+    this.#view = undefined
     for (const byPeer of this.#advertised.values()) byPeer.delete(peerId)
   }
 
@@ -197,6 +204,11 @@ export class FunctionRegistry {
   }
 
   #all (): Map<string, KnownFunction> {
+    this.#view ??= this.#build()
+    return this.#view
+  }
+
+  #build (): Map<string, KnownFunction> {
     const out = new Map<string, KnownFunction>()
     const consider = (ref: FunctionRef, deployedAt: number | undefined): KnownFunction | undefined => {
       if (this.isDeleted(ref.name, ref.version)) return undefined

@@ -59,8 +59,8 @@ class Slot {
     this.worker = worker
   }
 
-  post (msg: ToWorker): void {
-    this.worker.postMessage(msg)
+  post (msg: ToWorker, transfer: ArrayBuffer[] = []): void {
+    this.worker.postMessage(msg, transfer)
   }
 }
 
@@ -216,7 +216,9 @@ export class WasmRuntime implements Runtime {
         reject: (e) => { done(); reject(e) }
       }
       if (signal?.aborted === true) { onAbort(); return }
-      slot.post({ type: 'run', id, key, name: spec.name, input, env: {}, maxOutputBytes: MAX_IO_BYTES })
+      // A copy of exactly the input, transferred: posting a view of a pooled Buffer would clone the whole pool.
+      const data = new Uint8Array(input)
+      slot.post({ type: 'run', id, key, name: spec.name, input: data, env: {}, maxOutputBytes: MAX_IO_BYTES }, [data.buffer])
     })
   }
 

@@ -126,7 +126,8 @@ port.on('message', (msg: ToWorker) => {
       const loaded = modules.get(msg.key)
       const memory = loaded === undefined ? undefined : (loaded.spare ?? new WebAssembly.Memory({ initial: loaded.minPages, maximum: loaded.maxPages }))
       if (loaded !== undefined) loaded.spare = undefined
-      port.postMessage(run(msg, loaded?.module, memory))
+      const result = run(msg, loaded?.module, memory)
+      port.postMessage(result, [result.stdout.buffer as ArrayBuffer])
       // Off the critical path: wipe the memory for the next call, unless it grew.
       if (loaded !== undefined && memory !== undefined && memory.buffer.byteLength === loaded.minPages * 65536 && memory.buffer.byteLength <= REUSE_MAX_BYTES) {
         new Uint8Array(memory.buffer).fill(0)
@@ -136,6 +137,17 @@ port.on('message', (msg: ToWorker) => {
     }
   }
 })
+
+/** Concatenates into an exact-size buffer of its own (transferable, unlike a slice of Buffer's pool). */
+function join (parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
+  let offset = 0
+  for (const p of parts) {
+    out.set(p, offset)
+    offset += p.byteLength
+  }
+  return out
+}
 
 function run (msg: Extract<ToWorker, { type: 'run' }>, module: WebAssembly.Module | undefined, memory: WebAssembly.Memory | undefined): FromWorker {
   if (module === undefined || memory === undefined) return { type: 'done', id: msg.id, ok: false, error: 'module not loaded in worker', stdout: new Uint8Array(0), stderr: '' }
@@ -154,11 +166,11 @@ function run (msg: Extract<ToWorker, { type: 'run' }>, module: WebAssembly.Modul
   try {
     const instance = new WebAssembly.Instance(module, { ...imports, env: { memory } })
     const exitCode = wasi.start(instance)
-    return { type: 'done', id: msg.id, ok: true, exitCode, stdout: Buffer.concat(c.stdout), stderr: Buffer.concat(c.stderr).toString('utf8') }
+    return { type: 'done', id: msg.id, ok: true, exitCode, stdout: join(c.stdout), stderr: Buffer.concat(c.stderr).toString('utf8') }
   } catch (err) {
     const e = err as Error
     const error = e instanceof WebAssembly.RuntimeError ? `trap: ${e.message}` : `${e.name}: ${e.message}`
-    return { type: 'done', id: msg.id, ok: false, error, stdout: Buffer.concat(c.stdout), stderr: Buffer.concat(c.stderr).toString('utf8') }
+    return { type: 'done', id: msg.id, ok: false, error, stdout: join(c.stdout), stderr: Buffer.concat(c.stderr).toString('utf8') }
   } finally {
     call = undefined
   }
