@@ -1,0 +1,50 @@
+import { InvalidMessageError } from './errors.js'
+import { openRecord, type ManifestBody } from './manifest.js'
+
+/**
+ * DHT key layout: a function's manifest lives under `/edgefn/<name>`. The validator and selector
+ * below are registered with kad-dht for the `edgefn` prefix (without them put() "succeeds" and
+ * every get() fails).
+ */
+export const MANIFEST_PREFIX = 'edgefn'
+
+export function manifestKey (name: string): Uint8Array {
+  return new TextEncoder().encode(`/${MANIFEST_PREFIX}/${name}`)
+}
+
+function nameOf (key: Uint8Array): string {
+  const parts = new TextDecoder().decode(key).split('/')
+  if (parts.length !== 3 || parts[1] !== MANIFEST_PREFIX || parts[2] === '') throw new InvalidMessageError('not an /edgefn/<name> key')
+  return parts[2] as string
+}
+
+/** kad-dht validator: schema, size, signature, and that the record is about the key's function. */
+export async function validateManifestRecord (key: Uint8Array, value: Uint8Array): Promise<void> {
+  const { body } = await openRecord(value)
+  if (body.name !== nameOf(key)) throw new InvalidMessageError(`record for ${body.name} stored under ${nameOf(key)}`)
+}
+
+/** Newer wins: higher version, then later deploy time; a tombstone beats a manifest of the same version. */
+export function newerRecord (a: ManifestBody, b: ManifestBody): boolean {
+  if (a.version !== b.version) return a.version > b.version
+  if (a.type !== b.type) return a.type === 'tombstone'
+  return a.deployedAt > b.deployedAt
+}
+
+/** kad-dht selector: the index of the newest valid record; invalid ones never win. */
+export async function selectManifestRecord (_key: Uint8Array, records: Uint8Array[]): Promise<number> {
+  let best = -1
+  let bestBody: ManifestBody | undefined
+  for (let i = 0; i < records.length; i++) {
+    try {
+      const { body } = await openRecord(records[i] as Uint8Array)
+      if (bestBody === undefined || newerRecord(body, bestBody)) {
+        best = i
+        bestBody = body
+      }
+    } catch {
+      // an invalid record is skipped
+    }
+  }
+  return Math.max(best, 0)
+}

@@ -1,0 +1,82 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { encode as cborEncode, decode as cborDecode } from 'cbor-x'
+import {
+  chunk, cidOf, matches, parseCid, CHUNK_BYTES, manifestKey, newerRecord, openRecord, selectManifestRecord, signRecord,
+  validateManifestRecord, WIRE_VERSION, type Manifest
+} from '../../protocol/index.js'
+
+function manifest (extra: Partial<Manifest> = {}): Omit<Manifest, 'deployer'> {
+  const code = Buffer.from('code of fn')
+  return {
+    v: WIRE_VERSION,
+    type: 'manifest',
+    name: 'fn',
+    version: 1,
+    runtime: 'wasm',
+    entry: '_start',
+    limits: { memoryBytes: 64 << 20, timeoutMs: 5000, concurrency: 0 },
+    labels: {},
+    env: {},
+    chunks: chunk(code).map(c => c.cid.toString()),
+    size: code.byteLength,
+    sha256: 'a'.repeat(64),
+    deployedAt: 1000,
+    ...extra
+  }
+}
+
+test('code is cut into 1 MiB chunks named by their sha256 CIDs', () => {
+  const code = new Uint8Array(CHUNK_BYTES * 2 + 10).map((_, i) => i % 251)
+  const chunks = chunk(code)
+  assert.deepEqual(chunks.map(c => c.bytes.byteLength), [CHUNK_BYTES, CHUNK_BYTES, 10])
+  assert.ok(chunks.every(c => matches(c.cid, c.bytes)))
+  assert.equal(matches(chunks[0]!.cid, chunks[1]!.bytes), false)
+  assert.ok(parseCid(chunks[2]!.cid.toString()).equals(chunks[2]!.cid))
+  assert.equal(cidOf(Buffer.from('x')).toString(), cidOf(Buffer.from('x')).toString())
+  assert.throws(() => parseCid('not-a-cid'), { name: 'InvalidMessageError' })
+})
+
+test('a signed manifest opens with its signer\'s peer id', async () => {
+  const key = await generateKeyPair('Ed25519')
+  const record = await signRecord(manifest(), key)
+  const opened = await openRecord(record)
+  assert.equal(opened.body.type, 'manifest')
+  assert.equal(opened.body.name, 'fn')
+  assert.equal(opened.signer, peerIdFromPrivateKey(key).toString())
+  await validateManifestRecord(manifestKey('fn'), record)
+})
+
+test('a tampered manifest fails its signature', async () => {
+  const key = await generateKeyPair('Ed25519')
+  const record = cborDecode(await signRecord(manifest(), key)) as { body: Uint8Array, signature: Uint8Array }
+  const body = cborDecode(record.body) as Manifest
+  const forged = cborEncode({ ...record, body: cborEncode({ ...body, limits: { ...body.limits, memoryBytes: 1 << 30 } }) })
+  await assert.rejects(openRecord(forged), { name: 'InvalidMessageError', message: /bad signature/ })
+})
+
+test('a record under another function\'s key, an oversize or malformed record, is refused', async () => {
+  const key = await generateKeyPair('Ed25519')
+  const record = await signRecord(manifest(), key)
+  await assert.rejects(validateManifestRecord(manifestKey('other'), record), { message: /stored under other/ })
+  await assert.rejects(openRecord(new Uint8Array(20_000)), { name: 'MessageTooLargeError' })
+  await assert.rejects(openRecord(Uint8Array.from([0xff, 0x01])), { name: 'InvalidMessageError' })
+  await assert.rejects(signRecord(manifest({ chunks: ['nope'] }), key), { name: 'InvalidMessageError' })
+})
+
+test('the selector picks the highest version, then the newest, and a tombstone over its version', async () => {
+  const key = await generateKeyPair('Ed25519')
+  const v1 = await signRecord(manifest({ version: 1, deployedAt: 5 }), key)
+  const v2old = await signRecord(manifest({ version: 2, deployedAt: 1 }), key)
+  const v2new = await signRecord(manifest({ version: 2, deployedAt: 2 }), key)
+  const tomb = await signRecord({ v: WIRE_VERSION, type: 'tombstone', name: 'fn', version: 2, deployedAt: 0 }, key)
+  const k = manifestKey('fn')
+  assert.equal(await selectManifestRecord(k, [v1, v2old, v2new]), 2)
+  assert.equal(await selectManifestRecord(k, [v2new, v1]), 0)
+  assert.equal(await selectManifestRecord(k, [v2new, tomb, v1]), 1)
+  assert.equal(await selectManifestRecord(k, [Uint8Array.from([1, 2, 3]), v1]), 1, 'an invalid record never wins')
+  const body = (await openRecord(tomb)).body
+  assert.equal(newerRecord(body, (await openRecord(v2new)).body), true)
+})
