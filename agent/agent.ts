@@ -5,7 +5,7 @@ import { logger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
 import { WasmRuntime, type Runtime } from '../runtimes/index.js'
 import {
-  BadRequestError, FUNCTION_NAME, RuntimeKind, WIRE_VERSION, type Advert, type FunctionAnnouncement, type FunctionSpec
+  BadRequestError, chunk, FunctionNotFoundError, FUNCTION_NAME, RuntimeKind, signRecord, WIRE_VERSION, type Advert, type FunctionAnnouncement, type FunctionSpec
 } from '../protocol/index.js'
 import { AdvertService } from './adverts.js'
 import { announcements } from './announcements.js'
@@ -22,6 +22,8 @@ import { PeerTable } from './peer-table.js'
 import { FunctionRegistry, sha256Hex } from './registry.js'
 import { Scheduler } from './scheduler.js'
 import { ApiServer } from './api/server.js'
+import { ManifestStore } from './manifests.js'
+import type { PrivateKey } from '@libp2p/interface'
 import type { AgentConfig } from './config.js'
 
 const log = logger('edge:agent')
@@ -63,6 +65,8 @@ export class Agent {
   #client!: InvokeClient
   #server!: InvokeServer
   #api!: ApiServer
+  manifests!: ManifestStore
+  #key!: PrivateKey
   #startedAt = 0
   #stopping: Promise<void> | undefined
 
@@ -93,6 +97,7 @@ export class Agent {
       throw new ConfigError(`the API would listen on ${config.apiHost}, beyond this device: set a token (apiToken in config.json or $EDGE_API_TOKEN), or keep --api-host 127.0.0.1`)
     }
     const privateKey = loadPeerKey(dataDir)
+    this.#key = privateKey
     const swarmKey = loadSwarmKey(dataDir)
     mkdirSync(join(dataDir, 'datastore'), { recursive: true })
     this.registry = new FunctionRegistry(dataDir)
@@ -110,6 +115,7 @@ export class Agent {
       datastorePath: join(dataDir, 'datastore')
     })
     this.#fetcher = new FetchService(this.node, this.registry)
+    this.manifests = new ManifestStore(this.node, dataDir)
     this.#client = new InvokeClient(this.node)
     this.scheduler = new Scheduler({
       selfId: this.peerId, registry: this.registry, runtime: this.runtime, peers: this.peers, client: this.#client, fetcher: this.#fetcher, metrics: this.metrics
@@ -132,6 +138,8 @@ export class Agent {
     this.#announcements = announcements(this.node, (a) => { this.#onAnnouncement(a) })
     this.#connectivity = new Connectivity(this.node, this.peers, { bootstrap: config.bootstrap })
     this.peers.addEventListener('peer:leave', (evt) => { this.registry.forgetPeer(evt.detail) })
+    // A lone agent cannot store records in the DHT: put ours again when peers appear.
+    this.peers.addEventListener('peer:join', () => { void this.manifests.republish() })
     this.#api = new ApiServer(this, { host: config.apiHost, port: config.apiPort, token: apiToken })
 
     await this.runtime.start()
@@ -191,7 +199,7 @@ export class Agent {
     }
   }
 
-  async deploy (name: string, code: Uint8Array, options: DeployOptions = {}): Promise<FunctionSpec> {
+  async deploy (name: string, code: Uint8Array, options: DeployOptions = {}): Promise<{ spec: FunctionSpec, published: boolean }> {
     if (!FUNCTION_NAME.test(name)) throw new BadRequestError(`bad function name '${name}': use 1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit`)
     if (code.byteLength === 0) throw new BadRequestError('empty module')
     const sha256 = sha256Hex(code)
@@ -200,7 +208,7 @@ export class Agent {
     const current = this.registry.localSpec(name)
     if (current !== undefined && current.sha256 === sha256 && current.memoryBytes === memoryBytes && current.timeoutMs === timeoutMs &&
       current.version >= this.registry.highestVersion(name)) {
-      return current
+      return { spec: current, published: await this.manifests.republish().then(() => true, () => false) }
     }
     const spec: FunctionSpec = {
       name,
@@ -218,7 +226,23 @@ export class Agent {
     await this.#announcements.publish({ v: WIRE_VERSION, type: 'deploy', fn: spec, holder: this.peerId, at: Date.now() })
     void this.#adverts.publish()
     log('deployed %s v%d (%s, %d bytes)', name, spec.version, sha256.slice(0, 12), code.byteLength)
-    return spec
+    const record = await signRecord({
+      v: WIRE_VERSION,
+      type: 'manifest',
+      name,
+      version: spec.version,
+      runtime: spec.runtime,
+      entry: '_start',
+      limits: { memoryBytes, timeoutMs, concurrency: 0 },
+      labels: {},
+      env: {},
+      chunks: chunk(code).map(c => c.cid.toString()),
+      size: code.byteLength,
+      sha256,
+      deployedAt: spec.deployedAt
+    }, this.#key)
+    const published = await this.manifests.publish(name, record)
+    return { spec, published }
   }
 
   async delete (name: string): Promise<{ name: string, version: number }> {
@@ -226,6 +250,7 @@ export class Agent {
     const version = Math.max(known.ref.version, this.registry.highestVersion(name))
     this.#dropFunction(name, version)
     await this.#announcements.publish({ v: WIRE_VERSION, type: 'delete', name, version, by: this.peerId, at: Date.now() })
+    await this.manifests.publish(name, await signRecord({ v: WIRE_VERSION, type: 'tombstone', name, version, deployedAt: Date.now() }, this.#key))
     void this.#adverts.publish()
     return { name, version }
   }
@@ -299,6 +324,20 @@ export class Agent {
       rttMs: e.rttMs,
       advertAgeMs: this.peers.ageMs(e)
     }))
+  }
+
+  /** The newest signed manifest of `name` from the DHT (or as kept here), with whether this agent trusts its signer. */
+  async manifest (name: string): Promise<Record<string, unknown>> {
+    const resolved = await this.manifests.resolve(name)
+    if (resolved === undefined) throw new FunctionNotFoundError(`no manifest for '${name}' in the DHT`)
+    const { record, source } = resolved
+    const { deployer: _key, ...body } = record.body
+    return { ...body, signer: record.signer, trusted: this.trusts(record.signer), source }
+  }
+
+  /** Manifests signed by this agent or by a key listed in its config are trusted. */
+  trusts (signer: string): boolean {
+    return signer === this.peerId || this.config.trustedKeys.includes(signer)
   }
 
   functionList (): Array<Record<string, unknown>> {

@@ -23,6 +23,8 @@ export interface AgentConfig {
   /** Seconds of silence after which a peer leaves the peer table. */
   peerExpirySeconds: number
   advertIntervalMs: number
+  /** Peer ids of deployers whose signed manifests this agent runs, besides its own. */
+  trustedKeys: string[]
 }
 
 export const DEFAULT_API_PORT = 7070
@@ -38,7 +40,8 @@ export const DEFAULT_CONFIG: AgentConfig = {
   maxQueue: 64,
   mdns: true,
   peerExpirySeconds: 3.5,
-  advertIntervalMs: 1000
+  advertIntervalMs: 1000,
+  trustedKeys: []
 }
 
 export function defaultDataDir (): string {

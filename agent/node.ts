@@ -10,6 +10,7 @@ import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { LevelDatastore } from 'datastore-level'
 import { createLibp2p, type Libp2p } from 'libp2p'
+import { MANIFEST_PREFIX, selectManifestRecord, validateManifestRecord } from '../protocol/index.js'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify } from '@libp2p/identify'
 import type { KadDHT } from '@libp2p/kad-dht'
@@ -81,7 +82,9 @@ export async function createNode (init: NodeInit): Promise<EdgeNode> {
       dht: kadDHT({
         clientMode: false,
         peerInfoMapper: passthroughMapper,
-        protocol: '/edge/kad/1.0.0'
+        protocol: '/edge/kad/1.0.0',
+        validators: { [MANIFEST_PREFIX]: validateManifestRecord },
+        selectors: { [MANIFEST_PREFIX]: selectManifestRecord }
       })
     }
   })

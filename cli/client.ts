@@ -88,6 +88,21 @@ export interface StatusInfo {
   droppedMessages: number
 }
 
+export interface ManifestInfo {
+  type: 'manifest' | 'tombstone'
+  name: string
+  version: number
+  runtime?: string
+  limits?: { memoryBytes: number, timeoutMs: number, concurrency: number }
+  chunks?: string[]
+  size?: number
+  sha256?: string
+  deployedAt: number
+  signer: string
+  trusted: boolean
+  source: 'dht' | 'local'
+}
+
 export interface Attempt { peerId: string, outcome: string, message?: string }
 
 export interface InvokeResponse {
@@ -166,7 +181,11 @@ export class AgentClient {
     return (await this.#request<{ functions: FunctionInfo[] }>('GET', '/v1/functions')).functions
   }
 
-  async deploy (name: string, code: Uint8Array, options: { memory?: string, timeout?: string } = {}): Promise<{ function: FunctionSpec, holder: string }> {
+  async manifest (name: string): Promise<ManifestInfo> {
+    return (await this.#request<{ manifest: ManifestInfo }>('GET', `/v1/functions/${encodeURIComponent(name)}/manifest`)).manifest
+  }
+
+  async deploy (name: string, code: Uint8Array, options: { memory?: string, timeout?: string } = {}): Promise<{ function: FunctionSpec, holder: string, manifestInDht: boolean }> {
     const q = new URLSearchParams()
     if (options.memory !== undefined) q.set('memory', options.memory)
     if (options.timeout !== undefined) q.set('timeout', options.timeout)

@@ -125,6 +125,43 @@ program.command('start')
     process.stdout.write(`  data      ${dataDir}\n`)
   })
 
+const trust = program.command('trust').description('deployer keys (peer ids) whose signed manifests this agent runs, besides its own')
+const trustDir = (opts: { dataDir?: string }): string => {
+  const dataDir = resolve(opts.dataDir ?? defaultDataDir())
+  readConfig(dataDir)
+  return dataDir
+}
+const peerIdArg = async (key: string): Promise<string> => {
+  const { peerIdFromString } = await import('@libp2p/peer-id')
+  try {
+    const id = peerIdFromString(key)
+    if (id.type !== 'Ed25519') throw new Error(`a ${id.type} key`)
+    return id.toString()
+  } catch (err) {
+    throw new UserError(`'${key}' is not an Ed25519 peer id (${(err as Error).message}): use the deployer's peer id, as 'edge inspect' shows it`)
+  }
+}
+trust.command('add').argument('<key>', 'peer id of the deployer').option('--data-dir <dir>')
+  .action(async (key: string, opts: { dataDir?: string }) => {
+    const dataDir = trustDir(opts)
+    const id = await peerIdArg(key)
+    const keys = readConfig(dataDir).trustedKeys
+    writeConfig(dataDir, { trustedKeys: keys.includes(id) ? keys : [...keys, id] })
+    process.stdout.write(`trusted ${id} (restart the agent to apply)\n`)
+  })
+trust.command('remove').argument('<key>').option('--data-dir <dir>')
+  .action(async (key: string, opts: { dataDir?: string }) => {
+    const dataDir = trustDir(opts)
+    const id = await peerIdArg(key)
+    writeConfig(dataDir, { trustedKeys: readConfig(dataDir).trustedKeys.filter(k => k !== id) })
+    process.stdout.write(`no longer trusting ${id} (restart the agent to apply)\n`)
+  })
+trust.command('list').option('--data-dir <dir>')
+  .action(async (opts: { dataDir?: string }) => {
+    const keys = readConfig(trustDir(opts)).trustedKeys
+    process.stdout.write(keys.length === 0 ? 'no keys trusted besides this agent\'s own\n' : keys.join('\n') + '\n')
+  })
+
 await runCli('edge-agent', async () => {
   await program.parseAsync(process.argv)
 })

@@ -60,7 +60,8 @@ export class ApiServer {
       ['GET', /^\/v1\/functions$/, async () => ({ functions: this.#agent.functionList() })],
       ['PUT', new RegExp(`^/v1/functions/${name}$`), async (req, url, [fn]) => await this.#deploy(req, url, fn as string)],
       ['DELETE', new RegExp(`^/v1/functions/${name}$`), async (_req, _url, [fn]) => await this.#agent.delete(fn as string)],
-      ['POST', new RegExp(`^/v1/functions/${name}/invoke$`), async (req, _url, [fn]) => await this.#invoke(req, fn as string)]
+      ['POST', new RegExp(`^/v1/functions/${name}/invoke$`), async (req, _url, [fn]) => await this.#invoke(req, fn as string)],
+      ['GET', new RegExp(`^/v1/functions/${name}/manifest$`), async (_req, _url, [fn]) => ({ manifest: await this.#agent.manifest(fn as string) })]
     ]
   }
 
@@ -127,11 +128,11 @@ export class ApiServer {
     const code = await readBody(req, MAX_CODE_BYTES)
     const memory = url.searchParams.get('memory')
     const timeout = url.searchParams.get('timeout')
-    const spec = await this.#agent.deploy(name, code, {
+    const { spec, published } = await this.#agent.deploy(name, code, {
       ...(memory !== null ? { memoryBytes: parseBytes(memory) } : {}),
       ...(timeout !== null ? { timeoutMs: parseDuration(timeout) } : {})
     })
-    return { function: spec, holder: this.#agent.peerId }
+    return { function: spec, holder: this.#agent.peerId, manifestInDht: published }
   }
 
   async #invoke (req: IncomingMessage, name: string): Promise<unknown> {

@@ -19,6 +19,26 @@ export function registerFunctionCommands (program: Command): void {
       if (globals(cmd).json === true) { printJson(res); return }
       const f = res.function
       process.stdout.write(`deployed ${f.name} v${f.version} (${bytes(f.size)}, sha256 ${f.sha256.slice(0, 12)}, memory ${bytes(f.memoryBytes)}, timeout ${ms(f.timeoutMs)}) on ${shortId(res.holder)}\n`)
+      if (!res.manifestInDht) process.stdout.write('signed manifest kept on this agent: no peer took it into the DHT yet (it is put again when peers appear)\n')
+    })
+
+  program.command('inspect')
+    .description('the signed manifest of function NAME, as the DHT has it')
+    .argument('<name>')
+    .action(async (name: string, _opts: unknown, cmd: Command) => {
+      const m = await clientFor(cmd).manifest(name)
+      if (globals(cmd).json === true) { printJson(m); return }
+      const lines = [
+        `name       ${m.name}`,
+        `version    ${m.version}${m.type === 'tombstone' ? ' (deleted)' : ''}`,
+        `signer     ${m.signer} (${m.trusted ? 'trusted' : 'NOT trusted by this agent'})`,
+        `deployed   ${new Date(m.deployedAt).toISOString()}`,
+        `source     ${m.source === 'dht' ? 'DHT' : 'this agent only (not in the DHT)'}`,
+        ...(m.type === 'manifest'
+          ? [`runtime    ${m.runtime ?? '-'}`, `size       ${bytes(m.size)} in ${m.chunks?.length ?? 0} chunks`, `limits     memory ${bytes(m.limits?.memoryBytes)}, timeout ${ms(m.limits?.timeoutMs)}`, `sha256     ${m.sha256 ?? '-'}`]
+          : [])
+      ]
+      process.stdout.write(lines.join('\n') + '\n')
     })
 
   program.command('list')

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { AgentClient, ApiError } from '../../cli/client.js'
 import { EDGE_AGENT_BIN, isAlive, runAgentCommand, spawnAgent, stopAgent } from '../../testnet/process.js'
-import { eventually, runNode, type Run } from '../helpers.js'
+import { eventually, ROOT, runNode, type Run } from '../helpers.js'
 
 /** One `edge-agent` process at a time: its lifecycle, identity and configuration errors. */
 const root = mkdtempSync(join(tmpdir(), 'edge-agent-test-'))
@@ -58,6 +58,34 @@ test('start on a fresh data dir initialises it; SIGTERM stops it cleanly; it com
   const b = await start('lifecycle')
   assert.equal(b.info.peerId, a.info.peerId)
   await stopAgent(b.pid, b.dataDir)
+})
+
+test('a lone agent deploys at once and keeps the signed manifest until peers appear', async () => {
+  const a = await start('lone')
+  const client = new AgentClient(a.info.api)
+  const started = Date.now()
+  const dep = await client.deploy('echo', readFileSync(join(ROOT, 'examples/echo/echo.wasm')))
+  assert.ok(Date.now() - started < 3000, 'no DHT operation waits for peers that are not there')
+  assert.equal(dep.manifestInDht, false)
+  const m = await client.manifest('echo')
+  assert.equal(m.source, 'local')
+  assert.equal(m.signer, a.info.peerId)
+  await assert.rejects(client.manifest('nope'), (err: ApiError) => err.status === 404)
+  await stopAgent(a.pid, a.dataDir)
+})
+
+test('trust add, list and remove keep deployer keys in the config', async () => {
+  const dataDir = join(root, 'init')
+  const other = join(root, 'other')
+  await runAgentCommand(['init', '--data-dir', other, '--quiet'])
+  const key = (await runAgentCommand(['init', '--data-dir', other])).match(/agent (12D3Koo\w+)/)?.[1] ?? ''
+  assert.match(await runAgentCommand(['trust', 'add', key, '--data-dir', dataDir]), /^trusted 12D3Koo/)
+  assert.equal((await runAgentCommand(['trust', 'list', '--data-dir', dataDir])).trim(), key)
+  await runAgentCommand(['trust', 'remove', key, '--data-dir', dataDir])
+  assert.match(await runAgentCommand(['trust', 'list', '--data-dir', dataDir]), /no keys trusted/)
+  const bad = await runAgent(['trust', 'add', 'not-a-key', '--data-dir', dataDir])
+  assert.equal(bad.code, 1)
+  assert.match(bad.stderr.trim(), /^edge-agent: error: 'not-a-key' is not an Ed25519 peer id/)
 })
 
 test('a bad bootstrap address or a non-loopback API without a token is a one-line error', async () => {

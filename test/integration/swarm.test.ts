@@ -51,6 +51,17 @@ describe('a swarm of three agents', () => {
     assert.match(metrics, /^edge_peers 2$/m)
   })
 
+  test('the deploy publishes a signed manifest to the DHT, which any agent reads with its signer', async () => {
+    const m = await eventually(async () => await a3.manifest('echo').catch(() => undefined), 10_000, 'manifest from the DHT')
+    assert.equal(m.source, 'dht')
+    assert.equal(m.version, 1)
+    assert.equal(m.signer, net.agent(1).peerId)
+    assert.equal(m.trusted, false, 'agent 3 trusts only itself by default')
+    assert.equal(m.limits?.memoryBytes, 32 * 1024 * 1024)
+    assert.equal(m.chunks?.length, 1)
+    assert.equal((await a1.manifest('echo')).trusted, true)
+  })
+
   test('every agent lists the deployed function with its holder', async () => {
     for (const c of [a2, a3]) {
       const fn = await eventually(async () => (await c.list()).find(f => f.name === 'echo'), 10_000, 'echo in list')
