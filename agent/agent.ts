@@ -23,6 +23,7 @@ import { FunctionRegistry, sha256Hex } from './registry.js'
 import { Scheduler } from './scheduler.js'
 import { ApiServer } from './api/server.js'
 import { ManifestStore } from './manifests.js'
+import { Replicator } from './replicator.js'
 import type { PrivateKey } from '@libp2p/interface'
 import type { AgentConfig } from './config.js'
 
@@ -61,6 +62,7 @@ export class Agent {
   #adverts!: AdvertService
   #announcements!: GossipTopic<FunctionAnnouncement>
   #connectivity!: Connectivity
+  #replicator!: Replicator
   #fetcher!: FetchService
   #client!: InvokeClient
   #server!: InvokeServer
@@ -115,7 +117,7 @@ export class Agent {
       datastorePath: join(dataDir, 'datastore')
     })
     this.#fetcher = new FetchService(this.node, this.registry)
-    this.manifests = new ManifestStore(this.node, dataDir)
+    this.manifests = new ManifestStore(this.node, dataDir, { heldChunks: () => this.registry.chunkCids() })
     this.#client = new InvokeClient(this.node)
     this.scheduler = new Scheduler({
       selfId: this.peerId, registry: this.registry, runtime: this.runtime, peers: this.peers, client: this.#client, fetcher: this.#fetcher, metrics: this.metrics
@@ -136,6 +138,15 @@ export class Agent {
       onAdvert: (advert) => { this.registry.setAdvertised(advert.peerId, advert.functions) }
     })
     this.#announcements = announcements(this.node, (a) => { this.#onAnnouncement(a) })
+    this.#replicator = new Replicator({
+      selfId: this.peerId,
+      replicas: config.replicas,
+      registry: this.registry,
+      peers: this.peers,
+      manifests: this.manifests,
+      fetcher: this.#fetcher,
+      hold: (spec, code) => { this.scheduler.hold(spec, code) }
+    })
     this.#connectivity = new Connectivity(this.node, this.peers, { bootstrap: config.bootstrap })
     this.peers.addEventListener('peer:leave', (evt) => { this.registry.forgetPeer(evt.detail) })
     // A lone agent cannot store records in the DHT: put ours again when peers appear.
@@ -150,6 +161,7 @@ export class Agent {
     this.#announcements.start()
     this.peers.start()
     this.#connectivity.start()
+    this.#replicator.start()
     await this.#prepareHeld()
     await this.#api.start()
     this.#startedAt = Date.now()
@@ -167,6 +179,7 @@ export class Agent {
     rmSync(join(this.dataDir, RUNTIME_FILE), { force: true })
     const steps: Array<[string, () => unknown]> = [
       ['api', async () => { await this.#api?.stop() }],
+      ['replicator', () => { this.#replicator?.stop() }],
       ['connectivity', () => { this.#connectivity?.stop() }],
       ['peer table', () => { this.peers?.stop() }],
       ['announcements', () => { this.#announcements?.stop() }],
@@ -242,6 +255,8 @@ export class Agent {
       deployedAt: spec.deployedAt
     }, this.#key)
     const published = await this.manifests.publish(name, record)
+    void this.manifests.provide(chunk(code).map(c => c.cid.toString()))
+    void this.#replicator.reconcile()
     return { spec, published }
   }
 

@@ -25,6 +25,8 @@ export interface AgentConfig {
   advertIntervalMs: number
   /** Peer ids of deployers whose signed manifests this agent runs, besides its own. */
   trustedKeys: string[]
+  /** Copies of each function's code the swarm keeps, so that holders may leave. */
+  replicas: number
 }
 
 export const DEFAULT_API_PORT = 7070
@@ -41,7 +43,8 @@ export const DEFAULT_CONFIG: AgentConfig = {
   mdns: true,
   peerExpirySeconds: 3.5,
   advertIntervalMs: 1000,
-  trustedKeys: []
+  trustedKeys: [],
+  replicas: 3
 }
 
 export function defaultDataDir (): string {

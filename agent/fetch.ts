@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import {
-  FETCH_CHUNK_BYTES, FETCH_PROTOCOL, FetchFailedError, FramedStream, MAX_FETCH_FRAME_BYTES, validateFetchChunk,
-  validateFetchHeader, validateFetchRequest, WIRE_VERSION, type FunctionRef, type FunctionSpec
+  FETCH_CHUNK_BYTES, FETCH_PROTOCOL, FetchFailedError, FramedStream, matches, MAX_FETCH_FRAME_BYTES, parseCid, validateChunkHeader,
+  validateFetchChunk, validateFetchHeader, validateFetchRequest, WIRE_VERSION, type FunctionRef, type FunctionSpec
 } from '../protocol/index.js'
 import type { FunctionRegistry } from './registry.js'
 import type { EdgeNode } from './node.js'
@@ -11,21 +11,36 @@ import type { Stream } from '@libp2p/interface'
 
 const log = logger('edge:agent:fetch')
 
+/** Chunks fetched at once when assembling code from a manifest. */
+const PARALLEL_CHUNKS = 4
+/** Providers asked for in the DHT per chunk, besides the hints. */
+const MAX_PROVIDERS = 8
+
 export interface FetchedCode {
   spec: FunctionSpec
   code: Uint8Array
   from: string
 }
 
+/** What a manifest says of the code, enough to fetch and verify it chunk by chunk. */
+export interface CodeLayout {
+  chunks: string[]
+  size: number
+  sha256: string
+}
+
 /**
- * `/edge/fetch/1`: one stream per fetch. The client sends {sha256}; the server answers with a
- * header carrying the function's spec, then the code in chunks, then closes. The client checks
- * the size and the sha256 before anyone runs the code.
+ * `/edge/fetch/1`: one stream per request. A client asks either for a function's whole code by
+ * (name, version, sha256) — the answer carries the function's spec — or for one chunk by CID. The
+ * server answers with a header, the bytes in frames, and closes. The client checks size and hash
+ * before anyone uses the bytes; a provider that sends bytes that do not match is penalised (asked
+ * last from then on).
  */
 export class FetchService {
   readonly #node: EdgeNode
   readonly #registry: FunctionRegistry
   readonly #inflight = new Map<string, Promise<FetchedCode>>()
+  readonly #penalties = new Map<string, number>()
 
   constructor (node: EdgeNode, registry: FunctionRegistry) {
     this.#node = node
@@ -33,11 +48,16 @@ export class FetchService {
   }
 
   async start (): Promise<void> {
-    await this.#node.handle(FETCH_PROTOCOL, (stream) => { void this.#serve(stream) }, { maxInboundStreams: 32, maxOutboundStreams: 32 })
+    await this.#node.handle(FETCH_PROTOCOL, (stream) => { void this.#serve(stream) }, { maxInboundStreams: 64, maxOutboundStreams: 64 })
   }
 
   async stop (): Promise<void> {
     await this.#node.unhandle(FETCH_PROTOCOL)
+  }
+
+  /** How often each peer sent bytes that did not match their hash (for tests and status). */
+  penalties (): Record<string, number> {
+    return Object.fromEntries(this.#penalties)
   }
 
   async #serve (stream: Stream): Promise<void> {
@@ -54,16 +74,23 @@ export class FetchService {
         signal.addEventListener('abort', () => { reject(new Error('no fetch request in time')) }, { once: true })
       })
       const out = framed as unknown as FramedStream
-      const ref = validateFetchRequest(request)
-      const spec = this.#registry.specOf(ref)
-      const code = await this.#registry.readCode(ref.sha256)
-      const sha256 = ref.sha256
-      if (spec === undefined || code === undefined) {
-        await out.write({ v: WIRE_VERSION, type: 'error', code: 'NOT_FOUND', message: `no code for ${sha256.slice(0, 12)} here` }, { signal })
+      const req = validateFetchRequest(request)
+      let header: unknown
+      let bytes: Uint8Array | undefined
+      if (req.type === 'fetch-chunk') {
+        bytes = await this.#registry.readChunk(req.cid)
+        header = { v: WIRE_VERSION, type: 'chunk-ok', size: bytes?.byteLength ?? 0 }
       } else {
-        await out.write({ v: WIRE_VERSION, type: 'fetch-ok', fn: spec }, { signal })
-        for (let off = 0; off < code.length; off += FETCH_CHUNK_BYTES) {
-          await out.write({ v: WIRE_VERSION, type: 'chunk', data: code.subarray(off, off + FETCH_CHUNK_BYTES) }, { signal })
+        const spec = this.#registry.specOf(req)
+        bytes = spec === undefined ? undefined : await this.#registry.readCode(req.sha256)
+        header = { v: WIRE_VERSION, type: 'fetch-ok', fn: spec }
+      }
+      if (bytes === undefined) {
+        await out.write({ v: WIRE_VERSION, type: 'error', code: 'NOT_FOUND', message: 'not held here' }, { signal })
+      } else {
+        await out.write(header, { signal })
+        for (let off = 0; off < bytes.length; off += FETCH_CHUNK_BYTES) {
+          await out.write({ v: WIRE_VERSION, type: 'chunk', data: bytes.subarray(off, off + FETCH_CHUNK_BYTES) }, { signal })
         }
       }
       await out.close({ signal })
@@ -73,7 +100,7 @@ export class FetchService {
     }
   }
 
-  /** Fetches code by hash from the first of `peers` that has it; concurrent calls share one fetch. */
+  /** Fetches a function's code from the first of `peers` that has it; concurrent calls share one fetch. */
   async fetch (ref: FunctionRef, peers: string[], options: { signal?: AbortSignal } = {}): Promise<FetchedCode> {
     const id = `${ref.name}@${ref.version}:${ref.sha256}`
     const running = this.#inflight.get(id)
@@ -84,10 +111,8 @@ export class FetchService {
   }
 
   async #fetchFromAny (ref: FunctionRef, peers: string[], options: { signal?: AbortSignal }): Promise<FetchedCode> {
-    const sha256 = ref.sha256
     const errors: string[] = []
-    for (const peer of peers) {
-      if (peer === this.#node.peerId.toString()) continue
+    for (const peer of this.#ranked(peers)) {
       try {
         return await this.fetchFrom(peer, ref, options)
       } catch (err) {
@@ -96,19 +121,105 @@ export class FetchService {
       }
     }
     throw new FetchFailedError(peers.length === 0
-      ? `no peer is known to hold code ${sha256.slice(0, 12)}`
-      : `could not fetch code ${sha256.slice(0, 12)} (${errors.join('; ')})`)
+      ? `no peer is known to hold code ${ref.sha256.slice(0, 12)}`
+      : `could not fetch code ${ref.sha256.slice(0, 12)} (${errors.join('; ')})`)
   }
 
   async fetchFrom (peer: string, ref: FunctionRef, options: { signal?: AbortSignal } = {}): Promise<FetchedCode> {
-    const { name, version, sha256 } = ref
-    const signal = options.signal ?? AbortSignal.timeout(30_000)
-    const stream = await this.#node.dialProtocol(peerIdFromString(peer), FETCH_PROTOCOL, { signal })
-    return await new Promise<FetchedCode>((resolve, reject) => {
-      let spec: FunctionSpec | undefined
+    let spec: FunctionSpec | undefined
+    const code = await this.#receive(peer, { v: WIRE_VERSION, type: 'fetch', name: ref.name, version: ref.version, sha256: ref.sha256 }, (header) => {
+      spec = validateFetchHeader(header).fn
+      if (spec.sha256 !== ref.sha256 || spec.name !== ref.name || spec.version !== ref.version) throw new FetchFailedError('peer answered with another function')
+      return spec.size
+    }, (bytes) => createHash('sha256').update(bytes).digest('hex') === ref.sha256, options.signal)
+    return { spec: spec as unknown as FunctionSpec, code, from: peer }
+  }
+
+  /** One chunk by CID from one peer, verified. */
+  async fetchChunkFrom (peer: string, cid: string, options: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
+    const parsed = parseCid(cid)
+    return await this.#receive(peer, { v: WIRE_VERSION, type: 'fetch-chunk', cid }, (header) => validateChunkHeader(header).size,
+      (bytes) => matches(parsed, bytes), options.signal)
+  }
+
+  /**
+   * Assembles code from its chunks: each chunk from a hinted holder or a DHT provider, several
+   * chunks at once, every chunk checked against its CID and the whole against the sha256.
+   */
+  async fetchChunks (layout: CodeLayout, hints: string[], options: { signal?: AbortSignal } = {}): Promise<{ code: Uint8Array, from: string[] }> {
+    const signal = options.signal ?? AbortSignal.timeout(60_000)
+    const parts: Uint8Array[] = new Array(layout.chunks.length)
+    const from = new Set<string>()
+    let next = 0
+    const worker = async (): Promise<void> => {
+      while (next < layout.chunks.length) {
+        const i = next++
+        const cid = layout.chunks[i] as string
+        const providers = this.#ranked([...hints, ...await this.#providers(cid, signal)])
+        const errors: string[] = []
+        for (const peer of providers) {
+          try {
+            parts[i] = await this.fetchChunkFrom(peer, cid, { signal })
+            from.add(peer)
+            break
+          } catch (err) {
+            signal.throwIfAborted()
+            errors.push(`${peer.slice(-8)}: ${(err as Error).message}`)
+          }
+        }
+        if (parts[i] === undefined) {
+          throw new FetchFailedError(providers.length === 0 ? `no provider of chunk ${cid.slice(-12)} found` : `could not fetch chunk ${cid.slice(-12)} (${errors.join('; ')})`)
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(PARALLEL_CHUNKS, layout.chunks.length) }, worker))
+    const code = Buffer.concat(parts)
+    if (code.byteLength !== layout.size || createHash('sha256').update(code).digest('hex') !== layout.sha256) {
+      throw new FetchFailedError('assembled code does not match the manifest\'s size and sha256')
+    }
+    return { code, from: [...from] }
+  }
+
+  async #providers (cid: string, signal: AbortSignal): Promise<string[]> {
+    const found: string[] = []
+    if (this.#node.getConnections().length === 0) return found
+    const bounded = AbortSignal.any([signal, AbortSignal.timeout(5000)])
+    try {
+      for await (const event of this.#node.services.dht.findProviders(parseCid(cid), { signal: bounded })) {
+        if (event.name !== 'PROVIDER') continue
+        for (const p of event.providers) found.push(p.id.toString())
+        if (found.length >= MAX_PROVIDERS) break
+      }
+    } catch (err) {
+      log('findProviders %s: %s', cid, (err as Error).message)
+    }
+    return found
+  }
+
+  /** Distinct peers other than this one, the least penalised first (stable otherwise). */
+  #ranked (peers: string[]): string[] {
+    const self = this.#node.peerId.toString()
+    return [...new Set(peers)].filter(p => p !== self).sort((a, b) => (this.#penalties.get(a) ?? 0) - (this.#penalties.get(b) ?? 0))
+  }
+
+  #penalise (peer: string, weight: number): void {
+    this.#penalties.set(peer, (this.#penalties.get(peer) ?? 0) + weight)
+  }
+
+  /** Sends one request and collects the answer: a header (giving the size), then frames of bytes. */
+  async #receive (peer: string, request: unknown, parseHeader: (header: unknown) => number, verify: (bytes: Uint8Array) => boolean, outer?: AbortSignal): Promise<Uint8Array> {
+    const signal = outer ?? AbortSignal.timeout(30_000)
+    let stream: Stream
+    try {
+      stream = await this.#node.dialProtocol(peerIdFromString(peer), FETCH_PROTOCOL, { signal })
+    } catch (err) {
+      this.#penalise(peer, 1)
+      throw new FetchFailedError(`cannot reach: ${(err as Error).message}`, { cause: err })
+    }
+    return await new Promise<Uint8Array>((resolve, reject) => {
+      let size: number | undefined
       const chunks: Uint8Array[] = []
       let received = 0
-      const hash = createHash('sha256')
       const fail = (err: Error): void => {
         signal.removeEventListener('abort', onAbort)
         framed.abort(err)
@@ -119,17 +230,15 @@ export class FetchService {
         maxFrameBytes: MAX_FETCH_FRAME_BYTES,
         onMessage: (message) => {
           try {
-            if (spec === undefined) {
+            if (size === undefined) {
               const m = message as { type?: unknown, message?: unknown }
               if (m?.type === 'error') throw new FetchFailedError(String(m.message ?? 'refused'))
-              spec = validateFetchHeader(message).fn
-              if (spec.sha256 !== sha256 || spec.name !== name || spec.version !== version) throw new FetchFailedError('peer answered with another function')
+              size = parseHeader(message)
               return
             }
             const { data } = validateFetchChunk(message, FETCH_CHUNK_BYTES)
             received += data.byteLength
-            if (received > spec.size) throw new FetchFailedError(`peer sent more than the ${spec.size} bytes announced`)
-            hash.update(data)
+            if (received > size) throw new FetchFailedError(`peer sent more than the ${size} bytes announced`)
             chunks.push(data)
           } catch (err) {
             fail(err as Error)
@@ -138,15 +247,19 @@ export class FetchService {
         onClose: (err) => {
           signal.removeEventListener('abort', onAbort)
           if (err !== undefined) { reject(new FetchFailedError(`stream failed: ${err.message}`, { cause: err })); return }
-          if (spec === undefined) { reject(new FetchFailedError('peer closed the stream without an answer')); return }
-          if (received !== spec.size) { reject(new FetchFailedError(`got ${received} of ${spec.size} bytes`)); return }
-          const digest = hash.digest('hex')
-          if (digest !== sha256) { reject(new FetchFailedError(`hash mismatch: got ${digest.slice(0, 12)}, want ${sha256.slice(0, 12)}`)); return }
-          resolve({ spec, code: Buffer.concat(chunks), from: peer })
+          if (size === undefined) { reject(new FetchFailedError('peer closed the stream without an answer')); return }
+          if (received !== size) { reject(new FetchFailedError(`got ${received} of ${size} bytes`)); return }
+          const bytes = Buffer.concat(chunks)
+          if (!verify(bytes)) {
+            this.#penalise(peer, 10)
+            reject(new FetchFailedError('bytes do not match their hash: provider penalised'))
+            return
+          }
+          resolve(bytes)
         }
       })
       signal.addEventListener('abort', onAbort, { once: true })
-      framed.write({ v: WIRE_VERSION, type: 'fetch', name, version, sha256 }, { signal })
+      framed.write(request, { signal })
         .then(async () => { await stream.close({ signal }) })
         .catch((err: Error) => { fail(err) })
     })

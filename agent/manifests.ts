@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
-import { manifestKey, openRecord, type SignedRecord } from '../protocol/index.js'
+import { manifestKey, openRecord, parseCid, type SignedRecord } from '../protocol/index.js'
 import type { EdgeNode } from './node.js'
 
 const log = logger('edge:agent:manifests')
@@ -9,6 +9,8 @@ const log = logger('edge:agent:manifests')
 export interface ManifestStoreInit {
   /** Deadline of one DHT put or get. */
   timeoutMs?: number
+  /** CIDs of the chunks this agent holds, to provide again after peers appear. */
+  heldChunks?: () => string[]
 }
 
 export interface Resolved {
@@ -25,12 +27,14 @@ export class ManifestStore {
   readonly #node: EdgeNode
   readonly #dir: string
   readonly #timeoutMs: number
+  readonly #heldChunks: () => string[]
   #republishing: Promise<void> | undefined
 
   constructor (node: EdgeNode, dataDir: string, init: ManifestStoreInit = {}) {
     this.#node = node
     this.#dir = join(dataDir, 'manifests')
     this.#timeoutMs = init.timeoutMs ?? 5000
+    this.#heldChunks = init.heldChunks ?? (() => [])
     mkdirSync(this.#dir, { recursive: true })
   }
 
@@ -56,14 +60,33 @@ export class ManifestStore {
     return stored > 0
   }
 
-  /** Puts every record published here again (after peers appear). Concurrent calls share one run. */
+  /** Puts every record published here again and provides every chunk held (after peers appear). Concurrent calls share one run. */
   async republish (): Promise<void> {
     this.#republishing ??= (async () => {
       for (const file of readdirSync(this.#dir).filter(f => f.endsWith('.cbor'))) {
         await this.#put(file.slice(0, -'.cbor'.length), readFileSync(join(this.#dir, file)))
       }
+      await this.provide(this.#heldChunks())
     })().finally(() => { this.#republishing = undefined })
     await this.#republishing
+  }
+
+  /** Announces this agent as a provider of these chunks; returns how many reached some peer in time. */
+  async provide (cids: string[]): Promise<number> {
+    if (this.#node.getConnections().length === 0) return 0
+    let provided = 0
+    await Promise.all(cids.map(async (cid) => {
+      let reached = false
+      try {
+        for await (const event of this.#node.services.dht.provide(parseCid(cid), { signal: AbortSignal.timeout(this.#timeoutMs) })) {
+          if (event.name === 'PEER_RESPONSE') reached = true
+        }
+      } catch (err) {
+        log('provide %s: %s', cid, (err as Error).message)
+      }
+      if (reached) provided++
+    }))
+    return provided
   }
 
   /** The newest valid record for `name`: from the DHT, else the one kept here; undefined if none. */

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto'
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
+import { open, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
-import { FunctionNotFoundError, type FunctionRef, type FunctionSpec } from '../protocol/index.js'
+import { chunk, FunctionNotFoundError, type FunctionRef, type FunctionSpec } from '../protocol/index.js'
 
 const log = logger('edge:agent:registry')
 
@@ -51,6 +51,8 @@ export class FunctionRegistry {
   readonly #tombstones = new Map<string, number>()
   /** The merged view (newest version of each name, with holders), rebuilt after any change. */
   #view: Map<string, KnownFunction> | undefined
+  /** Chunks of the code held here, by CID: where each lies in its artifact's file. */
+  readonly #chunks = new Map<string, { sha256: string, offset: number, length: number }>()
 
   constructor (dataDir: string) {
     this.#dir = join(dataDir, 'functions')
@@ -70,6 +72,7 @@ export class FunctionRegistry {
         if (existsSync(this.codePath(spec.sha256))) {
           this.#local.set(spec.name, spec)
           this.#specs.set(key(spec), spec)
+          if (!this.#indexed(spec.sha256)) this.#indexChunks(spec.sha256, readFileSync(this.codePath(spec.sha256)))
         }
       }
       for (const [name, version] of Object.entries(index.tombstones ?? {})) this.#tombstones.set(name, version)
@@ -104,6 +107,7 @@ export class FunctionRegistry {
     this.#view = undefined
     this.#local.set(spec.name, spec)
     this.#specs.set(key(spec), spec)
+    if (!this.#indexed(spec.sha256)) this.#indexChunks(spec.sha256, code)
     if (current !== undefined) this.#removeCodeIfUnused(current.sha256)
     this.#save()
     return { replaced: current }
@@ -116,7 +120,42 @@ export class FunctionRegistry {
   }
 
   #removeCodeIfUnused (sha256: string): void {
-    if (!this.holdsCode(sha256)) rmSync(this.codePath(sha256), { force: true })
+    if (this.holdsCode(sha256)) return
+    rmSync(this.codePath(sha256), { force: true })
+    for (const [cid, where] of this.#chunks) if (where.sha256 === sha256) this.#chunks.delete(cid)
+  }
+
+  #indexed (sha256: string): boolean {
+    for (const where of this.#chunks.values()) if (where.sha256 === sha256) return true
+    return false
+  }
+
+  #indexChunks (sha256: string, code: Uint8Array): void {
+    let offset = 0
+    for (const c of chunk(code)) {
+      this.#chunks.set(c.cid.toString(), { sha256, offset, length: c.bytes.byteLength })
+      offset += c.bytes.byteLength
+    }
+  }
+
+  /** CIDs of every chunk held here, to provide in the DHT. */
+  chunkCids (): string[] {
+    return [...this.#chunks.keys()]
+  }
+
+  /** One chunk of held code by its CID, read from the artifact's file; undefined if not held. */
+  async readChunk (cid: string): Promise<Uint8Array | undefined> {
+    const where = this.#chunks.get(cid)
+    if (where === undefined) return undefined
+    const handle = await open(this.codePath(where.sha256), 'r').catch(() => undefined)
+    if (handle === undefined) return undefined
+    try {
+      const buf = Buffer.alloc(where.length)
+      const { bytesRead } = await handle.read(buf, 0, where.length, where.offset)
+      return bytesRead === where.length ? buf : undefined
+    } finally {
+      await handle.close()
+    }
   }
 
   /** Records a full spec learned from an announcement (no code). */

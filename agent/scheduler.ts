@@ -205,7 +205,7 @@ export class Scheduler {
           spec = fetched.spec
           code = fetched.code
         }
-        if (!heldHere) this.#hold(spec, code)
+        if (!heldHere) this.hold(spec, code)
         await runtime.prepare(spec, code)
         return spec
       })().finally(() => { this.#preparing.delete(id) })
@@ -215,7 +215,8 @@ export class Scheduler {
     return { spec, fetchMs: performance.now() - started }
   }
 
-  #hold (spec: FunctionSpec, code: Uint8Array): void {
+  /** Keeps code here (fetched or replicated), dropping the compiled form of what it replaces. */
+  hold (spec: FunctionSpec, code: Uint8Array): void {
     const { replaced } = this.#init.registry.hold(spec, code)
     if (replaced !== undefined && !this.#init.registry.holdsCode(replaced.sha256)) this.#init.runtime.release(replaced.sha256)
   }

@@ -68,7 +68,7 @@ program.command('init')
   .option('--quiet', 'print nothing on success')
   .action(async (opts: InitOptions) => { await init(opts) })
 
-interface StartOptions { apiHost?: string, dataDir?: string, listen?: string[], announce?: string[], bootstrap?: string[], apiPort?: number, labels?: string, wasmSlots?: number, mdns: boolean }
+interface StartOptions { replicas?: number, apiHost?: string, dataDir?: string, listen?: string[], announce?: string[], bootstrap?: string[], apiPort?: number, labels?: string, wasmSlots?: number, mdns: boolean }
 
 program.command('start')
   .description('run the agent until SIGINT/SIGTERM')
@@ -80,6 +80,7 @@ program.command('start')
   .option('--api-host <ip>', 'HTTP API address (default 127.0.0.1; any other needs $EDGE_API_TOKEN)')
   .option('--labels <k=v,...>', 'labels advertised to peers')
   .option('--wasm-slots <n>', 'concurrent WASM calls (default: one per CPU, at least 2)', positive)
+  .option('--replicas <n>', 'copies of each function\'s code the swarm keeps (default 3)', positive)
   .addOption(new Option('--no-mdns', 'do not discover peers on the LAN with multicast DNS'))
   .action(async (opts: StartOptions) => {
     const dataDir = resolve(opts.dataDir ?? defaultDataDir())
@@ -94,6 +95,7 @@ program.command('start')
       ...(opts.apiHost !== undefined ? { apiHost: opts.apiHost } : {}),
       ...(opts.labels !== undefined ? { labels: parseLabels(opts.labels) } : {}),
       ...(opts.wasmSlots !== undefined ? { wasmSlots: opts.wasmSlots } : {}),
+      ...(opts.replicas !== undefined ? { replicas: Math.max(1, opts.replicas) } : {}),
       mdns: opts.mdns && stored.mdns
     }
     const { createAgent } = await import('../agent/index.js')

@@ -126,6 +126,19 @@ export interface FetchRequest {
   sha256: string
 }
 
+/** One chunk of code by its CID (from a manifest in the DHT). */
+export interface FetchChunkRequest {
+  v: number
+  type: 'fetch-chunk'
+  cid: string
+}
+
+export interface ChunkHeader {
+  v: number
+  type: 'chunk-ok'
+  size: number
+}
+
 export interface FetchHeader {
   v: number
   type: 'fetch-ok'

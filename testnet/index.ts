@@ -17,6 +17,8 @@ export interface TestnetAgent {
   peerId: string
   api: string
   addrs: string[]
+  /** Extra `edge-agent start` arguments, kept for restarts. */
+  args: string[]
 }
 
 export interface TestnetState {
@@ -91,7 +93,8 @@ export class Testnet {
       : this.state.agents.filter(o => o.index !== k && isOurAgent(o.pid, o.dataDir)).slice(0, 3).flatMap(o => ['--bootstrap', loopbackAddr(o)])
     const previous = a.addrs.length > 0 ? loopbackAddr(a).replace(/\/p2p\/.*$/, '') : '/ip4/127.0.0.1/tcp/0'
     rmSync(join(a.dataDir, 'agent.json'), { force: true })
-    const pid = spawnAgent(['--data-dir', a.dataDir, '--listen', previous, '--api-port', '0', '--no-mdns', ...bootstrap, ...(options.agentArgs ?? [])], a.logFile)
+    if (options.agentArgs !== undefined) a.args = options.agentArgs
+    const pid = spawnAgent(['--data-dir', a.dataDir, '--listen', previous, '--api-port', '0', '--no-mdns', ...bootstrap, ...(a.args ?? [])], a.logFile)
     const info = await waitForAgent(a.dataDir, pid, a.logFile, options.timeoutMs ?? 30_000)
     Object.assign(a, { pid, peerId: info.peerId, api: info.api, addrs: info.addrs })
     this.save()
@@ -169,7 +172,7 @@ export async function up (options: UpOptions): Promise<Testnet> {
   const net = new Testnet(state)
   try {
     for (let k = 1; k <= options.peers; k++) {
-      state.agents.push({ index: k, dataDir: join(dir, `agent-${k}`), logFile: join(dir, `agent-${k}.log`), pid: 0, peerId: '', api: '', addrs: [] })
+      state.agents.push({ index: k, dataDir: join(dir, `agent-${k}`), logFile: join(dir, `agent-${k}.log`), pid: 0, peerId: '', api: '', addrs: [], args: options.agentArgs?.(k) ?? [] })
     }
     // Agent 1 makes the swarm key (unless one is given); the others are initialised with it, in parallel.
     const first = state.agents[0] as TestnetAgent
@@ -182,10 +185,10 @@ export async function up (options: UpOptions): Promise<Testnet> {
     }))
     net.save()
     // The first agent starts alone; the rest bootstrap to it, in parallel.
-    await net.start(1, { agentArgs: options.agentArgs?.(1) ?? [] })
+    await net.start(1)
     progress(`agent 1 up: ${net.agent(1).peerId}`)
     await Promise.all(state.agents.slice(1).map(async (a) => {
-      await net.start(a.index, { agentArgs: options.agentArgs?.(a.index) ?? [] })
+      await net.start(a.index)
       progress(`agent ${a.index} up: ${a.peerId}`)
     }))
     await net.waitForMesh(options.readyTimeoutMs ?? 30_000)

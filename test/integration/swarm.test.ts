@@ -11,14 +11,16 @@ import { example, fixture, eventually, text } from '../helpers.js'
 
 /**
  * A real testnet: three agent processes on 127.0.0.1 talking libp2p over TCP, driven through
- * their HTTP APIs exactly as the CLI does. Agent 2 has a single WASM slot, to saturate it.
+ * their HTTP APIs exactly as the CLI does. Agent 2 has a single WASM slot, to saturate it. Code is
+ * not replicated here (see dht.test.ts): who holds what follows from the calls alone.
  */
 describe('a swarm of three agents', () => {
   let net: Testnet
   let a1: AgentClient, a2: AgentClient, a3: AgentClient
 
   before(async () => {
-    net = await up({ peers: 3, agentArgs: (k) => k === 2 ? ['--wasm-slots', '1'] : ['--wasm-slots', '2'] })
+    // One copy of each function (no replication): these tests place calls by who holds the code.
+    net = await up({ peers: 3, agentArgs: (k) => ['--replicas', '1', '--wasm-slots', k === 2 ? '1' : '2'] })
     ;[a1, a2, a3] = [net.client(1), net.client(2), net.client(3)]
   })
   after(async () => { await net?.down() })

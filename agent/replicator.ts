@@ -1,0 +1,101 @@
+import { createHash } from 'node:crypto'
+import { logger } from '@libp2p/logger'
+import { chunk, type FunctionSpec } from '../protocol/index.js'
+import type { FetchService } from './fetch.js'
+import type { ManifestStore } from './manifests.js'
+import type { PeerTable } from './peer-table.js'
+import type { FunctionRegistry, KnownFunction } from './registry.js'
+
+const log = logger('edge:agent:replicator')
+
+export interface ReplicatorInit {
+  selfId: string
+  /** Copies of each function's code the swarm keeps (the deployer's included). */
+  replicas: number
+  registry: FunctionRegistry
+  peers: PeerTable
+  manifests: ManifestStore
+  fetcher: FetchService
+  /** Stores fetched code here (registry + runtime bookkeeping). */
+  hold: (spec: FunctionSpec, code: Uint8Array) => void
+  intervalMs?: number
+}
+
+/**
+ * Keeps R copies of every function's code in the swarm, so that the deployer may leave. Which
+ * agents hold a function is decided without coordination by rendezvous hashing: every agent ranks
+ * the live agents by sha256(name, peer id) and the first R hold it. When a function has fewer than
+ * R live holders and this agent ranks among the first R, it fetches the code — chunk by chunk from
+ * DHT providers, as the signed manifest lists it — verifies it, holds it and provides it.
+ */
+export class Replicator {
+  readonly #init: ReplicatorInit
+  #timer: NodeJS.Timeout | undefined
+  #running: Promise<void> | undefined
+  readonly #failures = new Map<string, number>()
+
+  constructor (init: ReplicatorInit) {
+    this.#init = init
+  }
+
+  start (): void {
+    this.#timer = setInterval(() => { void this.reconcile() }, this.#init.intervalMs ?? 5000)
+    this.#timer.unref()
+    this.#init.peers.addEventListener('peer:leave', () => { void this.reconcile() })
+  }
+
+  stop (): void {
+    clearInterval(this.#timer)
+  }
+
+  /** The agents that should hold `name`, best first. */
+  static rank (name: string, agents: string[]): string[] {
+    const score = (id: string): string => createHash('sha256').update(`${name}\0${id}`).digest('hex')
+    return [...agents].sort((a, b) => score(a) < score(b) ? -1 : score(a) > score(b) ? 1 : 0)
+  }
+
+  async reconcile (): Promise<void> {
+    this.#running ??= this.#reconcile().finally(() => { this.#running = undefined })
+    await this.#running
+  }
+
+  async #reconcile (): Promise<void> {
+    const { registry, peers, selfId, replicas } = this.#init
+    const live = [selfId, ...peers.list().map(e => e.peerId)]
+    for (const known of registry.list()) {
+      if (known.local) continue
+      const holders = new Set([...known.holders].filter(h => peers.get(h) !== undefined))
+      if (holders.size >= replicas) continue
+      const chosen = Replicator.rank(known.ref.name, live).filter(id => !holders.has(id)).slice(0, replicas - holders.size)
+      if (!chosen.includes(selfId)) continue
+      await this.#replicate(known, [...holders])
+    }
+  }
+
+  async #replicate (known: KnownFunction, holders: string[]): Promise<void> {
+    const { name, version, sha256 } = known.ref
+    const id = `${name}@${version}`
+    // Back off from a function whose code cannot be had right now (no provider, bad bytes).
+    if ((this.#failures.get(id) ?? 0) > Date.now()) return
+    try {
+      const resolved = await this.#init.manifests.resolve(name)
+      const body = resolved?.record.body
+      let spec: FunctionSpec
+      let code: Uint8Array
+      if (body?.type === 'manifest' && body.version === version && body.sha256 === sha256) {
+        spec = { name, version, runtime: body.runtime, sha256, size: body.size, memoryBytes: body.limits.memoryBytes, timeoutMs: body.limits.timeoutMs, deployedAt: body.deployedAt }
+        code = (await this.#init.fetcher.fetchChunks(body, holders)).code
+      } else {
+        const fetched = await this.#init.fetcher.fetch(known.ref, holders)
+        spec = fetched.spec
+        code = fetched.code
+      }
+      this.#init.hold(spec, code)
+      await this.#init.manifests.provide(chunk(code).map(c => c.cid.toString()))
+      log('now holding a copy of %s v%d', name, version)
+    } catch (err) {
+      this.#failures.set(id, Date.now() + 10_000)
+      log('could not replicate %s: %s', id, (err as Error).message)
+    }
+  }
+}

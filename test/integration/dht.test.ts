@@ -1,0 +1,45 @@
+import '../../agent/polyfill.js'
+import { describe, test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { up, type Testnet } from '../../testnet/index.js'
+import { example, eventually, text } from '../helpers.js'
+
+/**
+ * Function code kept by the swarm: five agents, three copies of each function (the default), chosen
+ * by rendezvous hashing; the deployer may leave.
+ */
+describe('code in the DHT, replicated', () => {
+  let net: Testnet
+
+  before(async () => { net = await up({ peers: 5 }) })
+  after(async () => { await net?.down() })
+
+  test('a deployed function reaches three holders, and keeps three after its deployer is killed', async () => {
+    const a1 = net.client(1)
+    await a1.deploy('primes', example('primes'))
+    const holders = async (k: number): Promise<string[]> => (await net.client(k).list()).find(f => f.name === 'primes')?.holders ?? []
+    const initial = await eventually(async () => { const h = await holders(5); return h.length >= 3 ? h : undefined }, 20_000, 'three holders')
+    assert.ok(initial.includes(net.agent(1).peerId), 'the deployer is one of them')
+    const stranger = net.agents.find(a => !initial.includes(a.peerId))
+    assert.ok(stranger, 'some agent holds no copy')
+
+    await net.stop(1, { kill: true })
+    const res = await net.client(stranger.index).invoke('primes', { params: { n: 1000 }, policy: 'local' })
+    assert.equal(text(res.outputBytes), '{"n":1000,"primes":168}\n')
+    assert.ok(res.timings.fetchMs > 0, 'the code came from a replica, not from the (dead) deployer')
+
+    const others = net.agents.filter(a => a.index !== 1).map(a => a.index)
+    await eventually(async () => {
+      const h = (await holders(others[0] as number)).filter(id => id !== net.agent(1).peerId)
+      return h.length >= 3
+    }, 30_000, 'three live holders again')
+  })
+
+  test('every live agent reads the signed manifest from the DHT though its deployer is gone', async () => {
+    for (const k of [2, 3, 4, 5]) {
+      const m = await net.client(k).manifest('primes')
+      assert.equal(m.signer, net.agent(1).peerId)
+      assert.equal(m.version, 1)
+    }
+  })
+})
