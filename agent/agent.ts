@@ -24,6 +24,7 @@ import { Scheduler } from './scheduler.js'
 import { ApiServer } from './api/server.js'
 import { ManifestStore } from './manifests.js'
 import { Replicator } from './replicator.js'
+import { Trust } from './trust.js'
 import type { PrivateKey } from '@libp2p/interface'
 import type { AgentConfig } from './config.js'
 
@@ -68,6 +69,7 @@ export class Agent {
   #server!: InvokeServer
   #api!: ApiServer
   manifests!: ManifestStore
+  trust!: Trust
   #key!: PrivateKey
   #startedAt = 0
   #stopping: Promise<void> | undefined
@@ -119,8 +121,9 @@ export class Agent {
     this.#fetcher = new FetchService(this.node, this.registry)
     this.manifests = new ManifestStore(this.node, dataDir, { heldChunks: () => this.registry.chunkCids() })
     this.#client = new InvokeClient(this.node)
+    this.trust = new Trust({ selfId: this.peerId, trusted: config.trustedKeys, manifests: this.manifests })
     this.scheduler = new Scheduler({
-      selfId: this.peerId, registry: this.registry, runtime: this.runtime, peers: this.peers, client: this.#client, fetcher: this.#fetcher, metrics: this.metrics
+      selfId: this.peerId, registry: this.registry, runtime: this.runtime, peers: this.peers, client: this.#client, fetcher: this.#fetcher, trust: this.trust, metrics: this.metrics
     })
     this.#server = new InvokeServer(this.node, async (request, from, signal) => {
       try {
@@ -145,6 +148,7 @@ export class Agent {
       peers: this.peers,
       manifests: this.manifests,
       fetcher: this.#fetcher,
+      trusts: (signer) => this.trust.trusts(signer),
       hold: (spec, code) => { this.scheduler.hold(spec, code) }
     })
     this.#connectivity = new Connectivity(this.node, this.peers, { bootstrap: config.bootstrap })
@@ -254,6 +258,7 @@ export class Agent {
       sha256,
       deployedAt: spec.deployedAt
     }, this.#key)
+    this.trust.allow(spec)
     const published = await this.manifests.publish(name, record)
     void this.manifests.provide(chunk(code).map(c => c.cid.toString()))
     void this.#replicator.reconcile()
@@ -347,12 +352,7 @@ export class Agent {
     if (resolved === undefined) throw new FunctionNotFoundError(`no manifest for '${name}' in the DHT`)
     const { record, source } = resolved
     const { deployer: _key, ...body } = record.body
-    return { ...body, signer: record.signer, trusted: this.trusts(record.signer), source }
-  }
-
-  /** Manifests signed by this agent or by a key listed in its config are trusted. */
-  trusts (signer: string): boolean {
-    return signer === this.peerId || this.config.trustedKeys.includes(signer)
+    return { ...body, signer: record.signer, trusted: this.trust.trusts(record.signer), source }
   }
 
   functionList (): Array<Record<string, unknown>> {

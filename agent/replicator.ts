@@ -16,6 +16,8 @@ export interface ReplicatorInit {
   peers: PeerTable
   manifests: ManifestStore
   fetcher: FetchService
+  /** Only code whose manifest is signed by a trusted key is replicated. */
+  trusts: (signer: string) => boolean
   /** Stores fetched code here (registry + runtime bookkeeping). */
   hold: (spec: FunctionSpec, code: Uint8Array) => void
   intervalMs?: number
@@ -80,16 +82,10 @@ export class Replicator {
     try {
       const resolved = await this.#init.manifests.resolve(name)
       const body = resolved?.record.body
-      let spec: FunctionSpec
-      let code: Uint8Array
-      if (body?.type === 'manifest' && body.version === version && body.sha256 === sha256) {
-        spec = { name, version, runtime: body.runtime, sha256, size: body.size, memoryBytes: body.limits.memoryBytes, timeoutMs: body.limits.timeoutMs, deployedAt: body.deployedAt }
-        code = (await this.#init.fetcher.fetchChunks(body, holders)).code
-      } else {
-        const fetched = await this.#init.fetcher.fetch(known.ref, holders)
-        spec = fetched.spec
-        code = fetched.code
-      }
+      if (resolved === undefined || body?.type !== 'manifest' || body.version !== version || body.sha256 !== sha256) throw new Error('no manifest in the DHT for this version')
+      if (!this.#init.trusts(resolved.record.signer)) throw new Error(`signed by ${resolved.record.signer}, not trusted here`)
+      const spec: FunctionSpec = { name, version, runtime: body.runtime, sha256, size: body.size, memoryBytes: body.limits.memoryBytes, timeoutMs: body.limits.timeoutMs, deployedAt: body.deployedAt }
+      const code = (await this.#init.fetcher.fetchChunks(body, holders)).code
       this.#init.hold(spec, code)
       await this.#init.manifests.provide(chunk(code).map(c => c.cid.toString()))
       log('now holding a copy of %s v%d', name, version)

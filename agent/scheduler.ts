@@ -69,6 +69,12 @@ export interface CodeFetcher {
   fetch: (ref: FunctionRef, peers: string[], options?: { signal?: AbortSignal }) => Promise<FetchedCode>
 }
 
+/** Vouches for functions by their signed manifests (Trust). */
+export interface Authoriser {
+  authorise: (ref: FunctionRef, options?: { signal?: AbortSignal }) => Promise<Pick<FunctionSpec, 'memoryBytes' | 'timeoutMs'>>
+  isAuthorised: (ref: FunctionRef) => boolean
+}
+
 export interface SchedulerInit {
   selfId: string
   registry: FunctionRegistry
@@ -76,11 +82,12 @@ export interface SchedulerInit {
   peers: PeerTable
   client: RemoteInvoker
   fetcher: CodeFetcher
+  trust: Authoriser
   metrics: Metrics
 }
 
 /** Errors after which the next candidate is tried: the call did not run there. */
-const RETRYABLE = new Set(['BusyError', 'PeerGoneError', 'FetchFailedError', 'FunctionNotFoundError'])
+const RETRYABLE = new Set(['BusyError', 'PeerGoneError', 'FetchFailedError', 'FunctionNotFoundError', 'UntrustedManifestError'])
 
 export class InvocationError extends Error {
   readonly attempts: Attempt[]
@@ -116,6 +123,8 @@ export class Scheduler {
     const known = this.#init.registry.resolve(name)
     const timeoutMs = options.timeoutMs ?? Math.max(30_000, (known.spec?.timeoutMs ?? 0) * 2)
     const deadline = AbortSignal.timeout(timeoutMs)
+    // Nothing runs, here or on a peer, for a caller that does not trust the function's deployer.
+    await this.#init.trust.authorise(known.ref, { signal: deadline })
     const ranking = policy.rank({ self: this.#selfView(known), peers: this.#peerViews(known), ...(options.peer !== undefined ? { target: options.peer } : {}) })
     if (ranking.candidates.length === 0) {
       const why = ranking.skipped.map(s => `${short(s.peerId)}: ${s.reason}`).join('; ')
@@ -191,7 +200,7 @@ export class Scheduler {
     const known = registry.specOf(ref)
     const local = registry.localSpec(ref.name)
     const heldHere = local?.sha256 === ref.sha256 && local.version === ref.version
-    if (known !== undefined && heldHere && runtime.isPrepared(known)) return { spec: known, fetchMs: 0 }
+    if (known !== undefined && heldHere && runtime.isPrepared(known) && this.#init.trust.isAuthorised(ref)) return { spec: known, fetchMs: 0 }
     const started = performance.now()
     const id = `${ref.name}@${ref.version}:${ref.sha256}`
     let p = this.#preparing.get(id)
@@ -205,6 +214,8 @@ export class Scheduler {
           spec = fetched.spec
           code = fetched.code
         }
+        // The signed manifest's limits are the ones that count, whatever a peer's copy says.
+        spec = { ...spec, ...await this.#init.trust.authorise(ref, { signal: AbortSignal.timeout(FETCH_DEADLINE_MS) }) }
         if (!heldHere) this.hold(spec, code)
         await runtime.prepare(spec, code)
         return spec

@@ -143,13 +143,13 @@ const peerIdArg = async (key: string): Promise<string> => {
     throw new UserError(`'${key}' is not an Ed25519 peer id (${(err as Error).message}): use the deployer's peer id, as 'edge inspect' shows it`)
   }
 }
-trust.command('add').argument('<key>', 'peer id of the deployer').option('--data-dir <dir>')
-  .action(async (key: string, opts: { dataDir?: string }) => {
+trust.command('add').argument('<keys...>', 'peer ids of deployers').option('--data-dir <dir>')
+  .action(async (keys: string[], opts: { dataDir?: string }) => {
     const dataDir = trustDir(opts)
-    const id = await peerIdArg(key)
-    const keys = readConfig(dataDir).trustedKeys
-    writeConfig(dataDir, { trustedKeys: keys.includes(id) ? keys : [...keys, id] })
-    process.stdout.write(`trusted ${id} (restart the agent to apply)\n`)
+    const ids = await Promise.all(keys.map(peerIdArg))
+    const current = readConfig(dataDir).trustedKeys
+    writeConfig(dataDir, { trustedKeys: [...new Set([...current, ...ids])] })
+    for (const id of ids) process.stdout.write(`trusted ${id} (restart the agent to apply)\n`)
   })
 trust.command('remove').argument('<key>').option('--data-dir <dir>')
   .action(async (key: string, opts: { dataDir?: string }) => {

@@ -9,6 +9,7 @@ export const WireCode = {
   FUNCTION_ERROR: 'FUNCTION_ERROR',
   BAD_REQUEST: 'BAD_REQUEST',
   FETCH_FAILED: 'FETCH_FAILED',
+  UNTRUSTED: 'UNTRUSTED',
   INTERNAL: 'INTERNAL'
 } as const
 export type WireCode = typeof WireCode[keyof typeof WireCode]
@@ -65,6 +66,12 @@ export class RemoteInternalError extends Error {
   readonly code = WireCode.INTERNAL
 }
 
+/** No manifest signed by a key this agent trusts vouches for the function. */
+export class UntrustedManifestError extends Error {
+  override name = 'UntrustedManifestError'
+  readonly code = WireCode.UNTRUSTED
+}
+
 /** The connection or stream to a peer ended before it answered. Safe to retry elsewhere. */
 export class PeerGoneError extends Error {
   override name = 'PeerGoneError'
@@ -78,6 +85,7 @@ export function errorFromWire (code: WireCode, message: string, stderr?: string)
     case WireCode.FUNCTION_ERROR: return new FunctionError(message, stderr === undefined ? {} : { stderr })
     case WireCode.BAD_REQUEST: return new BadRequestError(message)
     case WireCode.FETCH_FAILED: return new FetchFailedError(message)
+    case WireCode.UNTRUSTED: return new UntrustedManifestError(message)
     default: return new RemoteInternalError(message)
   }
 }

@@ -176,13 +176,22 @@ export async function up (options: UpOptions): Promise<Testnet> {
     }
     // Agent 1 makes the swarm key (unless one is given); the others are initialised with it, in parallel.
     const first = state.agents[0] as TestnetAgent
+    const ids = new Map<TestnetAgent, string>()
+    const init = async (a: TestnetAgent, args: string[]): Promise<void> => {
+      const out = await runAgentCommand(['init', '--data-dir', a.dataDir, ...args])
+      ids.set(a, /agent (\S+) in /.exec(out)?.[1] ?? '')
+    }
     if (options.swarmKey === undefined) {
-      await runAgentCommand(['init', '--data-dir', first.dataDir, '--quiet'])
+      await init(first, [])
       writeFileSync(swarmKey, readFileSync(join(first.dataDir, 'swarm.key')), { mode: 0o600 })
     }
-    await Promise.all(state.agents.filter(a => options.swarmKey !== undefined || a !== first).map(async (a) => {
-      await runAgentCommand(['init', '--data-dir', a.dataDir, '--swarm-key', swarmKey, '--quiet'])
-    }))
+    await Promise.all(state.agents.filter(a => !ids.has(a)).map(async (a) => { await init(a, ['--swarm-key', swarmKey]) }))
+    // One owner's devices: every agent runs what any of them deployed.
+    if (state.agents.length > 1) {
+      await Promise.all(state.agents.map(async (a) => {
+        await runAgentCommand(['trust', 'add', ...state.agents.filter(o => o !== a).map(o => ids.get(o) ?? ''), '--data-dir', a.dataDir])
+      }))
+    }
     net.save()
     // The first agent starts alone; the rest bootstrap to it, in parallel.
     await net.start(1)

@@ -14,6 +14,7 @@ const STATUS: Record<string, number> = {
   InvalidMessageError: 400,
   FunctionNotFoundError: 404,
   InvalidModuleError: 422,
+  UntrustedManifestError: 403,
   FunctionError: 500,
   BusyError: 429,
   OverloadedError: 429,

@@ -58,7 +58,7 @@ describe('a swarm of three agents', () => {
     assert.equal(m.source, 'dht')
     assert.equal(m.version, 1)
     assert.equal(m.signer, net.agent(1).peerId)
-    assert.equal(m.trusted, false, 'agent 3 trusts only itself by default')
+    assert.equal(m.trusted, true, 'testnet agents trust each other')
     assert.equal(m.limits?.memoryBytes, 32 * 1024 * 1024)
     assert.equal(m.chunks?.length, 1)
     assert.equal((await a1.manifest('echo')).trusted, true)
@@ -171,16 +171,47 @@ describe('a swarm of three agents', () => {
         encode({ v: 1, type: 'delete', name: 'echo', version: 99, by: net.agent(2).peerId, at: 1 }),
         new Uint8Array(80 * 1024)
       ]
-      for (const data of garbage) {
-        await node.services.pubsub.publish(ADVERTS_TOPIC, data).catch(() => {})
-        await node.services.pubsub.publish(FUNCTIONS_TOPIC, data).catch(() => {})
-      }
-      await eventually(async () => (await a1.status()).droppedMessages >= before + 4, 10_000, 'garbage dropped')
+      // Publish rounds until agent 1 has seen some: the first may go out before the gossip stream is up.
+      await eventually(async () => {
+        for (const data of garbage) {
+          await node.services.pubsub.publish(ADVERTS_TOPIC, data).catch(() => {})
+          await node.services.pubsub.publish(FUNCTIONS_TOPIC, data).catch(() => {})
+        }
+        await sleep(300)
+        return (await a1.status()).droppedMessages >= before + 4
+      }, 15_000, 'garbage dropped')
       // The forged delete was signed by the wrong peer: echo is still there and still runs.
       assert.equal(text((await a1.invoke('echo', { input: Buffer.from('still here') })).outputBytes), 'still here')
       for (const c of [a1, a2, a3]) assert.ok((await c.status()).peerId)
     } finally {
       await node.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  test('functions signed by an untrusted deployer are refused, with the key to trust', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'edge-untrusted-'))
+    const dataDir = join(dir, 'agent')
+    await runAgentCommand(['init', '--data-dir', dataDir, '--swarm-key', net.state.swarmKey, '--quiet'])
+    const pid = spawnAgent(['--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--no-mdns', '--replicas', '1', '--bootstrap', net.agent(1).addrs[0] ?? ''], join(dir, 'log'))
+    try {
+      const info = await eventually(() => { try { return JSON.parse(readFileSync(join(dataDir, 'agent.json'), 'utf8')) as { api: string, peerId: string } } catch { return undefined } }, 15_000, 'outsider up')
+      const outsider = new AgentClient(info.api)
+      await eventually(async () => (await a1.peers()).some(p => p.peerId === info.peerId), 10_000, 'outsider in the peer table')
+      await outsider.deploy('evil', example('echo'))
+      await eventually(async () => (await a1.list()).some(f => f.name === 'evil'), 10_000, 'evil known on 1')
+      for (const policy of ['local-first', 'near', 'local']) {
+        await assert.rejects(a1.invoke('evil', { input: Buffer.from('x'), policy }), (err: ApiError) => {
+          assert.equal(err.status, 403)
+          assert.match(err.message, new RegExp(`signed by ${info.peerId}, which this agent does not trust: 'edge-agent trust add ${info.peerId}'`))
+          return true
+        })
+      }
+      // Nor does the outsider run what agent 1 deployed.
+      await eventually(async () => (await outsider.list()).some(f => f.name === 'echo'), 10_000, 'echo known on the outsider')
+      await assert.rejects(outsider.invoke('echo', { input: Buffer.from('x') }), { status: 403 })
+    } finally {
+      await stopAgent(pid, dataDir)
       rmSync(dir, { recursive: true, force: true })
     }
   })

@@ -61,7 +61,8 @@ afterEach(() => {
 })
 
 function scheduler (client: RemoteInvoker, fetcher: CodeFetcher = noFetch): Scheduler {
-  return new Scheduler({ selfId: 'self', registry, runtime, peers, client, fetcher, metrics: new Metrics(() => 0) })
+  const trust = { authorise: async () => ({ memoryBytes: SPEC.memoryBytes, timeoutMs: SPEC.timeoutMs }), isAuthorised: () => true }
+  return new Scheduler({ selfId: 'self', registry, runtime, peers, client, fetcher, trust, metrics: new Metrics(() => 0) })
 }
 
 function addPeers (...ids: Array<[string, number]>): void {

@@ -1,0 +1,66 @@
+import { FunctionNotFoundError, UntrustedManifestError, type FunctionRef, type FunctionSpec } from '../protocol/index.js'
+import type { Resolved } from './manifests.js'
+
+export interface TrustInit {
+  selfId: string
+  /** Peer ids of deployers trusted besides this agent. */
+  trusted: string[]
+  /** Where signed manifests come from (ManifestStore: the DHT, or kept here). */
+  manifests: { resolve: (name: string, options?: { signal?: AbortSignal }) => Promise<Resolved | undefined> }
+}
+
+/**
+ * An agent runs only functions whose signed manifest is signed by itself or by a key in its
+ * config. The manifest — from the DHT, or kept here for what this agent deployed — is checked once
+ * per version; its limits are the ones the function runs with.
+ */
+export class Trust {
+  readonly #init: TrustInit
+  readonly #trusted: Set<string>
+  /** Authorised versions, `name@version:sha256` → limits from the manifest. */
+  readonly #ok = new Map<string, Pick<FunctionSpec, 'memoryBytes' | 'timeoutMs'>>()
+
+  constructor (init: TrustInit) {
+    this.#init = init
+    this.#trusted = new Set([init.selfId, ...init.trusted])
+  }
+
+  trusts (signer: string): boolean {
+    return this.#trusted.has(signer)
+  }
+
+  /** Records a version this agent signed itself (a deploy here). */
+  allow (spec: FunctionSpec): void {
+    this.#ok.set(id(spec), { memoryBytes: spec.memoryBytes, timeoutMs: spec.timeoutMs })
+  }
+
+  isAuthorised (ref: FunctionRef): boolean {
+    return this.#ok.has(id(ref))
+  }
+
+  /**
+   * Resolves once a trusted manifest vouches for exactly this version and code; returns the limits
+   * it sets. Throws UntrustedManifestError (naming the signer to trust) or FunctionNotFoundError.
+   */
+  async authorise (ref: FunctionRef, options: { signal?: AbortSignal } = {}): Promise<Pick<FunctionSpec, 'memoryBytes' | 'timeoutMs'>> {
+    const known = this.#ok.get(id(ref))
+    if (known !== undefined) return known
+    const resolved = await this.#init.manifests.resolve(ref.name, options)
+    if (resolved === undefined) throw new UntrustedManifestError(`no signed manifest for '${ref.name}' in the DHT: this agent runs only functions whose deployer signed them`)
+    const { body, signer } = resolved.record
+    if (!this.trusts(signer)) {
+      throw new UntrustedManifestError(`'${ref.name}' v${body.version} is signed by ${signer}, which this agent does not trust: 'edge-agent trust add ${signer}' on it, then restart it, to run it`)
+    }
+    if (body.type === 'tombstone' && body.version >= ref.version) throw new FunctionNotFoundError(`'${ref.name}' v${ref.version} was deleted`)
+    if (body.type !== 'manifest' || body.version !== ref.version || body.sha256 !== ref.sha256) {
+      throw new UntrustedManifestError(`the DHT's manifest of '${ref.name}' is v${body.version}, which does not vouch for v${ref.version} (${ref.sha256.slice(0, 12)})`)
+    }
+    const limits = { memoryBytes: body.limits.memoryBytes, timeoutMs: body.limits.timeoutMs }
+    this.#ok.set(id(ref), limits)
+    return limits
+  }
+}
+
+function id (ref: FunctionRef): string {
+  return `${ref.name}@${ref.version}:${ref.sha256}`
+}

@@ -1,0 +1,66 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { Trust } from '../../agent/trust.js'
+import { openRecord, signRecord, WIRE_VERSION, type Manifest } from '../../protocol/index.js'
+import type { Resolved } from '../../agent/manifests.js'
+
+const REF = { name: 'fn', version: 2, sha256: 'b'.repeat(64) }
+
+async function signed (key: Awaited<ReturnType<typeof generateKeyPair>>, extra: Partial<Manifest> = {}): Promise<Resolved> {
+  const record = await signRecord({
+    v: WIRE_VERSION, type: 'manifest', name: 'fn', version: 2, runtime: 'wasm', entry: '_start',
+    limits: { memoryBytes: 16 << 20, timeoutMs: 1500, concurrency: 0 }, labels: {}, env: {},
+    chunks: ['bafkreiadsbmmn4waznesyuz3bjgrj33xzqhxrk6mz3ksq7meugrachh3qe'], size: 10, sha256: 'b'.repeat(64), deployedAt: 1, ...extra
+  }, key)
+  return { record: await openRecord(record), source: 'dht' }
+}
+
+function trust (self: string, trusted: string[], resolved: Resolved | undefined): Trust {
+  return new Trust({ selfId: self, trusted, manifests: { resolve: async () => resolved } })
+}
+
+test('a manifest signed by a trusted key is authorised, with its limits', async () => {
+  const deployer = await generateKeyPair('Ed25519')
+  const id = peerIdFromPrivateKey(deployer).toString()
+  const t = trust('self', [id], await signed(deployer))
+  assert.deepEqual(await t.authorise(REF), { memoryBytes: 16 << 20, timeoutMs: 1500 })
+  assert.equal(t.isAuthorised(REF), true)
+})
+
+test('a manifest signed by an unknown key is refused, naming the key to trust', async () => {
+  const stranger = await generateKeyPair('Ed25519')
+  const id = peerIdFromPrivateKey(stranger).toString()
+  const t = trust('self', [], await signed(stranger))
+  await assert.rejects(t.authorise(REF), { name: 'UntrustedManifestError', message: new RegExp(`signed by ${id}, which this agent does not trust: 'edge-agent trust add ${id}'`) })
+  assert.equal(t.isAuthorised(REF), false)
+})
+
+test('a manifest of another version or code, or none at all, vouches for nothing', async () => {
+  const self = await generateKeyPair('Ed25519')
+  const id = peerIdFromPrivateKey(self).toString()
+  await assert.rejects(trust(id, [], await signed(self, { version: 3 })).authorise(REF), { name: 'UntrustedManifestError', message: /is v3/ })
+  await assert.rejects(trust(id, [], await signed(self, { sha256: 'c'.repeat(64) })).authorise(REF), { name: 'UntrustedManifestError' })
+  await assert.rejects(trust(id, [], undefined).authorise(REF), { name: 'UntrustedManifestError', message: /no signed manifest/ })
+})
+
+test('a trusted tombstone makes the version unknown', async () => {
+  const self = await generateKeyPair('Ed25519')
+  const record = await signRecord({ v: WIRE_VERSION, type: 'tombstone', name: 'fn', version: 2, deployedAt: 1 }, self)
+  const t = trust(peerIdFromPrivateKey(self).toString(), [], { record: await openRecord(record), source: 'dht' })
+  await assert.rejects(t.authorise(REF), { name: 'FunctionNotFoundError' })
+})
+
+test('what this agent deployed itself is authorised without a look-up', async () => {
+  const t = trust('self', [], undefined)
+  t.allow({ ...REF, runtime: 'wasm', size: 10, memoryBytes: 1 << 20, timeoutMs: 100, deployedAt: 1 })
+  assert.deepEqual(await t.authorise(REF), { memoryBytes: 1 << 20, timeoutMs: 100 })
+})
+
+test('a tombstone from an untrusted key deletes nothing', async () => {
+  const stranger = await generateKeyPair('Ed25519')
+  const record = await signRecord({ v: WIRE_VERSION, type: 'tombstone', name: 'fn', version: 2, deployedAt: 1 }, stranger)
+  const t = trust('self', [], { record: await openRecord(record), source: 'dht' })
+  await assert.rejects(t.authorise(REF), { name: 'UntrustedManifestError' })
+})
