@@ -8,6 +8,8 @@ import type { Stream } from '@libp2p/interface'
  * Length-prefixed CBOR frames over a libp2p stream, event based (libp2p 3 streams have no
  * source/sink). One instance per stream; many requests may share it, matched by id.
  */
+const RECEIVE_SLICE_BYTES = 64 * 1024
+
 export interface FramedInit {
   /** Largest frame accepted from the remote. */
   maxFrameBytes: number
@@ -28,7 +30,7 @@ export class FramedStream {
   constructor (stream: Stream, init: FramedInit) {
     this.stream = stream
     this.#init = init
-    this.#decoder = new LengthPrefixedDecoder({ maxDataLength: init.maxFrameBytes, maxBufferSize: init.maxFrameBytes * 2 })
+    this.#decoder = new LengthPrefixedDecoder({ maxDataLength: init.maxFrameBytes, maxBufferSize: init.maxFrameBytes + RECEIVE_SLICE_BYTES + 16 })
     stream.addEventListener('message', (evt) => { this.#receive(evt.data) })
     stream.addEventListener('close', (evt) => { this.#finish(evt.error) })
   }
@@ -58,8 +60,14 @@ export class FramedStream {
   #receive (data: Uint8Array | Uint8ArrayList): void {
     if (this.#closed) return
     try {
-      for (const frame of this.#decoder.decode(data)) {
-        this.#init.onMessage(decode(frame.subarray(), this.#init.maxFrameBytes))
+      // One event may carry many frames (megabytes when the sender is fast): feed the decoder in
+      // slices, so that its buffer limit bounds what is pending, not what arrived at once.
+      for (let off = 0; off < data.byteLength; off += RECEIVE_SLICE_BYTES) {
+        const slice = data.byteLength <= RECEIVE_SLICE_BYTES ? data : data.subarray(off, Math.min(off + RECEIVE_SLICE_BYTES, data.byteLength))
+        for (const frame of this.#decoder.decode(slice)) {
+          if (this.#closed) return
+          this.#init.onMessage(decode(frame.subarray(), this.#init.maxFrameBytes))
+        }
       }
     } catch (err) {
       // A malformed frame poisons the framing; nothing after it can be trusted.

@@ -65,3 +65,42 @@ export async function runNode (script: string, args: string[], options: { env?: 
     child.stdin.end(options.input)
   })
 }
+
+/**
+ * A valid WASI command of about `bytes` bytes: a data segment of that size (pseudo-random, so that
+ * nothing compresses it) and a `_start` that writes the segment's first 16 bytes as hex to stdout.
+ * For transfer tests of large artifacts.
+ */
+export function bigModule (bytes: number): { module: Uint8Array, output: string } {
+  const leb = (n: number): number[] => { const out: number[] = []; do { let b = n & 0x7f; n = Math.floor(n / 128); if (n !== 0) b |= 0x80; out.push(b) } while (n !== 0); return out }
+  const str = (s: string): number[] => [...leb(s.length), ...Buffer.from(s)]
+  const section = (id: number, content: number[] | Uint8Array): Uint8Array => Buffer.concat([Uint8Array.from([id, ...leb(content.length)]), Uint8Array.from(content)])
+  const pages = Math.ceil((bytes + 65536) / 65536)
+  // types: 0 = fd_write (i32 i32 i32 i32) -> i32, 1 = () -> ()
+  const types = [2, 0x60, 4, 0x7f, 0x7f, 0x7f, 0x7f, 1, 0x7f, 0x60, 0, 0]
+  const imports = [1, ...str('wasi_snapshot_preview1'), ...str('fd_write'), 0x00, 0]
+  const funcs = [1, 1]
+  const memory = [1, 0x00, ...leb(pages)]
+  const exports = [2, ...str('memory'), 0x02, 0, ...str('_start'), 0x00, 1]
+  // _start: build an iovec at address 0 pointing at 64 bytes of hex at 16, call fd_write(1, 0, 1, 8)
+  const hex = '0123456789abcdef'
+  const data = new Uint8Array(bytes)
+  let x = 0x12345678
+  for (let i = 0; i < bytes; i++) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; data[i] = x & 0xff }
+  const head = [...data.subarray(0, 16)].map(b => hex[b >> 4]! + hex[b & 15]!).join('')
+  const i32 = (v: number): number[] => [0x41, ...sleb(v)]
+  const sleb = (v: number): number[] => { const out: number[] = []; while (true) { const b = v & 0x7f; v >>= 7; if ((v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0)) { out.push(b); return out } out.push(b | 0x80) } }
+  const body = [0,
+    ...i32(0), ...i32(16), 0x36, 2, 0, // i32.store iov.base = 16
+    ...i32(4), ...i32(head.length + 1), 0x36, 2, 0, // iov.len
+    ...i32(1), ...i32(0), ...i32(1), ...i32(8), 0x10, 0, 0x1a, // fd_write, drop
+    0x0b]
+  const code = [1, ...leb(body.length), ...body]
+  const segment = (offset: number, bytes: Uint8Array): number[] => [0x00, ...i32(offset), 0x0b, ...leb(bytes.length), ...bytes]
+  const datas = Buffer.concat([Uint8Array.from([2]), Uint8Array.from(segment(16, Buffer.from(head + '\n'))), Uint8Array.from([0x00, ...i32(65536), 0x0b, ...leb(bytes)]), data])
+  const module = Buffer.concat([
+    Uint8Array.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]),
+    section(1, types), section(2, imports), section(3, funcs), section(5, memory), section(7, exports), section(10, code), section(11, datas)
+  ])
+  return { module, output: `${head}\n` }
+}

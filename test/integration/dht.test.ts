@@ -2,7 +2,7 @@ import '../../agent/polyfill.js'
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { up, type Testnet } from '../../testnet/index.js'
-import { example, eventually, text } from '../helpers.js'
+import { bigModule, example, eventually, text } from '../helpers.js'
 
 /**
  * Function code kept by the swarm: five agents, three copies of each function (the default), chosen
@@ -33,6 +33,22 @@ describe('code in the DHT, replicated', () => {
       const h = (await holders(others[0] as number)).filter(id => id !== net.agent(1).peerId)
       return h.length >= 3
     }, 30_000, 'three live holders again')
+  })
+
+  test('a 50 MB function reaches three holders chunk by chunk and runs where it never was', async () => {
+    // pnet's cipher once crashed a process after ~60 MB of large transfers: this moves ~150 MB.
+    const { module, output } = bigModule(50 * 1024 * 1024)
+    const a2 = net.client(2)
+    const dep = await a2.deploy('big', module, { memory: '64MiB' })
+    assert.equal(dep.function.size, module.byteLength)
+    assert.equal((await a2.manifest('big')).chunks?.length, 51)
+    const holders = async (): Promise<string[]> => (await a2.list()).find(f => f.name === 'big')?.holders ?? []
+    const three = await eventually(async () => { const h = await holders(); return h.length >= 3 ? h : undefined }, 60_000, 'three holders of big')
+    const stranger = net.agents.find(a => a.index !== 1 && !three.includes(a.peerId))
+    assert.ok(stranger)
+    const res = await net.client(stranger.index).invoke('big', { policy: 'local', timeoutMs: 60_000 })
+    assert.equal(text(res.outputBytes), output)
+    for (const a of net.agents.filter(a => a.index !== 1)) assert.ok((await net.client(a.index).status()).peerId, `agent ${a.index} still up`)
   })
 
   test('every live agent reads the signed manifest from the DHT though its deployer is gone', async () => {
