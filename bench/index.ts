@@ -5,6 +5,7 @@ import { WASI } from 'node:wasi'
 import { up } from '../testnet/index.js'
 import { AgentClient } from '../cli/client.js'
 import { WasmRuntime } from '../runtimes/index.js'
+import { dhtBench } from './dht.js'
 import { createHash } from 'node:crypto'
 import { execFile } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -174,6 +175,13 @@ async function main (): Promise<void> {
     process.stdout.write(`results (${localWrk !== undefined ? 'wrk' : 'Node client; install wrk for figures without the client\'s own cost'}): agent overhead +${(best.p50 - direct.p50).toFixed(3)} ms p50; ${best.perSec.toFixed(0)} inv/s; remote adds +${(bestRemote.p50 - best.p50).toFixed(3)} ms p50\n`)
   } finally {
     await net.down()
+  }
+  if (process.env.BENCH_SKIP_DHT === undefined) {
+    await dhtBench((title, headers, rows) => {
+      const widths = headers.map((h, i) => Math.max(h.length, ...rows.map(r => (r[i] ?? '').length)))
+      const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ')
+      process.stdout.write(`\n${title}\n${line(headers)}\n${widths.map(w => '-'.repeat(w)).join('  ')}\n${rows.map(line).join('\n')}\n`)
+    })
   }
 }
 
