@@ -5,7 +5,7 @@ import { logger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
 import { WasmRuntime, type Runtime } from '../runtimes/index.js'
 import {
-  BadRequestError, chunk, FunctionNotFoundError, FUNCTION_NAME, RuntimeKind, signRecord, WIRE_VERSION, type Advert, type FunctionAnnouncement, type FunctionSpec
+  BadRequestError, chunk, FunctionNotFoundError, openRecord, FUNCTION_NAME, RuntimeKind, signRecord, WIRE_VERSION, type Advert, type FunctionAnnouncement, type FunctionSpec
 } from '../protocol/index.js'
 import { AdvertService } from './adverts.js'
 import { announcements } from './announcements.js'
@@ -238,11 +238,7 @@ export class Agent {
       deployedAt: Date.now()
     }
     await this.runtime.prepare(spec, code)
-    const { replaced } = this.registry.hold(spec, code)
-    if (replaced !== undefined && !this.registry.holdsCode(replaced.sha256)) this.runtime.release(replaced.sha256)
-    await this.#announcements.publish({ v: WIRE_VERSION, type: 'deploy', fn: spec, holder: this.peerId, at: Date.now() })
-    void this.#adverts.publish()
-    log('deployed %s v%d (%s, %d bytes)', name, spec.version, sha256.slice(0, 12), code.byteLength)
+    const chunks = chunk(code).map(c => c.cid.toString())
     const record = await signRecord({
       v: WIRE_VERSION,
       type: 'manifest',
@@ -253,14 +249,20 @@ export class Agent {
       limits: { memoryBytes, timeoutMs, concurrency: 0 },
       labels: {},
       env: {},
-      chunks: chunk(code).map(c => c.cid.toString()),
+      chunks,
       size: code.byteLength,
       sha256,
       deployedAt: spec.deployedAt
     }, this.#key)
+    const { replaced } = this.registry.hold(spec, code)
+    if (replaced !== undefined && !this.registry.holdsCode(replaced.sha256)) this.runtime.release(replaced.sha256)
     this.trust.allow(spec)
+    // The signed record rides along, so that peers need no DHT look-up to trust the new version.
+    await this.#announcements.publish({ v: WIRE_VERSION, type: 'deploy', fn: spec, holder: this.peerId, at: Date.now(), record })
+    void this.#adverts.publish()
+    log('deployed %s v%d (%s, %d bytes)', name, spec.version, sha256.slice(0, 12), code.byteLength)
     const published = await this.manifests.publish(name, record)
-    void this.manifests.provide(chunk(code).map(c => c.cid.toString()))
+    void this.manifests.provide(chunks)
     void this.#replicator.reconcile()
     return { spec, published }
   }
@@ -281,8 +283,19 @@ export class Agent {
   }
 
   #onAnnouncement (a: FunctionAnnouncement): void {
-    if (a.type === 'deploy') this.registry.learn(a.fn)
-    else this.#dropFunction(a.name, a.version)
+    if (a.type === 'delete') {
+      this.#dropFunction(a.name, a.version)
+      return
+    }
+    this.registry.learn(a.fn)
+    if (a.record !== undefined) {
+      openRecord(a.record)
+        .then((record) => {
+          const b = record.body
+          if (b.type === 'manifest' && b.name === a.fn.name && b.version === a.fn.version && b.sha256 === a.fn.sha256) this.manifests.remember(record)
+        })
+        .catch((err: Error) => { log('announcement of %s carried a bad record: %s', a.fn.name, err.message) })
+    }
   }
 
   #advert (): Omit<Advert, 'seq' | 'sentAt'> {

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
-import { manifestKey, openRecord, parseCid, type SignedRecord } from '../protocol/index.js'
+import { manifestKey, newerRecord, openRecord, parseCid, type FunctionRef, type SignedRecord } from '../protocol/index.js'
 import type { EdgeNode } from './node.js'
 
 const log = logger('edge:agent:manifests')
@@ -15,7 +15,7 @@ export interface ManifestStoreInit {
 
 export interface Resolved {
   record: SignedRecord
-  source: 'dht' | 'local'
+  source: 'dht' | 'local' | 'gossip'
 }
 
 /**
@@ -29,6 +29,8 @@ export class ManifestStore {
   readonly #timeoutMs: number
   readonly #heldChunks: () => string[]
   #republishing: Promise<void> | undefined
+  /** Signed records that arrived with deploy announcements, newest per name (verified on arrival). */
+  readonly #remembered = new Map<string, SignedRecord>()
 
   constructor (node: EdgeNode, dataDir: string, init: ManifestStoreInit = {}) {
     this.#node = node
@@ -87,6 +89,22 @@ export class ManifestStore {
       if (reached) provided++
     }))
     return provided
+  }
+
+  remember (record: SignedRecord): void {
+    const current = this.#remembered.get(record.body.name)
+    if (current === undefined || newerRecord(record.body, current.body)) this.#remembered.set(record.body.name, record)
+  }
+
+  /**
+   * The record that vouches for this version if one came with gossip (signed, so as good as the
+   * DHT's copy for that version), else the DHT's newest.
+   */
+  async find (ref: FunctionRef, options: { signal?: AbortSignal } = {}): Promise<Resolved | undefined> {
+    const gossiped = this.#remembered.get(ref.name)
+    const b = gossiped?.body
+    if (gossiped !== undefined && b?.type === 'manifest' && b.version === ref.version && b.sha256 === ref.sha256) return { record: gossiped, source: 'gossip' }
+    return await this.resolve(ref.name, options)
   }
 
   /** The newest valid record for `name`: from the DHT, else the one kept here; undefined if none. */

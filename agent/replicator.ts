@@ -80,7 +80,7 @@ export class Replicator {
     // Back off from a function whose code cannot be had right now (no provider, bad bytes).
     if ((this.#failures.get(id) ?? 0) > Date.now()) return
     try {
-      const resolved = await this.#init.manifests.resolve(name)
+      const resolved = await this.#init.manifests.find(known.ref)
       const body = resolved?.record.body
       if (resolved === undefined || body?.type !== 'manifest' || body.version !== version || body.sha256 !== sha256) throw new Error('no manifest in the DHT for this version')
       if (!this.#init.trusts(resolved.record.signer)) throw new Error(`signed by ${resolved.record.signer}, not trusted here`)

@@ -6,7 +6,7 @@ export interface TrustInit {
   /** Peer ids of deployers trusted besides this agent. */
   trusted: string[]
   /** Where signed manifests come from (ManifestStore: the DHT, or kept here). */
-  manifests: { resolve: (name: string, options?: { signal?: AbortSignal }) => Promise<Resolved | undefined> }
+  manifests: { find: (ref: FunctionRef, options?: { signal?: AbortSignal }) => Promise<Resolved | undefined> }
 }
 
 /**
@@ -45,7 +45,7 @@ export class Trust {
   async authorise (ref: FunctionRef, options: { signal?: AbortSignal } = {}): Promise<Pick<FunctionSpec, 'memoryBytes' | 'timeoutMs'>> {
     const known = this.#ok.get(id(ref))
     if (known !== undefined) return known
-    const resolved = await this.#init.manifests.resolve(ref.name, options)
+    const resolved = await this.#init.manifests.find(ref, options)
     if (resolved === undefined) throw new UntrustedManifestError(`no signed manifest for '${ref.name}' in the DHT: this agent runs only functions whose deployer signed them`)
     const { body, signer } = resolved.record
     if (!this.trusts(signer)) {

@@ -100,7 +100,7 @@ export interface ManifestInfo {
   deployedAt: number
   signer: string
   trusted: boolean
-  source: 'dht' | 'local'
+  source: 'dht' | 'local' | 'gossip'
 }
 
 export interface Attempt { peerId: string, outcome: string, message?: string }

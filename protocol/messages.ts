@@ -62,6 +62,8 @@ export interface DeployAnnouncement {
   fn: FunctionSpec
   holder: string
   at: number
+  /** The signed manifest record (as stored in the DHT), so that receivers can trust it without a look-up. */
+  record?: Uint8Array
 }
 
 export interface DeleteAnnouncement {

@@ -149,7 +149,8 @@ export function validateAnnouncement (value: unknown): FunctionAnnouncement {
     }
   }
   header(value, 'deploy')
-  return { v: WIRE_VERSION, type: 'deploy', fn: validateFunctionSpec(o.fn), holder: str(o.holder, 'holder', 128), at: int(o.at, 'at') }
+  const deploy = { v: WIRE_VERSION, type: 'deploy' as const, fn: validateFunctionSpec(o.fn), holder: str(o.holder, 'holder', 128), at: int(o.at, 'at') }
+  return o.record === undefined ? deploy : { ...deploy, record: bytes(o.record, 'record', 16 * 1024) }
 }
 
 export function validateInvokeRequest (value: unknown): InvokeRequest {

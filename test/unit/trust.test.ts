@@ -18,7 +18,7 @@ async function signed (key: Awaited<ReturnType<typeof generateKeyPair>>, extra: 
 }
 
 function trust (self: string, trusted: string[], resolved: Resolved | undefined): Trust {
-  return new Trust({ selfId: self, trusted, manifests: { resolve: async () => resolved } })
+  return new Trust({ selfId: self, trusted, manifests: { find: async () => resolved } })
 }
 
 test('a manifest signed by a trusted key is authorised, with its limits', async () => {
