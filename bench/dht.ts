@@ -83,17 +83,20 @@ export async function dhtBench (print: (title: string, headers: string[], rows: 
   const ten = await up({ peers: 10, agentArgs: () => ['--replicas', '1'] })
   try {
     await ten.client(1).deploy('echo', bigModule(1024).module)
+    // The put may still be spreading: wait for a first successful look-up.
+    for (let i = 0; i < 50 && (await ten.client(10).manifest('echo').catch(() => undefined))?.source !== 'dht'; i++) await new Promise(resolve => setTimeout(resolve, 200))
     const samples: number[] = []
-    for (let i = 0; i < 60; i++) {
+    let misses = 0
+    for (let i = 0; i < 50; i++) {
       const client = ten.client(2 + (i % 9))
       const t = performance.now()
-      const m = await client.manifest('echo')
-      if (m.source !== 'dht') throw new Error('manifest did not come from the DHT')
-      if (i >= 10) samples.push(performance.now() - t)
+      const m = await client.manifest('echo').catch(() => undefined)
+      if (m?.source === 'dht') samples.push(performance.now() - t)
+      else misses++
     }
     samples.sort((a, b) => a - b)
     print('4. DHT manifest lookup on a 10-agent testnet (GET /v1/functions/NAME/manifest: DHT get + signature check)',
-      ['lookups', 'p50 ms', 'p99 ms'], [[String(samples.length), pct(samples, 0.5).toFixed(2), pct(samples, 0.99).toFixed(2)]])
+      ['lookups', 'not found', 'p50 ms', 'p99 ms'], [[String(samples.length), String(misses), pct(samples, 0.5).toFixed(2), pct(samples, 0.99).toFixed(2)]])
   } finally {
     await ten.down()
   }
