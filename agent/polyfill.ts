@@ -15,4 +15,5 @@ if (typeof (Promise as { withResolvers?: unknown }).withResolvers !== 'function'
     }
   })
 }
-export {}
+// The same place fixes a bug of pnet's cipher that crashes the process after large transfers.
+export * from './pnet-fix.js'
