@@ -25,6 +25,7 @@ import { ApiServer } from './api/server.js'
 import { ManifestStore } from './manifests.js'
 import { Replicator } from './replicator.js'
 import { Trust } from './trust.js'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import type { AgentConfig } from './config.js'
 
@@ -109,7 +110,9 @@ export class Agent {
     this.metrics = new Metrics(() => this.peers.size)
     const slots = config.wasmSlots > 0 ? config.wasmSlots : Math.max(2, availableParallelism())
     this.runtime = new WasmRuntime({ slots, maxQueue: config.maxQueue })
+    const trusted = new Set([peerIdFromPrivateKey(privateKey).toString(), ...config.trustedKeys])
     this.node = await createNode({
+      trusts: (signer) => trusted.has(signer),
       privateKey,
       swarmKey,
       listen: config.listen,
@@ -284,7 +287,9 @@ export class Agent {
 
   #onAnnouncement (a: FunctionAnnouncement): void {
     if (a.type === 'delete') {
-      this.#dropFunction(a.name, a.version)
+      // Deletes count only from keys this agent trusts, like deploys.
+      if (this.trust.trusts(a.by)) this.#dropFunction(a.name, a.version)
+      else log('ignored a delete of %s from untrusted %s', a.name, a.by)
       return
     }
     this.registry.learn(a.fn)

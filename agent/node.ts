@@ -10,7 +10,7 @@ import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { LevelDatastore } from 'datastore-level'
 import { createLibp2p, type Libp2p } from 'libp2p'
-import { MANIFEST_PREFIX, selectManifestRecord, validateManifestRecord } from '../protocol/index.js'
+import { MANIFEST_PREFIX, trustedManifestSelector, trustedManifestValidator } from '../protocol/index.js'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { Identify } from '@libp2p/identify'
 import type { KadDHT } from '@libp2p/kad-dht'
@@ -35,6 +35,8 @@ export interface NodeInit {
   mdns: boolean
   /** Folder for the peer store and DHT records (survives restarts). */
   datastorePath: string
+  /** Whose signed manifests this node stores and accepts from the DHT. */
+  trusts: (signer: string) => boolean
 }
 
 /**
@@ -83,8 +85,8 @@ export async function createNode (init: NodeInit): Promise<EdgeNode> {
         clientMode: false,
         peerInfoMapper: passthroughMapper,
         protocol: '/edge/kad/1.0.0',
-        validators: { [MANIFEST_PREFIX]: validateManifestRecord },
-        selectors: { [MANIFEST_PREFIX]: selectManifestRecord }
+        validators: { [MANIFEST_PREFIX]: trustedManifestValidator(init.trusts) },
+        selectors: { [MANIFEST_PREFIX]: trustedManifestSelector(init.trusts) }
       })
     }
   })

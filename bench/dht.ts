@@ -19,7 +19,7 @@ const PROTOCOL = '/edge-bench/raw/1'
 async function rawTransfer (swarmKey: Uint8Array, bytes: number): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'edge-bench-raw-'))
   const make = async (name: string): Promise<Awaited<ReturnType<typeof createNode>>> => await createNode({
-    privateKey: await generateKeyPair('Ed25519'), swarmKey, listen: ['/ip4/127.0.0.1/tcp/0'], announce: [], bootstrap: [], mdns: false, datastorePath: join(dir, name)
+    privateKey: await generateKeyPair('Ed25519'), swarmKey, listen: ['/ip4/127.0.0.1/tcp/0'], announce: [], bootstrap: [], mdns: false, datastorePath: join(dir, name), trusts: () => false
   })
   const [a, b] = [await make('a'), await make('b')]
   try {

@@ -1,5 +1,5 @@
 import { InvalidMessageError } from './errors.js'
-import { openRecord, type ManifestBody } from './manifest.js'
+import { openRecord, type ManifestBody, type SignedRecord } from './manifest.js'
 
 /**
  * DHT key layout: a function's manifest lives under `/edgefn/<name>`. The validator and selector
@@ -20,8 +20,30 @@ function nameOf (key: Uint8Array): string {
 
 /** kad-dht validator: schema, size, signature, and that the record is about the key's function. */
 export async function validateManifestRecord (key: Uint8Array, value: Uint8Array): Promise<void> {
-  const { body } = await openRecord(value)
-  if (body.name !== nameOf(key)) throw new InvalidMessageError(`record for ${body.name} stored under ${nameOf(key)}`)
+  await openKeyed(key, value)
+}
+
+async function openKeyed (key: Uint8Array, value: Uint8Array): Promise<SignedRecord> {
+  const record = await openRecord(value)
+  if (record.body.name !== nameOf(key)) throw new InvalidMessageError(`record for ${record.body.name} stored under ${nameOf(key)}`)
+  return record
+}
+
+/**
+ * The validator an agent registers: also refuses records whose signer it does not trust, so that it
+ * neither stores nor accepts them (an untrusted key cannot bury a trusted manifest under a higher
+ * version or a tombstone, for agents that do not trust it).
+ */
+export function trustedManifestValidator (trusts: (signer: string) => boolean): (key: Uint8Array, value: Uint8Array) => Promise<void> {
+  return async (key, value) => {
+    const { signer } = await openKeyed(key, value)
+    if (!trusts(signer)) throw new InvalidMessageError(`record signed by untrusted ${signer}`)
+  }
+}
+
+/** The selector an agent registers: the newest record among those signed by keys it trusts. */
+export function trustedManifestSelector (trusts: (signer: string) => boolean): (key: Uint8Array, records: Uint8Array[]) => Promise<number> {
+  return async (key, records) => await selectManifestRecord(key, records, trusts)
 }
 
 /** Newer wins: higher version, then later deploy time; a tombstone beats a manifest of the same version. */
@@ -32,12 +54,13 @@ export function newerRecord (a: ManifestBody, b: ManifestBody): boolean {
 }
 
 /** kad-dht selector: the index of the newest valid record; invalid ones never win. */
-export async function selectManifestRecord (_key: Uint8Array, records: Uint8Array[]): Promise<number> {
+export async function selectManifestRecord (_key: Uint8Array, records: Uint8Array[], trusts: (signer: string) => boolean = () => true): Promise<number> {
   let best = -1
   let bestBody: ManifestBody | undefined
   for (let i = 0; i < records.length; i++) {
     try {
-      const { body } = await openRecord(records[i] as Uint8Array)
+      const { body, signer } = await openRecord(records[i] as Uint8Array)
+      if (!trusts(signer)) continue
       if (bestBody === undefined || newerRecord(body, bestBody)) {
         best = i
         bestBody = body

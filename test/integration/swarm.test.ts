@@ -157,7 +157,8 @@ describe('a swarm of three agents', () => {
       announce: [],
       bootstrap: [`${net.agent(1).addrs[0] ?? ''}`],
       mdns: false,
-      datastorePath: join(dir, 'ds')
+      datastorePath: join(dir, 'ds'),
+      trusts: () => false
     })
     try {
       await node.start()
@@ -207,9 +208,18 @@ describe('a swarm of three agents', () => {
           return true
         })
       }
-      // Nor does the outsider run what agent 1 deployed.
+      // Nor does the outsider run what agent 1 deployed, nor can it delete it.
       await eventually(async () => (await outsider.list()).some(f => f.name === 'echo'), 10_000, 'echo known on the outsider')
       await assert.rejects(outsider.invoke('echo', { input: Buffer.from('x') }), { status: 403 })
+      await outsider.delete('echo')
+      await sleep(1500)
+      assert.equal(text((await a1.invoke('echo', { input: Buffer.from('kept') })).outputBytes), 'kept')
+      assert.ok((await a3.list()).some(f => f.name === 'echo'))
+      // Nor do its records reach the DHT of agents that do not trust it: no tombstone, no 'evil'.
+      const m = await a3.manifest('echo')
+      assert.equal(m.type, 'manifest')
+      assert.equal(m.signer, net.agent(1).peerId)
+      await assert.rejects(a2.manifest('evil'), { status: 404 })
     } finally {
       await stopAgent(pid, dataDir)
       rmSync(dir, { recursive: true, force: true })

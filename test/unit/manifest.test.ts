@@ -4,7 +4,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { encode as cborEncode, decode as cborDecode } from 'cbor-x'
 import {
-  chunk, cidOf, matches, parseCid, CHUNK_BYTES, manifestKey, newerRecord, openRecord, selectManifestRecord, signRecord,
+  chunk, cidOf, matches, parseCid, CHUNK_BYTES, manifestKey, newerRecord, openRecord, selectManifestRecord, signRecord, trustedManifestSelector, trustedManifestValidator,
   validateManifestRecord, WIRE_VERSION, type Manifest
 } from '../../protocol/index.js'
 
@@ -79,4 +79,18 @@ test('the selector picks the highest version, then the newest, and a tombstone o
   assert.equal(await selectManifestRecord(k, [Uint8Array.from([1, 2, 3]), v1]), 1, 'an invalid record never wins')
   const body = (await openRecord(tomb)).body
   assert.equal(newerRecord(body, (await openRecord(v2new)).body), true)
+})
+
+test('an agent\'s DHT validator and selector ignore records from keys it does not trust', async () => {
+  const mine = await generateKeyPair('Ed25519')
+  const stranger = await generateKeyPair('Ed25519')
+  const me = peerIdFromPrivateKey(mine).toString()
+  const trusts = (signer: string): boolean => signer === me
+  const k = manifestKey('fn')
+  const trusted = await signRecord(manifest({ version: 1 }), mine)
+  const buried = await signRecord(manifest({ version: 9 }), stranger)
+  const tomb = await signRecord({ v: WIRE_VERSION, type: 'tombstone', name: 'fn', version: 9, deployedAt: 0 }, stranger)
+  await trustedManifestValidator(trusts)(k, trusted)
+  await assert.rejects(trustedManifestValidator(trusts)(k, buried), { message: /untrusted/ })
+  assert.equal(await trustedManifestSelector(trusts)(k, [buried, tomb, trusted]), 2)
 })
