@@ -53,6 +53,8 @@ export class FunctionRegistry {
   #view: Map<string, KnownFunction> | undefined
   /** Chunks of the code held here, by CID: where each lies in its artifact's file. */
   readonly #chunks = new Map<string, { sha256: string, offset: number, length: number }>()
+  /** Versions whose manifest is signed by a key this agent does not trust: never resolved to. */
+  readonly #refused = new Map<string, { name: string, signer: string }>()
 
   constructor (dataDir: string) {
     this.#dir = join(dataDir, 'functions')
@@ -90,6 +92,17 @@ export class FunctionRegistry {
 
   codePath (sha256: string): string {
     return join(this.#dir, `${sha256}.wasm`)
+  }
+
+  /** Stops resolving to this version (its deployer is not trusted here): the newest trusted one wins. */
+  refuse (ref: FunctionRef, signer: string): void {
+    this.#refused.set(`${key(ref)}:${ref.sha256}`, { name: ref.name, signer })
+    this.#view = undefined
+  }
+
+  /** Signers of the versions of `name` set aside as untrusted. */
+  refusedSigners (name: string): string[] {
+    return [...new Set([...this.#refused.values()].filter(r => r.name === name).map(r => r.signer))]
   }
 
   isDeleted (name: string, version: number): boolean {
@@ -250,7 +263,7 @@ export class FunctionRegistry {
   #build (): Map<string, KnownFunction> {
     const out = new Map<string, KnownFunction>()
     const consider = (ref: FunctionRef, deployedAt: number | undefined): KnownFunction | undefined => {
-      if (this.isDeleted(ref.name, ref.version)) return undefined
+      if (this.isDeleted(ref.name, ref.version) || this.#refused.has(`${key(ref)}:${ref.sha256}`)) return undefined
       const current = out.get(ref.name)
       if (current !== undefined && current.ref.sha256 === ref.sha256) return current
       if (current !== undefined && !newer({ version: ref.version, deployedAt }, { version: current.ref.version, deployedAt: current.spec?.deployedAt })) return undefined

@@ -1,6 +1,6 @@
 import { logger } from '@libp2p/logger'
 import {
-  BadRequestError, BusyError, DeadlineExceededError, FunctionNotFoundError, RuntimeKind,
+  BadRequestError, BusyError, DeadlineExceededError, FunctionNotFoundError, RuntimeKind, UntrustedManifestError,
   type FunctionRef, type FunctionSpec, type InvokeRequest, type InvokeResult, type InvokeTimings
 } from '../protocol/index.js'
 import { NoCandidateError, OverloadedError } from './errors.js'
@@ -120,11 +120,9 @@ export class Scheduler {
     const started = performance.now()
     const policy = POLICIES[options.policy ?? 'local-first']
     if (policy === undefined) throw new BadRequestError(`unknown policy '${options.policy ?? ''}': use one of ${Object.keys(POLICIES).join(', ')}`)
-    const known = this.#init.registry.resolve(name)
+    const known = await this.#resolveTrusted(name, options.timeoutMs ?? 30_000)
     const timeoutMs = options.timeoutMs ?? Math.max(30_000, (known.spec?.timeoutMs ?? 0) * 2)
     const deadline = AbortSignal.timeout(timeoutMs)
-    // Nothing runs, here or on a peer, for a caller that does not trust the function's deployer.
-    await this.#init.trust.authorise(known.ref, { signal: deadline })
     const ranking = policy.rank({ self: this.#selfView(known), peers: this.#peerViews(known), ...(options.peer !== undefined ? { target: options.peer } : {}) })
     if (ranking.candidates.length === 0) {
       const why = ranking.skipped.map(s => `${short(s.peerId)}: ${s.reason}`).join('; ')
@@ -158,6 +156,37 @@ export class Scheduler {
       lastError = new OverloadedError(`every place that could run '${name}' is busy (${attempts.length} tried): try again later`)
     }
     throw new InvocationError(lastError ?? new NoCandidateError('no candidate'), attempts)
+  }
+
+  /**
+   * The newest version of `name` whose manifest a trusted key signed. Nothing runs, here or on a
+   * peer, for a caller that does not trust the function's deployer; a newer version from an
+   * untrusted key (gossip is open to every member of the swarm) is set aside, not obeyed.
+   */
+  async #resolveTrusted (name: string, timeoutMs: number): Promise<KnownFunction> {
+    const signal = AbortSignal.timeout(timeoutMs)
+    let refused: Error | undefined
+    for (let i = 0; i < 8; i++) {
+      let known: KnownFunction
+      try {
+        known = this.#init.registry.resolve(name)
+      } catch (err) {
+        if (refused !== undefined) throw refused
+        const signers = this.#init.registry.refusedSigners(name)
+        if (signers.length === 0) throw err
+        throw new UntrustedManifestError(`every known version of '${name}' is signed by a key this agent does not trust (${signers.join(', ')}): 'edge-agent trust add KEY' on it, then restart it, to run it`, { signer: signers[0] })
+      }
+      try {
+        await this.#init.trust.authorise(known.ref, { signal })
+        return known
+      } catch (err) {
+        const signer = (err as { signer?: string }).signer
+        if (signer === undefined) throw err
+        refused = err as Error
+        this.#init.registry.refuse(known.ref, signer)
+      }
+    }
+    throw refused ?? new Error('unreachable')
   }
 
   /** Runs a call offloaded to us by a peer, here or nowhere. */

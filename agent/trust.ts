@@ -49,7 +49,7 @@ export class Trust {
     if (resolved === undefined) throw new UntrustedManifestError(`no signed manifest for '${ref.name}' in the DHT: this agent runs only functions whose deployer signed them`)
     const { body, signer } = resolved.record
     if (!this.trusts(signer)) {
-      throw new UntrustedManifestError(`'${ref.name}' v${body.version} is signed by ${signer}, which this agent does not trust: 'edge-agent trust add ${signer}' on it, then restart it, to run it`)
+      throw new UntrustedManifestError(`'${ref.name}' v${body.version} is signed by ${signer}, which this agent does not trust: 'edge-agent trust add ${signer}' on it, then restart it, to run it`, { signer })
     }
     if (body.type === 'tombstone' && body.version >= ref.version) throw new FunctionNotFoundError(`'${ref.name}' v${ref.version} was deleted`)
     if (body.type !== 'manifest' || body.version !== ref.version || body.sha256 !== ref.sha256) {

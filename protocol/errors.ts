@@ -70,6 +70,12 @@ export class RemoteInternalError extends Error {
 export class UntrustedManifestError extends Error {
   override name = 'UntrustedManifestError'
   readonly code = WireCode.UNTRUSTED
+  /** The signer this agent does not trust, when that is the reason (not a missing manifest). */
+  readonly signer: string | undefined
+  constructor (message: string, init: { signer?: string, cause?: unknown } = {}) {
+    super(message, { cause: init.cause })
+    this.signer = init.signer
+  }
 }
 
 /** The connection or stream to a peer ended before it answered. Safe to retry elsewhere. */

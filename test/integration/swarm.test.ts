@@ -201,10 +201,15 @@ describe('a swarm of three agents', () => {
       await eventually(async () => (await a1.peers()).some(p => p.peerId === info.peerId), 10_000, 'outsider in the peer table')
       await outsider.deploy('evil', example('echo'))
       await eventually(async () => (await a1.list()).some(f => f.name === 'evil'), 10_000, 'evil known on 1')
-      for (const policy of ['local-first', 'near', 'local']) {
+      await assert.rejects(a1.invoke('evil', { input: Buffer.from('x') }), (err: ApiError) => {
+        assert.equal(err.status, 403)
+        assert.match(err.message, new RegExp(`signed by ${info.peerId}, which this agent does not trust: 'edge-agent trust add ${info.peerId}'`))
+        return true
+      })
+      for (const policy of ['near', 'local']) {
         await assert.rejects(a1.invoke('evil', { input: Buffer.from('x'), policy }), (err: ApiError) => {
           assert.equal(err.status, 403)
-          assert.match(err.message, new RegExp(`signed by ${info.peerId}, which this agent does not trust: 'edge-agent trust add ${info.peerId}'`))
+          assert.match(err.message, new RegExp(`every known version of 'evil' is signed by a key this agent does not trust \\(${info.peerId}\\)`))
           return true
         })
       }
@@ -220,6 +225,13 @@ describe('a swarm of three agents', () => {
       assert.equal(m.type, 'manifest')
       assert.equal(m.signer, net.agent(1).peerId)
       await assert.rejects(a2.manifest('evil'), { status: 404 })
+      // A newer 'echo' from the outsider is set aside: agent 1 still runs its own.
+      const hijack = await outsider.deploy('echo', example('primes'))
+      assert.equal(hijack.function.version, 2)
+      await eventually(async () => (await a2.list()).find(f => f.name === 'echo')?.version === 2, 10_000, 'echo v2 gossiped to agent 2')
+      const still = await a2.invoke('echo', { input: Buffer.from('mine') })
+      assert.equal(text(still.outputBytes), 'mine')
+      assert.equal(still.function.version, 1)
     } finally {
       await stopAgent(pid, dataDir)
       rmSync(dir, { recursive: true, force: true })
