@@ -3,7 +3,12 @@ import { UserError } from './errors.js'
 
 const keepAlive = new HttpAgent({ keepAlive: true, maxSockets: 64 })
 
-async function send (url: string, method: string, body: Uint8Array | string | undefined, timeoutMs: number): Promise<{ status: number, text: string }> {
+/** Bytes of a request body written per step, so that large uploads can report progress. */
+const UPLOAD_STEP = 256 * 1024
+
+export type Progress = (sent: number, total: number) => void
+
+async function send (url: string, method: string, body: Uint8Array | string | undefined, timeoutMs: number, onProgress?: Progress): Promise<{ status: number, text: string }> {
   return await new Promise((resolve, reject) => {
     const req = request(url, {
       method,
@@ -22,7 +27,19 @@ async function send (url: string, method: string, body: Uint8Array | string | un
     })
     req.on('timeout', () => { req.destroy(Object.assign(new Error('timed out'), { name: 'TimeoutError' })) })
     req.on('error', reject)
-    req.end(body)
+    if (onProgress === undefined || body === undefined || typeof body === 'string') {
+      req.end(body)
+      return
+    }
+    const write = async (): Promise<void> => {
+      for (let off = 0; off < body.byteLength; off += UPLOAD_STEP) {
+        const more = req.write(body.subarray(off, off + UPLOAD_STEP))
+        onProgress(Math.min(off + UPLOAD_STEP, body.byteLength), body.byteLength)
+        if (!more) await new Promise<void>((resolve) => { req.once('drain', resolve) })
+      }
+      req.end()
+    }
+    write().catch(reject)
   })
 }
 
@@ -150,10 +167,10 @@ export class AgentClient {
     this.#timeoutMs = options.timeoutMs ?? 30_000
   }
 
-  async #request<T> (method: string, path: string, body?: Uint8Array | string, timeoutMs = this.#timeoutMs): Promise<T> {
+  async #request<T> (method: string, path: string, body?: Uint8Array | string, timeoutMs = this.#timeoutMs, onProgress?: Progress): Promise<T> {
     let res: { status: number, text: string }
     try {
-      res = await send(this.url + path, method, body, timeoutMs)
+      res = await send(this.url + path, method, body, timeoutMs, onProgress)
     } catch (err) {
       const e = err as NodeJS.ErrnoException
       if (e.name === 'TimeoutError') throw new UserError(`the agent at ${this.url} did not answer within ${timeoutMs} ms`)
@@ -185,12 +202,12 @@ export class AgentClient {
     return (await this.#request<{ manifest: ManifestInfo }>('GET', `/v1/functions/${encodeURIComponent(name)}/manifest`)).manifest
   }
 
-  async deploy (name: string, code: Uint8Array, options: { memory?: string, timeout?: string } = {}): Promise<{ function: FunctionSpec, holder: string, manifestInDht: boolean }> {
+  async deploy (name: string, code: Uint8Array, options: { memory?: string, timeout?: string, onProgress?: Progress } = {}): Promise<{ function: FunctionSpec, holder: string, manifestInDht: boolean }> {
     const q = new URLSearchParams()
     if (options.memory !== undefined) q.set('memory', options.memory)
     if (options.timeout !== undefined) q.set('timeout', options.timeout)
     const qs = q.size > 0 ? `?${q.toString()}` : ''
-    return await this.#request('PUT', `/v1/functions/${encodeURIComponent(name)}${qs}`, code, 120_000)
+    return await this.#request('PUT', `/v1/functions/${encodeURIComponent(name)}${qs}`, code, 120_000, options.onProgress)
   }
 
   async delete (name: string): Promise<{ name: string, version: number }> {

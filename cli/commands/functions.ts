@@ -15,7 +15,19 @@ export function registerFunctionCommands (program: Command): void {
     .action(async (name: string, file: string, opts: { memory?: string, timeout?: string }, cmd: Command) => {
       if (!existsSync(file) || !statSync(file).isFile()) throw new UserError(`no such file: ${file}`)
       const code = readFileSync(file)
-      const res = await clientFor(cmd).deploy(name, code, opts)
+      // Large artifacts show their upload, then the agent's work (compile, sign, DHT), on a terminal.
+      const show = process.stderr.isTTY && code.byteLength >= 1024 * 1024 && globals(cmd).json !== true
+      const onProgress = show
+        ? (sent: number, total: number) => {
+            process.stderr.write(`\rdeploying ${name}: ${bytes(sent)} of ${bytes(total)} (${Math.floor(sent * 100 / total)}%)${sent === total ? ', compiling, signing, publishing…' : ''}   `)
+          }
+        : undefined
+      let res
+      try {
+        res = await clientFor(cmd).deploy(name, code, { ...opts, ...(onProgress !== undefined ? { onProgress } : {}) })
+      } finally {
+        if (show) process.stderr.write('\n')
+      }
       if (globals(cmd).json === true) { printJson(res); return }
       const f = res.function
       process.stdout.write(`deployed ${f.name} v${f.version} (${bytes(f.size)}, sha256 ${f.sha256.slice(0, 12)}, memory ${bytes(f.memoryBytes)}, timeout ${ms(f.timeoutMs)}) on ${shortId(res.holder)}\n`)
