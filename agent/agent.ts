@@ -152,7 +152,7 @@ export class Agent {
       manifests: this.manifests,
       fetcher: this.#fetcher,
       trusts: (signer) => this.trust.trusts(signer),
-      hold: (spec, code) => { this.scheduler.hold(spec, code) }
+      hold: (spec, code, cids) => { this.scheduler.hold(spec, code, cids) }
     })
     this.#connectivity = new Connectivity(this.node, this.peers, { bootstrap: config.bootstrap })
     this.peers.addEventListener('peer:leave', (evt) => { this.registry.forgetPeer(evt.detail) })
@@ -257,8 +257,7 @@ export class Agent {
       sha256,
       deployedAt: spec.deployedAt
     }, this.#key)
-    const { replaced } = this.registry.hold(spec, code)
-    if (replaced !== undefined && !this.registry.holdsCode(replaced.sha256)) this.runtime.release(replaced.sha256)
+    this.scheduler.hold(spec, code, chunks)
     this.trust.allow(spec)
     // The signed record rides along, so that peers need no DHT look-up to trust the new version.
     await this.#announcements.publish({ v: WIRE_VERSION, type: 'deploy', fn: spec, holder: this.peerId, at: Date.now(), record })

@@ -3,7 +3,7 @@ import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync 
 import { open, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
-import { chunk, FunctionNotFoundError, type FunctionRef, type FunctionSpec } from '../protocol/index.js'
+import { chunk, CHUNK_BYTES, FunctionNotFoundError, type FunctionRef, type FunctionSpec } from '../protocol/index.js'
 
 const log = logger('edge:agent:registry')
 
@@ -109,8 +109,11 @@ export class FunctionRegistry {
     return version <= (this.#tombstones.get(name) ?? 0)
   }
 
-  /** Stores code this agent holds (deployed here or fetched). Replaces an older local version. */
-  hold (spec: FunctionSpec, code: Uint8Array): { replaced: FunctionSpec | undefined } {
+  /**
+   * Stores code this agent holds (deployed here or fetched). Replaces an older local version.
+   * `cids`, when the caller has them already (a manifest's verified chunk list), spare hashing again.
+   */
+  hold (spec: FunctionSpec, code: Uint8Array, cids?: string[]): { replaced: FunctionSpec | undefined } {
     const current = this.#local.get(spec.name)
     if (current !== undefined && !newer(spec, current)) return { replaced: undefined }
     const file = this.codePath(spec.sha256)
@@ -120,7 +123,7 @@ export class FunctionRegistry {
     this.#view = undefined
     this.#local.set(spec.name, spec)
     this.#specs.set(key(spec), spec)
-    if (!this.#indexed(spec.sha256)) this.#indexChunks(spec.sha256, code)
+    if (!this.#indexed(spec.sha256)) this.#indexChunks(spec.sha256, code, cids)
     if (current !== undefined) this.#removeCodeIfUnused(current.sha256)
     this.#save()
     return { replaced: current }
@@ -143,12 +146,11 @@ export class FunctionRegistry {
     return false
   }
 
-  #indexChunks (sha256: string, code: Uint8Array): void {
-    let offset = 0
-    for (const c of chunk(code)) {
-      this.#chunks.set(c.cid.toString(), { sha256, offset, length: c.bytes.byteLength })
-      offset += c.bytes.byteLength
-    }
+  #indexChunks (sha256: string, code: Uint8Array, cids = chunk(code).map(c => c.cid.toString())): void {
+    cids.forEach((cid, i) => {
+      const offset = i * CHUNK_BYTES
+      this.#chunks.set(cid, { sha256, offset, length: Math.min(CHUNK_BYTES, code.byteLength - offset) })
+    })
   }
 
   /** CIDs of every chunk held here, to provide in the DHT. */

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { logger } from '@libp2p/logger'
-import { chunk, type FunctionSpec } from '../protocol/index.js'
+import type { FunctionSpec } from '../protocol/index.js'
 import type { FetchService } from './fetch.js'
 import type { ManifestStore } from './manifests.js'
 import type { PeerTable } from './peer-table.js'
@@ -19,7 +19,7 @@ export interface ReplicatorInit {
   /** Only code whose manifest is signed by a trusted key is replicated. */
   trusts: (signer: string) => boolean
   /** Stores fetched code here (registry + runtime bookkeeping). */
-  hold: (spec: FunctionSpec, code: Uint8Array) => void
+  hold: (spec: FunctionSpec, code: Uint8Array, cids: string[]) => void
   intervalMs?: number
 }
 
@@ -86,8 +86,9 @@ export class Replicator {
       if (!this.#init.trusts(resolved.record.signer)) throw new Error(`signed by ${resolved.record.signer}, not trusted here`)
       const spec: FunctionSpec = { name, version, runtime: body.runtime, sha256, size: body.size, memoryBytes: body.limits.memoryBytes, timeoutMs: body.limits.timeoutMs, deployedAt: body.deployedAt }
       const code = (await this.#init.fetcher.fetchChunks(body, holders)).code
-      this.#init.hold(spec, code)
-      await this.#init.manifests.provide(chunk(code).map(c => c.cid.toString()))
+      // The chunks were checked against the manifest's CIDs as they arrived: no need to hash again.
+      this.#init.hold(spec, code, body.chunks)
+      await this.#init.manifests.provide(body.chunks)
       log('now holding a copy of %s v%d', name, version)
     } catch (err) {
       this.#failures.set(id, Date.now() + 10_000)

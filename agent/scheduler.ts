@@ -256,8 +256,8 @@ export class Scheduler {
   }
 
   /** Keeps code here (fetched or replicated), dropping the compiled form of what it replaces. */
-  hold (spec: FunctionSpec, code: Uint8Array): void {
-    const { replaced } = this.#init.registry.hold(spec, code)
+  hold (spec: FunctionSpec, code: Uint8Array, cids?: string[]): void {
+    const { replaced } = this.#init.registry.hold(spec, code, cids)
     if (replaced !== undefined && !this.#init.registry.holdsCode(replaced.sha256)) this.#init.runtime.release(replaced.sha256)
   }
 
