@@ -5,13 +5,13 @@ import { logger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
 import { WasmRuntime, type Runtime } from '../runtimes/index.js'
 import {
-  BadRequestError, chunk, FunctionNotFoundError, openRecord, FUNCTION_NAME, RuntimeKind, signRecord, WIRE_VERSION, type Advert, type FunctionAnnouncement, type FunctionSpec
+  BadRequestError, chunk, FunctionNotFoundError, openRecord, parseTarget, FUNCTION_NAME, RuntimeKind, signRecord, WIRE_VERSION, type Advert, type FunctionAnnouncement, type FunctionSpec
 } from '../protocol/index.js'
 import { AdvertService } from './adverts.js'
 import { announcements } from './announcements.js'
 import type { GossipTopic } from './gossip.js'
 import { Connectivity } from './connectivity.js'
-import { ConfigError } from './errors.js'
+import { ConfigError, StorageFullError } from './errors.js'
 import { FetchService } from './fetch.js'
 import { loadPeerKey, loadSwarmKey } from './identity.js'
 import { InvokeClient } from './invoke-client.js'
@@ -105,7 +105,7 @@ export class Agent {
     this.#key = privateKey
     const swarmKey = loadSwarmKey(dataDir)
     mkdirSync(join(dataDir, 'datastore'), { recursive: true })
-    this.registry = new FunctionRegistry(dataDir)
+    this.registry = new FunctionRegistry(dataDir, { versionsKept: config.versionsKept, quotaBytes: config.storageBytes, replicas: config.replicas })
     this.peers = new PeerTable({ expiryMs: config.peerExpirySeconds * 1000 })
     this.metrics = new Metrics(() => this.peers.size)
     const slots = config.wasmSlots > 0 ? config.wasmSlots : Math.max(2, availableParallelism())
@@ -122,11 +122,27 @@ export class Agent {
       datastorePath: join(dataDir, 'datastore')
     })
     this.#fetcher = new FetchService(this.node, this.registry)
-    this.manifests = new ManifestStore(this.node, dataDir, { heldChunks: () => this.registry.chunkCids() })
+    this.manifests = new ManifestStore(this.node, dataDir, {
+      heldChunks: () => this.registry.chunkCids(),
+      onDeleted: (name, version) => { this.#dropFunction(name, version) }
+    })
     this.#client = new InvokeClient(this.node)
-    this.trust = new Trust({ selfId: this.peerId, trusted: config.trustedKeys, manifests: this.manifests })
+    this.trust = new Trust({
+      selfId: this.peerId,
+      trusted: config.trustedKeys,
+      manifests: this.manifests,
+      onDeleted: (name, version) => { this.#dropFunction(name, version) }
+    })
     this.scheduler = new Scheduler({
-      selfId: this.peerId, registry: this.registry, runtime: this.runtime, peers: this.peers, client: this.#client, fetcher: this.#fetcher, trust: this.trust, metrics: this.metrics
+      selfId: this.peerId,
+      registry: this.registry,
+      runtime: this.runtime,
+      peers: this.peers,
+      client: this.#client,
+      fetcher: this.#fetcher,
+      trust: this.trust,
+      metrics: this.metrics,
+      hold: (spec, code) => { this.#hold(spec, code) }
     })
     this.#server = new InvokeServer(this.node, async (request, from, signal) => {
       try {
@@ -152,7 +168,7 @@ export class Agent {
       manifests: this.manifests,
       fetcher: this.#fetcher,
       trusts: (signer) => this.trust.trusts(signer),
-      hold: (spec, code, cids) => { this.scheduler.hold(spec, code, cids) }
+      hold: (spec, code, cids) => { this.#hold(spec, code, cids) }
     })
     this.#connectivity = new Connectivity(this.node, this.peers, { bootstrap: config.bootstrap })
     this.peers.addEventListener('peer:leave', (evt) => { this.registry.forgetPeer(evt.detail) })
@@ -225,6 +241,9 @@ export class Agent {
     const sha256 = sha256Hex(code)
     const memoryBytes = options.memoryBytes ?? 64 * 1024 * 1024
     const timeoutMs = options.timeoutMs ?? 5000
+    if (!this.registry.hasRoom(code.byteLength, sha256)) {
+      throw new StorageFullError(`no room for ${code.byteLength} bytes of code: this agent holds ${this.registry.bytesHeld()} of its ${this.registry.quotaBytes} bytes (--storage), in code that fewer than ${this.config.replicas} other agents hold`)
+    }
     const current = this.registry.localSpec(name)
     if (current !== undefined && current.sha256 === sha256 && current.memoryBytes === memoryBytes && current.timeoutMs === timeoutMs &&
       current.version >= this.registry.highestVersion(name)) {
@@ -257,31 +276,47 @@ export class Agent {
       sha256,
       deployedAt: spec.deployedAt
     }, this.#key)
-    this.scheduler.hold(spec, code, chunks)
+    this.#hold(spec, code, chunks)
     this.trust.allow(spec)
     // The signed record rides along, so that peers need no DHT look-up to trust the new version.
     await this.#announcements.publish({ v: WIRE_VERSION, type: 'deploy', fn: spec, holder: this.peerId, at: Date.now(), record })
     void this.#adverts.publish()
     log('deployed %s v%d (%s, %d bytes)', name, spec.version, sha256.slice(0, 12), code.byteLength)
-    const published = await this.manifests.publish(name, record)
+    const published = await this.manifests.publish(record)
     void this.manifests.provide(chunks)
     void this.#replicator.reconcile()
     return { spec, published }
   }
 
-  async delete (name: string): Promise<{ name: string, version: number }> {
+  async delete (target: string): Promise<{ name: string, version: number }> {
+    const { name, version: asked } = parseTarget(target)
+    if (asked !== undefined) throw new BadRequestError(`'edge delete' removes every version of a function: give '${name}' alone`)
     const known = this.registry.resolve(name)
     const version = Math.max(known.ref.version, this.registry.highestVersion(name))
     this.#dropFunction(name, version)
     await this.#announcements.publish({ v: WIRE_VERSION, type: 'delete', name, version, by: this.peerId, at: Date.now() })
-    await this.manifests.publish(name, await signRecord({ v: WIRE_VERSION, type: 'tombstone', name, version, deployedAt: Date.now() }, this.#key))
+    await this.manifests.publish(await signRecord({ v: WIRE_VERSION, type: 'tombstone', name, version, deployedAt: Date.now() }, this.#key))
     void this.#adverts.publish()
     return { name, version }
   }
 
+  /** Keeps code here (deployed, fetched or replicated) with its manifest; lets go of what it displaces. */
+  #hold (spec: FunctionSpec, code: Uint8Array, cids?: string[]): void {
+    const { dropped } = this.registry.hold(spec, code, cids)
+    this.#released(dropped)
+    if (this.registry.holds(spec)) void this.manifests.keep(spec)
+  }
+
+  #released (specs: FunctionSpec[]): void {
+    for (const spec of specs) {
+      if (!this.registry.holdsCode(spec.sha256)) this.runtime.release(spec.sha256)
+      this.manifests.drop(spec)
+    }
+  }
+
   #dropFunction (name: string, version: number): void {
-    const dropped = this.registry.tombstone(name, version)
-    if (dropped !== undefined && !this.registry.holdsCode(dropped.sha256)) this.runtime.release(dropped.sha256)
+    this.#released(this.registry.tombstone(name, version))
+    this.manifests.forget(name, version)
   }
 
   #onAnnouncement (a: FunctionAnnouncement): void {
@@ -296,7 +331,7 @@ export class Agent {
       openRecord(a.record)
         .then((record) => {
           const b = record.body
-          if (b.type === 'manifest' && b.name === a.fn.name && b.version === a.fn.version && b.sha256 === a.fn.sha256) this.manifests.remember(record)
+          if (b.type === 'manifest' && b.name === a.fn.name && b.version === a.fn.version && b.sha256 === a.fn.sha256 && a.record !== undefined) this.manifests.remember(record, a.record)
         })
         .catch((err: Error) => { log('announcement of %s carried a bad record: %s', a.fn.name, err.message) })
     }
@@ -363,10 +398,11 @@ export class Agent {
     }))
   }
 
-  /** The newest signed manifest of `name` from the DHT (or as kept here), with whether this agent trusts its signer. */
-  async manifest (name: string): Promise<Record<string, unknown>> {
-    const resolved = await this.manifests.resolve(name)
-    if (resolved === undefined) throw new FunctionNotFoundError(`no manifest for '${name}' in the DHT`)
+  /** The newest signed manifest of `NAME` (or of `NAME@VERSION`) from the DHT (or as kept here), with whether this agent trusts its signer. */
+  async manifest (target: string): Promise<Record<string, unknown>> {
+    const { name, version } = parseTarget(target)
+    const resolved = await this.manifests.resolve(name, version === undefined ? {} : { version })
+    if (resolved === undefined) throw new FunctionNotFoundError(`no manifest for '${target}' in the DHT`)
     const { record, source } = resolved
     const { deployer: _key, ...body } = record.body
     return { ...body, signer: record.signer, trusted: this.trust.trusts(record.signer), source }
@@ -382,7 +418,8 @@ export class Agent {
       memoryBytes: k.spec?.memoryBytes,
       timeoutMs: k.spec?.timeoutMs,
       local: k.local,
-      holders: [...(k.local ? [this.peerId] : []), ...k.holders]
+      holders: [...(k.local ? [this.peerId] : []), ...k.holders],
+      versions: this.registry.versions(k.ref.name).map(v => ({ version: v.ref.version, sha256: v.ref.sha256, holders: v.holders.size + (v.local ? 1 : 0), local: v.local }))
     }))
   }
 }

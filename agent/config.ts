@@ -27,6 +27,10 @@ export interface AgentConfig {
   trustedKeys: string[]
   /** Copies of each function's code the swarm keeps, so that holders may leave. */
   replicas: number
+  /** Versions of each function the swarm keeps for `edge invoke NAME@VERSION`; older ones are dropped. */
+  versionsKept: number
+  /** Bytes of function code this agent may hold on disk. */
+  storageBytes: number
 }
 
 export const DEFAULT_API_PORT = 7070
@@ -44,7 +48,9 @@ export const DEFAULT_CONFIG: AgentConfig = {
   peerExpirySeconds: 3.5,
   advertIntervalMs: 1000,
   trustedKeys: [],
-  replicas: 3
+  replicas: 3,
+  versionsKept: 3,
+  storageBytes: 2 * 1024 ** 3
 }
 
 export function defaultDataDir (): string {

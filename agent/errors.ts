@@ -13,3 +13,9 @@ export class NoCandidateError extends Error {
   override name = 'NoCandidateError'
   readonly code = 'NO_CANDIDATE'
 }
+
+/** Holding more code would exceed this agent's storage quota, and nothing may be evicted. */
+export class StorageFullError extends Error {
+  override name = 'StorageFullError'
+  readonly code = 'STORAGE_FULL'
+}

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { manifestKey, newerRecord, openRecord, parseCid, type FunctionRef, type SignedRecord } from '../protocol/index.js'
@@ -6,11 +6,16 @@ import type { EdgeNode } from './node.js'
 
 const log = logger('edge:agent:manifests')
 
+/** Verified manifests remembered in memory (from gossip and look-ups). */
+const MAX_REMEMBERED = 4096
+
 export interface ManifestStoreInit {
   /** Deadline of one DHT put or get. */
   timeoutMs?: number
   /** CIDs of the chunks this agent holds, to provide again after peers appear. */
   heldChunks?: () => string[]
+  /** Told when the DHT holds a trusted tombstone for a function whose records are kept here (a delete this agent missed). */
+  onDeleted?: (name: string, version: number) => void
 }
 
 export interface Resolved {
@@ -18,59 +23,169 @@ export interface Resolved {
   source: 'dht' | 'local' | 'gossip'
 }
 
+interface Kept { record: SignedRecord, raw: Uint8Array, source: Resolved['source'] }
+
 /**
- * Signed manifests in the Kademlia DHT under `/edgefn/<name>`. Records this agent published are
- * also kept in `<dataDir>/manifests/`, and put again when peers appear (a lone agent cannot store
- * anything in the DHT). Every DHT operation is bounded by a deadline.
+ * Signed manifests in the Kademlia DHT: the newest under `/edgefn/<name>`, each version under
+ * `/edgefn/<name>/<version>`. Records this agent signed, and those of the versions it holds, are
+ * kept in `<dataDir>/manifests/` and put again when peers appear (a lone agent cannot store
+ * anything in the DHT, and DHT records expire), so a version's record lives as long as its code
+ * does. Every DHT operation is bounded by a deadline.
  */
 export class ManifestStore {
   readonly #node: EdgeNode
   readonly #dir: string
   readonly #timeoutMs: number
   readonly #heldChunks: () => string[]
+  readonly #onDeleted: (name: string, version: number) => void
   #republishing: Promise<void> | undefined
-  /** Signed records that arrived with deploy announcements, newest per name (verified on arrival). */
-  readonly #remembered = new Map<string, SignedRecord>()
+  /** Verified manifests by `name@version`: from deploy announcements, look-ups and deploys here. */
+  readonly #known = new Map<string, Kept>()
 
   constructor (node: EdgeNode, dataDir: string, init: ManifestStoreInit = {}) {
     this.#node = node
     this.#dir = join(dataDir, 'manifests')
     this.#timeoutMs = init.timeoutMs ?? 5000
     this.#heldChunks = init.heldChunks ?? (() => [])
+    this.#onDeleted = init.onDeleted ?? (() => {})
     mkdirSync(this.#dir, { recursive: true })
   }
 
-  /** Keeps the record locally and puts it in the DHT; resolves false if no peer could take it in time. */
-  async publish (name: string, record: Uint8Array): Promise<boolean> {
-    const file = join(this.#dir, `${name}.cbor`)
-    writeFileSync(`${file}.tmp`, record)
-    renameSync(`${file}.tmp`, file)
-    return await this.#put(name, record)
+  #write (file: string, record: Uint8Array): void {
+    const path = join(this.#dir, file)
+    writeFileSync(`${path}.tmp`, record)
+    renameSync(`${path}.tmp`, path)
   }
 
-  async #put (name: string, record: Uint8Array): Promise<boolean> {
+  /**
+   * Publishes a record this agent signed: under the function's key and, for a manifest, its
+   * version's key; kept here too. Resolves false if no peer took it in time.
+   */
+  async publish (raw: Uint8Array): Promise<boolean> {
+    const record = await openRecord(raw)
+    const { name, version, type } = record.body
+    this.#write(`${name}.cbor`, raw)
+    if (type === 'manifest') {
+      this.#remember(record, raw, 'local')
+      this.#write(`${name}@${version}.cbor`, raw)
+    } else {
+      this.forget(name, version)
+    }
+    const [head] = await Promise.all([
+      this.#put(manifestKey(name), raw),
+      type === 'manifest' ? this.#put(manifestKey(name, version), raw) : undefined
+    ])
+    return head
+  }
+
+  /**
+   * Keeps the record of a version this agent now holds (replicated or fetched) and puts it under its
+   * version key, so that the record lives as long as copies of the code do.
+   */
+  async keep (ref: FunctionRef): Promise<void> {
+    const file = `${ref.name}@${ref.version}.cbor`
+    if (existsSync(join(this.#dir, file))) return
+    const kept = this.#known.get(`${ref.name}@${ref.version}`)
+    if (kept === undefined || kept.record.body.type !== 'manifest' || kept.record.body.sha256 !== ref.sha256) return
+    this.#write(file, kept.raw)
+    await this.#put(manifestKey(ref.name, ref.version), kept.raw)
+  }
+
+  /** Stops keeping the record of one version (its code is no longer held here). */
+  drop (ref: { name: string, version: number }): void {
+    rmSync(join(this.#dir, `${ref.name}@${ref.version}.cbor`), { force: true })
+  }
+
+  /** Forgets every version of `name` up to `version` (deleted). */
+  forget (name: string, version: number): void {
+    for (const file of readdirSync(this.#dir)) {
+      const m = /^(.+)@(\d+)\.cbor$/.exec(file)
+      if (m?.[1] === name && Number(m[2]) <= version) rmSync(join(this.#dir, file), { force: true })
+    }
+    for (const [k, kept] of this.#known) {
+      if (kept.record.body.name === name && kept.record.body.version <= version) this.#known.delete(k)
+    }
+  }
+
+  async #put (key: Uint8Array, record: Uint8Array): Promise<boolean> {
     if (this.#node.getConnections().length === 0) return false
     const signal = AbortSignal.timeout(this.#timeoutMs)
     let stored = 0
     try {
-      for await (const event of this.#node.services.dht.put(manifestKey(name), record, { signal })) {
+      for await (const event of this.#node.services.dht.put(key, record, { signal })) {
         if (event.name === 'PEER_RESPONSE') stored++
       }
     } catch (err) {
-      log('put %s: %s after %d peers', name, (err as Error).message, stored)
+      log('put %s: %s after %d peers', new TextDecoder().decode(key), (err as Error).message, stored)
     }
     return stored > 0
   }
 
-  /** Puts every record published here again and provides every chunk held (after peers appear). Concurrent calls share one run. */
+  async #get (key: Uint8Array, signal: AbortSignal): Promise<SignedRecord | undefined> {
+    return (await this.#getRaw(key, signal))?.record
+  }
+
+  async #getRaw (key: Uint8Array, signal: AbortSignal): Promise<{ record: SignedRecord, raw: Uint8Array } | undefined> {
+    if (this.#node.getConnections().length === 0) return undefined
+    let value: Uint8Array | undefined
+    try {
+      for await (const event of this.#node.services.dht.get(key, { signal })) {
+        if (event.name === 'VALUE') value = event.value
+      }
+    } catch (err) {
+      log('get %s: %s', new TextDecoder().decode(key), (err as Error).message)
+    }
+    if (value === undefined) return undefined
+    try {
+      const record = await openRecord(value)
+      if (record.body.type === 'manifest') this.#remember(record, value, 'dht')
+      return { record, raw: value }
+    } catch (err) {
+      log('invalid record under %s from the DHT: %s', new TextDecoder().decode(key), (err as Error).message)
+      return undefined
+    }
+  }
+
+  /**
+   * Puts every record kept here again and provides every chunk held (after peers appear, and as DHT
+   * records expire). Concurrent calls share one run. A DHT peer overwrites what it stores with
+   * whatever it is given, so each function's newest record is read first: a newer one (a delete
+   * or redeploy this agent missed while it was down) is adopted, never buried under a stale one.
+   */
   async republish (): Promise<void> {
     this.#republishing ??= (async () => {
-      for (const file of readdirSync(this.#dir).filter(f => f.endsWith('.cbor'))) {
-        await this.#put(file.slice(0, -'.cbor'.length), readFileSync(join(this.#dir, file)))
+      const names = new Map<string, number[]>()
+      for (const file of readdirSync(this.#dir)) {
+        const m = /^(.+?)(?:@(\d+))?\.cbor$/.exec(file)
+        if (m === null) continue
+        const versions = names.get(m[1] as string) ?? []
+        if (m[2] !== undefined) versions.push(Number(m[2]))
+        names.set(m[1] as string, versions)
       }
+      for (const [name, versions] of names) await this.#republishFunction(name, versions)
       await this.provide(this.#heldChunks())
     })().finally(() => { this.#republishing = undefined })
     await this.#republishing
+  }
+
+  async #republishFunction (name: string, versions: number[]): Promise<void> {
+    const current = await this.#getRaw(manifestKey(name), AbortSignal.timeout(this.#timeoutMs))
+    const headFile = join(this.#dir, `${name}.cbor`)
+    const ours = existsSync(headFile) ? await this.#readLocal(`${name}.cbor`) : undefined
+    if (current !== undefined && (ours === undefined || newerRecord(current.record.body, ours.body))) {
+      if (ours !== undefined) this.#write(`${name}.cbor`, current.raw)
+      if (current.record.body.type === 'tombstone') {
+        log('%s was deleted up to v%d while this agent was away', name, current.record.body.version)
+        this.forget(name, current.record.body.version)
+        this.#onDeleted(name, current.record.body.version)
+      }
+    } else if (ours !== undefined) {
+      await this.#put(manifestKey(name), readFileSync(headFile))
+    }
+    for (const version of versions) {
+      const file = join(this.#dir, `${name}@${version}.cbor`)
+      if (existsSync(file)) await this.#put(manifestKey(name, version), readFileSync(file))
+    }
   }
 
   /** Announces this agent as a provider of these chunks; returns how many reached some peer in time. */
@@ -91,44 +206,55 @@ export class ManifestStore {
     return provided
   }
 
-  remember (record: SignedRecord): void {
-    const current = this.#remembered.get(record.body.name)
-    if (current === undefined || newerRecord(record.body, current.body)) this.#remembered.set(record.body.name, record)
+  /** Remembers a verified manifest that came with a deploy announcement. */
+  remember (record: SignedRecord, raw: Uint8Array): void {
+    if (record.body.type === 'manifest') this.#remember(record, raw, 'gossip')
+  }
+
+  #remember (record: SignedRecord, raw: Uint8Array, source: Resolved['source']): void {
+    const k = `${record.body.name}@${record.body.version}`
+    const current = this.#known.get(k)
+    if (current !== undefined && current.record.body.deployedAt >= record.body.deployedAt) return
+    this.#known.delete(k)
+    this.#known.set(k, { record, raw, source })
+    if (this.#known.size > MAX_REMEMBERED) this.#known.delete(this.#known.keys().next().value as string)
   }
 
   /**
-   * The record that vouches for this version if one came with gossip (signed, so as good as the
-   * DHT's copy for that version), else the DHT's newest.
+   * The record that vouches for this version: one remembered (from gossip or an earlier look-up),
+   * else the DHT's record for the version — unless the DHT's newest record is a tombstone that
+   * deletes it, which is returned instead — else the one kept here; failing all, the DHT's newest
+   * (which will not match). Undefined if there is none.
    */
   async find (ref: FunctionRef, options: { signal?: AbortSignal } = {}): Promise<Resolved | undefined> {
-    const gossiped = this.#remembered.get(ref.name)
-    const b = gossiped?.body
-    if (gossiped !== undefined && b?.type === 'manifest' && b.version === ref.version && b.sha256 === ref.sha256) return { record: gossiped, source: 'gossip' }
-    return await this.resolve(ref.name, options)
+    const known = this.#known.get(`${ref.name}@${ref.version}`)
+    if (known !== undefined && known.record.body.type === 'manifest' && known.record.body.sha256 === ref.sha256) return { record: known.record, source: known.source }
+    const signal = options.signal ?? AbortSignal.timeout(this.#timeoutMs)
+    const [head, exact] = await Promise.all([this.#get(manifestKey(ref.name), signal), this.#get(manifestKey(ref.name, ref.version), signal)])
+    if (head?.body.type === 'tombstone' && head.body.version >= ref.version) return { record: head, source: 'dht' }
+    if (exact !== undefined) return { record: exact, source: 'dht' }
+    const local = await this.#readLocal(`${ref.name}@${ref.version}.cbor`)
+    if (local !== undefined) return { record: local, source: 'local' }
+    return head === undefined ? undefined : { record: head, source: 'dht' }
   }
 
-  /** The newest valid record for `name`: from the DHT, else the one kept here; undefined if none. */
-  async resolve (name: string, options: { signal?: AbortSignal } = {}): Promise<Resolved | undefined> {
+  /** The newest record for `name`, or the given version's: from the DHT, else the one kept here; undefined if none. */
+  async resolve (name: string, options: { signal?: AbortSignal, version?: number } = {}): Promise<Resolved | undefined> {
     const signal = options.signal ?? AbortSignal.timeout(this.#timeoutMs)
-    let value: Uint8Array | undefined
-    if (this.#node.getConnections().length > 0) {
-      try {
-        for await (const event of this.#node.services.dht.get(manifestKey(name), { signal })) {
-          if (event.name === 'VALUE') value = event.value
-        }
-      } catch (err) {
-        log('get %s: %s', name, (err as Error).message)
-      }
+    const found = await this.#get(manifestKey(name, options.version), signal)
+    if (found !== undefined) return { record: found, source: 'dht' }
+    const local = await this.#readLocal(options.version === undefined ? `${name}.cbor` : `${name}@${options.version}.cbor`)
+    return local === undefined ? undefined : { record: local, source: 'local' }
+  }
+
+  async #readLocal (file: string): Promise<SignedRecord | undefined> {
+    const path = join(this.#dir, file)
+    if (!existsSync(path)) return undefined
+    try {
+      return await openRecord(readFileSync(path))
+    } catch (err) {
+      log.error('ignoring unreadable %s: %s', path, (err as Error).message)
+      return undefined
     }
-    if (value !== undefined) {
-      try {
-        return { record: await openRecord(value), source: 'dht' }
-      } catch (err) {
-        log('invalid record for %s from the DHT: %s', name, (err as Error).message)
-      }
-    }
-    const file = join(this.#dir, `${name}.cbor`)
-    if (existsSync(file)) return { record: await openRecord(readFileSync(file)), source: 'local' }
-    return undefined
   }
 }

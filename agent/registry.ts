@@ -4,6 +4,7 @@ import { open, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { chunk, CHUNK_BYTES, FunctionNotFoundError, type FunctionRef, type FunctionSpec } from '../protocol/index.js'
+import { StorageFullError } from './errors.js'
 
 const log = logger('edge:agent:registry')
 
@@ -11,11 +12,11 @@ export function sha256Hex (data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex')
 }
 
-function key (f: { name: string, version: number }): string {
+export function versionKey (f: { name: string, version: number }): string {
   return `${f.name}@${f.version}`
 }
 
-/** What this agent knows of one function, from its own store, announcements and adverts. */
+/** What this agent knows of one version of a function, from its own store, announcements and adverts. */
 export interface KnownFunction {
   ref: FunctionRef
   /** Full spec (limits), when known: from a local copy, an announcement or a fetch. */
@@ -36,28 +37,47 @@ export function newer (a: { version: number, deployedAt?: number }, b: { version
   return (a.deployedAt ?? 0) > (b.deployedAt ?? 0)
 }
 
+export interface RegistryInit {
+  /** Versions of each function the swarm keeps: older ones are dropped and no longer resolve. */
+  versionsKept?: number
+  /** Bytes of code this agent may hold on disk. */
+  quotaBytes?: number
+  /** Copies the swarm keeps: held code is evicted only while at least this many other live agents hold it. */
+  replicas?: number
+}
+
 /**
- * Functions known to this agent. Code held locally lives in `<dataDir>/functions/<sha256>.wasm`
- * with an index file, so it survives restarts. Remote knowledge (who holds what) is soft state
- * rebuilt from adverts.
+ * Functions known to this agent, every version kept. Code held locally lives in
+ * `<dataDir>/functions/<sha256>.wasm` with an index file, so it survives restarts; it stays within
+ * a storage quota, evicting the least recently used code that enough other agents hold. Remote
+ * knowledge (who holds what) is soft state rebuilt from adverts.
  */
 export class FunctionRegistry {
   readonly #dir: string
+  readonly #versionsKept: number
+  readonly #quotaBytes: number
+  readonly #replicas: number
+  /** Versions held here, by `name@version`. */
   readonly #local = new Map<string, FunctionSpec>()
   /** Full specs known, by `name@version` (several names may share one artifact). */
   readonly #specs = new Map<string, FunctionSpec>()
-  /** name → peerId → ref, from each peer's latest advert. */
-  readonly #advertised = new Map<string, Map<string, FunctionRef>>()
+  /** peerId → the versions its latest advert says it holds. */
+  readonly #advertised = new Map<string, FunctionRef[]>()
   readonly #tombstones = new Map<string, number>()
-  /** The merged view (newest version of each name, with holders), rebuilt after any change. */
-  #view: Map<string, KnownFunction> | undefined
+  /** The merged view: name → its kept versions, newest first, with holders. Rebuilt after any change. */
+  #view: Map<string, KnownFunction[]> | undefined
   /** Chunks of the code held here, by CID: where each lies in its artifact's file. */
   readonly #chunks = new Map<string, { sha256: string, offset: number, length: number }>()
   /** Versions whose manifest is signed by a key this agent does not trust: never resolved to. */
   readonly #refused = new Map<string, { name: string, signer: string }>()
+  /** When each artifact held here was last used, for eviction. */
+  readonly #lastUsed = new Map<string, number>()
 
-  constructor (dataDir: string) {
+  constructor (dataDir: string, init: RegistryInit = {}) {
     this.#dir = join(dataDir, 'functions')
+    this.#versionsKept = Math.max(1, init.versionsKept ?? 3)
+    this.#quotaBytes = init.quotaBytes ?? Number.POSITIVE_INFINITY
+    this.#replicas = init.replicas ?? 3
     mkdirSync(this.#dir, { recursive: true })
     this.#load()
   }
@@ -72,8 +92,8 @@ export class FunctionRegistry {
       const index = JSON.parse(readFileSync(this.#indexFile(), 'utf8')) as Index
       for (const spec of index.functions) {
         if (existsSync(this.codePath(spec.sha256))) {
-          this.#local.set(spec.name, spec)
-          this.#specs.set(key(spec), spec)
+          this.#local.set(versionKey(spec), spec)
+          this.#specs.set(versionKey(spec), spec)
           if (!this.#indexed(spec.sha256)) this.#indexChunks(spec.sha256, readFileSync(this.codePath(spec.sha256)))
         }
       }
@@ -96,7 +116,7 @@ export class FunctionRegistry {
 
   /** Stops resolving to this version (its deployer is not trusted here): the newest trusted one wins. */
   refuse (ref: FunctionRef, signer: string): void {
-    this.#refused.set(`${key(ref)}:${ref.sha256}`, { name: ref.name, signer })
+    this.#refused.set(`${versionKey(ref)}:${ref.sha256}`, { name: ref.name, signer })
     this.#view = undefined
   }
 
@@ -109,35 +129,121 @@ export class FunctionRegistry {
     return version <= (this.#tombstones.get(name) ?? 0)
   }
 
+  /** Bytes of code held on disk (an artifact shared by several versions counts once). */
+  bytesHeld (): number {
+    const sizes = new Map<string, number>()
+    for (const spec of this.#local.values()) sizes.set(spec.sha256, spec.size)
+    let total = 0
+    for (const size of sizes.values()) total += size
+    return total
+  }
+
+  get quotaBytes (): number {
+    return this.#quotaBytes
+  }
+
+  /** Notes a use of this code, for eviction (least recently used goes first). */
+  touch (sha256: string): void {
+    this.#lastUsed.set(sha256, Date.now())
+  }
+
   /**
-   * Stores code this agent holds (deployed here or fetched). Replaces an older local version.
-   * `cids`, when the caller has them already (a manifest's verified chunk list), spare hashing again.
+   * The versions to evict so that `size` more bytes fit in the quota, least recently used first,
+   * never code that fewer than R other live agents hold; undefined if no such choice makes room.
    */
-  hold (spec: FunctionSpec, code: Uint8Array, cids?: string[]): { replaced: FunctionSpec | undefined } {
-    const current = this.#local.get(spec.name)
-    if (current !== undefined && !newer(spec, current)) return { replaced: undefined }
+  #evictionFor (size: number, keep: string): FunctionSpec[] | undefined {
+    let over = this.bytesHeld() + size - this.#quotaBytes
+    if (over <= 0) return []
+    const byCode = new Map<string, FunctionSpec[]>()
+    for (const spec of this.#local.values()) {
+      if (spec.sha256 === keep) continue
+      byCode.set(spec.sha256, [...(byCode.get(spec.sha256) ?? []), spec])
+    }
+    const copies = (spec: FunctionSpec): number => {
+      const entry = this.#all().get(spec.name)?.find(k => k.ref.version === spec.version && k.ref.sha256 === spec.sha256)
+      return entry?.holders.size ?? 0
+    }
+    const candidates = [...byCode.entries()]
+      .filter(([, specs]) => specs.every(s => copies(s) >= this.#replicas))
+      .sort(([a], [b]) => (this.#lastUsed.get(a) ?? 0) - (this.#lastUsed.get(b) ?? 0))
+    const evict: FunctionSpec[] = []
+    for (const [, specs] of candidates) {
+      if (over <= 0) break
+      evict.push(...specs)
+      over -= specs[0]?.size ?? 0
+    }
+    return over <= 0 ? evict : undefined
+  }
+
+  /** Whether code of `size` bytes (not held yet) can be held here, evicting what may be evicted. */
+  hasRoom (size: number, sha256 = ''): boolean {
+    if (this.#holdsCode(sha256)) return true
+    return this.#evictionFor(size, sha256) !== undefined
+  }
+
+  /**
+   * Stores code this agent holds (deployed here or fetched), keeping the newest versions of each
+   * function and dropping older ones; evicts other code to stay within the quota, or throws
+   * StorageFullError. `cids`, when the caller has them already (a manifest's verified chunk list),
+   * spare hashing again. Returns the versions no longer held.
+   */
+  hold (spec: FunctionSpec, code: Uint8Array, cids?: string[]): { dropped: FunctionSpec[] } {
+    const k = versionKey(spec)
+    if (this.#local.get(k)?.sha256 === spec.sha256) return { dropped: [] }
+    if (!this.#kept(spec)) return { dropped: [] }
+    const evict = this.#holdsCode(spec.sha256) ? [] : this.#evictionFor(spec.size, spec.sha256)
+    if (evict === undefined) {
+      throw new StorageFullError(`no room for ${spec.name} v${spec.version} (${spec.size} bytes): ${this.bytesHeld()} of the ${this.#quotaBytes} bytes this agent may hold are taken by code that fewer than ${this.#replicas} other agents hold (raise --storage, or delete functions)`)
+    }
     const file = this.codePath(spec.sha256)
-    const tmp = `${file}.tmp`
-    writeFileSync(tmp, code)
-    renameSync(tmp, file)
+    if (!existsSync(file)) {
+      const tmp = `${file}.tmp`
+      writeFileSync(tmp, code)
+      renameSync(tmp, file)
+    }
+    const dropped: FunctionSpec[] = []
+    const replaced = this.#local.get(k)
+    if (replaced !== undefined) dropped.push(replaced)
     this.#view = undefined
-    this.#local.set(spec.name, spec)
-    this.#specs.set(key(spec), spec)
+    this.#local.set(k, spec)
+    this.#specs.set(k, spec)
+    this.touch(spec.sha256)
     if (!this.#indexed(spec.sha256)) this.#indexChunks(spec.sha256, code, cids)
-    if (current !== undefined) this.#removeCodeIfUnused(current.sha256)
+    // Versions beyond the newest kept ones, and evicted code, go.
+    const versions = [...this.#local.values()].filter(s => s.name === spec.name).sort((a, b) => newer(a, b) ? -1 : 1)
+    dropped.push(...versions.slice(this.#versionsKept), ...evict)
+    for (const old of dropped) this.#drop(old)
+    if (evict.length > 0) log('evicted %s to make room for %s', evict.map(versionKey).join(', '), k)
     this.#save()
-    return { replaced: current }
+    return { dropped }
+  }
+
+  #drop (spec: FunctionSpec): void {
+    const k = versionKey(spec)
+    if (this.#local.get(k)?.sha256 === spec.sha256) this.#local.delete(k)
+    this.#view = undefined
+    this.#removeCodeIfUnused(spec.sha256)
+  }
+
+  /** True if this exact version is held here. */
+  holds (ref: FunctionRef): boolean {
+    return this.#local.get(versionKey(ref))?.sha256 === ref.sha256
   }
 
   /** True if some function held here uses this code (several names may share one artifact). */
   holdsCode (sha256: string): boolean {
+    return this.#holdsCode(sha256)
+  }
+
+  #holdsCode (sha256: string): boolean {
     for (const spec of this.#local.values()) if (spec.sha256 === sha256) return true
     return false
   }
 
   #removeCodeIfUnused (sha256: string): void {
-    if (this.holdsCode(sha256)) return
+    if (this.#holdsCode(sha256)) return
     rmSync(this.codePath(sha256), { force: true })
+    this.#lastUsed.delete(sha256)
     for (const [cid, where] of this.#chunks) if (where.sha256 === sha256) this.#chunks.delete(cid)
   }
 
@@ -177,20 +283,15 @@ export class FunctionRegistry {
   learn (spec: FunctionSpec): void {
     if (this.isDeleted(spec.name, spec.version)) return
     this.#view = undefined
-    this.#specs.set(key(spec), spec)
+    this.#specs.set(versionKey(spec), spec)
   }
 
-  /** Marks every version ≤ `version` of `name` deleted; returns the local spec that was dropped. */
-  tombstone (name: string, version: number): FunctionSpec | undefined {
+  /** Marks every version ≤ `version` of `name` deleted; returns the versions held here that were dropped. */
+  tombstone (name: string, version: number): FunctionSpec[] {
     this.#view = undefined
     if (version > (this.#tombstones.get(name) ?? 0)) this.#tombstones.set(name, version)
-    const local = this.#local.get(name)
-    let dropped: FunctionSpec | undefined
-    if (local !== undefined && local.version <= version) {
-      this.#local.delete(name)
-      this.#removeCodeIfUnused(local.sha256)
-      dropped = local
-    }
+    const dropped = [...this.#local.values()].filter(s => s.name === name && s.version <= version)
+    for (const spec of dropped) this.#drop(spec)
     for (const [k, spec] of this.#specs) {
       if (spec.name === name && spec.version <= version) this.#specs.delete(k)
     }
@@ -201,39 +302,34 @@ export class FunctionRegistry {
   /** Replaces what `peerId` is known to hold with the list from its latest advert. */
   setAdvertised (peerId: string, refs: FunctionRef[]): void {
     this.#view = undefined
-    for (const byPeer of this.#advertised.values()) byPeer.delete(peerId)
-    for (const ref of refs) {
-      if (this.isDeleted(ref.name, ref.version)) continue
-      let byPeer = this.#advertised.get(ref.name)
-      if (byPeer === undefined) {
-        byPeer = new Map()
-        this.#advertised.set(ref.name, byPeer)
-      }
-      byPeer.set(peerId, ref)
-    }
+    this.#advertised.set(peerId, refs.filter(ref => !this.isDeleted(ref.name, ref.version)))
   }
 
   forgetPeer (peerId: string): void {
     this.#view = undefined
-    for (const byPeer of this.#advertised.values()) byPeer.delete(peerId)
+    this.#advertised.delete(peerId)
   }
 
+  /** The newest version of `name` held here. */
   localSpec (name: string): FunctionSpec | undefined {
-    return this.#local.get(name)
+    let best: FunctionSpec | undefined
+    for (const spec of this.#local.values()) if (spec.name === name && (best === undefined || newer(spec, best))) best = spec
+    return best
   }
 
+  /** Every version held here. */
   localSpecs (): FunctionSpec[] {
     return [...this.#local.values()]
   }
 
   /** The full spec of one version of a function, if known (held, announced or fetched). */
   specOf (ref: FunctionRef): FunctionSpec | undefined {
-    const spec = this.#specs.get(key(ref))
+    const spec = this.#specs.get(versionKey(ref))
     return spec?.sha256 === ref.sha256 ? spec : undefined
   }
 
   async readCode (sha256: string): Promise<Uint8Array | undefined> {
-    if (!this.holdsCode(sha256)) return undefined
+    if (!this.#holdsCode(sha256)) return undefined
     try {
       return await readFile(this.codePath(sha256))
     } catch {
@@ -241,48 +337,73 @@ export class FunctionRegistry {
     }
   }
 
-  /** The newest version of `name` known anywhere, with the peers that hold it. */
-  resolve (name: string): KnownFunction {
-    const found = this.#all().get(name)
-    if (found === undefined) throw new FunctionNotFoundError(`unknown function '${name}': 'edge list' shows the functions deployed in the swarm`)
-    return found
+  /** The newest version of `name` known anywhere, or the given one, with the peers that hold it. */
+  resolve (name: string, version?: number): KnownFunction {
+    const versions = this.#all().get(name)
+    if (versions === undefined || versions.length === 0) throw new FunctionNotFoundError(`unknown function '${name}': 'edge list' shows the functions deployed in the swarm`)
+    if (version === undefined) return versions[0] as KnownFunction
+    const found = versions.find(k => k.ref.version === version)
+    if (found !== undefined) return found
+    const why = this.isDeleted(name, version) ? 'was deleted' : version > (versions[0]?.ref.version ?? 0) ? 'is not deployed' : 'is no longer kept'
+    throw new FunctionNotFoundError(`version ${version} of '${name}' ${why}: the swarm has ${versions.map(k => `v${k.ref.version}`).join(', ')}`)
   }
 
+  /** The kept versions of `name`, newest first. */
+  versions (name: string): KnownFunction[] {
+    return this.#all().get(name) ?? []
+  }
+
+  /** The newest version of every function. */
   list (): KnownFunction[] {
-    return [...this.#all().values()].sort((a, b) => a.ref.name.localeCompare(b.ref.name))
+    return [...this.#all().values()].map(v => v[0] as KnownFunction).sort((a, b) => a.ref.name.localeCompare(b.ref.name))
+  }
+
+  /** Every kept version of every function. */
+  all (): KnownFunction[] {
+    return [...this.#all().values()].flat()
   }
 
   highestVersion (name: string): number {
-    const found = this.#all().get(name)
-    return Math.max(found?.ref.version ?? 0, this.#tombstones.get(name) ?? 0)
+    return Math.max(this.#all().get(name)?.[0]?.ref.version ?? 0, this.localSpec(name)?.version ?? 0, this.#tombstones.get(name) ?? 0)
   }
 
-  #all (): Map<string, KnownFunction> {
+  #kept (ref: { name: string, version: number }): boolean {
+    const versions = this.#all().get(ref.name) ?? []
+    return versions.length < this.#versionsKept || ref.version >= (versions[this.#versionsKept - 1]?.ref.version ?? 0)
+  }
+
+  #all (): Map<string, KnownFunction[]> {
     this.#view ??= this.#build()
     return this.#view
   }
 
-  #build (): Map<string, KnownFunction> {
-    const out = new Map<string, KnownFunction>()
-    const consider = (ref: FunctionRef, deployedAt: number | undefined): KnownFunction | undefined => {
-      if (this.isDeleted(ref.name, ref.version) || this.#refused.has(`${key(ref)}:${ref.sha256}`)) return undefined
-      const current = out.get(ref.name)
-      if (current !== undefined && current.ref.sha256 === ref.sha256) return current
-      if (current !== undefined && !newer({ version: ref.version, deployedAt }, { version: current.ref.version, deployedAt: current.spec?.deployedAt })) return undefined
-      const entry: KnownFunction = { ref: { name: ref.name, version: ref.version, sha256: ref.sha256 }, spec: this.#specs.get(key(ref)), holders: new Set(), local: false }
-      out.set(ref.name, entry)
-      return entry
+  #build (): Map<string, KnownFunction[]> {
+    const byVersion = new Map<string, KnownFunction>()
+    const consider = (ref: FunctionRef, deployedAt: number | undefined): void => {
+      if (this.isDeleted(ref.name, ref.version) || this.#refused.has(`${versionKey(ref)}:${ref.sha256}`)) return
+      const k = versionKey(ref)
+      const current = byVersion.get(k)
+      if (current !== undefined && (current.ref.sha256 === ref.sha256 || !newer({ version: ref.version, deployedAt }, { version: current.ref.version, deployedAt: current.spec?.deployedAt }))) return
+      byVersion.set(k, { ref: { name: ref.name, version: ref.version, sha256: ref.sha256 }, spec: this.#specs.get(k), holders: new Set(), local: false })
     }
     for (const spec of this.#local.values()) consider(spec, spec.deployedAt)
     for (const spec of this.#specs.values()) consider(spec, spec.deployedAt)
-    for (const byPeer of this.#advertised.values()) {
-      for (const ref of byPeer.values()) consider(ref, this.#specs.get(key(ref))?.deployedAt)
+    for (const refs of this.#advertised.values()) {
+      for (const ref of refs) consider(ref, this.#specs.get(versionKey(ref))?.deployedAt)
     }
-    for (const entry of out.values()) {
-      entry.local = this.#local.get(entry.ref.name)?.sha256 === entry.ref.sha256
-      for (const [peerId, ref] of this.#advertised.get(entry.ref.name) ?? []) {
-        if (ref.sha256 === entry.ref.sha256) entry.holders.add(peerId)
+    for (const [peerId, refs] of this.#advertised) {
+      for (const ref of refs) {
+        const entry = byVersion.get(versionKey(ref))
+        if (entry?.ref.sha256 === ref.sha256) entry.holders.add(peerId)
       }
+    }
+    const out = new Map<string, KnownFunction[]>()
+    for (const entry of byVersion.values()) {
+      entry.local = this.holds(entry.ref)
+      out.set(entry.ref.name, [...(out.get(entry.ref.name) ?? []), entry])
+    }
+    for (const [name, versions] of out) {
+      out.set(name, versions.sort((a, b) => b.ref.version - a.ref.version).slice(0, this.#versionsKept))
     }
     return out
   }

@@ -64,7 +64,7 @@ export class Replicator {
   async #reconcile (): Promise<void> {
     const { registry, peers, selfId, replicas } = this.#init
     const live = [selfId, ...peers.list().map(e => e.peerId)]
-    for (const known of registry.list()) {
+    for (const known of registry.all()) {
       if (known.local) continue
       const holders = new Set([...known.holders].filter(h => peers.get(h) !== undefined))
       if (holders.size >= replicas) continue
@@ -76,6 +76,7 @@ export class Replicator {
 
   async #replicate (known: KnownFunction, holders: string[]): Promise<void> {
     const { name, version, sha256 } = known.ref
+    const { registry } = this.#init
     const id = `${name}@${version}`
     // Back off from a function whose code cannot be had right now (no provider, bad bytes).
     if ((this.#failures.get(id) ?? 0) > Date.now()) return
@@ -85,6 +86,7 @@ export class Replicator {
       if (resolved === undefined || body?.type !== 'manifest' || body.version !== version || body.sha256 !== sha256) throw new Error('no manifest in the DHT for this version')
       if (!this.#init.trusts(resolved.record.signer)) throw new Error(`signed by ${resolved.record.signer}, not trusted here`)
       const spec: FunctionSpec = { name, version, runtime: body.runtime, sha256, size: body.size, memoryBytes: body.limits.memoryBytes, timeoutMs: body.limits.timeoutMs, deployedAt: body.deployedAt }
+      if (!registry.hasRoom(body.size, sha256)) throw new Error(`no room for ${body.size} bytes within this agent's storage quota`)
       const code = (await this.#init.fetcher.fetchChunks(body, holders)).code
       // The chunks were checked against the manifest's CIDs as they arrived: no need to hash again.
       this.#init.hold(spec, code, body.chunks)

@@ -1,6 +1,6 @@
 import { logger } from '@libp2p/logger'
 import {
-  BadRequestError, BusyError, DeadlineExceededError, FunctionNotFoundError, RuntimeKind, UntrustedManifestError,
+  BadRequestError, BusyError, parseTarget, DeadlineExceededError, FunctionNotFoundError, RuntimeKind, UntrustedManifestError,
   type FunctionRef, type FunctionSpec, type InvokeRequest, type InvokeResult, type InvokeTimings
 } from '../protocol/index.js'
 import { NoCandidateError, OverloadedError } from './errors.js'
@@ -84,6 +84,8 @@ export interface SchedulerInit {
   fetcher: CodeFetcher
   trust: Authoriser
   metrics: Metrics
+  /** Keeps fetched code here (registry, runtime and manifest bookkeeping); throws StorageFullError when it cannot. */
+  hold: (spec: FunctionSpec, code: Uint8Array) => void
 }
 
 /** Errors after which the next candidate is tried: the call did not run there. */
@@ -116,11 +118,13 @@ export class Scheduler {
     this.#init = init
   }
 
-  async invoke (name: string, input: Uint8Array, options: InvokeOptions = {}): Promise<InvokeOutcome> {
+  /** Runs `NAME` (its newest version) or `NAME@VERSION`. */
+  async invoke (target: string, input: Uint8Array, options: InvokeOptions = {}): Promise<InvokeOutcome> {
     const started = performance.now()
+    const { name, version } = parseTarget(target)
     const policy = POLICIES[options.policy ?? 'local-first']
     if (policy === undefined) throw new BadRequestError(`unknown policy '${options.policy ?? ''}': use one of ${Object.keys(POLICIES).join(', ')}`)
-    const known = await this.#resolveTrusted(name, options.timeoutMs ?? 30_000)
+    const known = await this.#resolveTrusted(name, version, options.timeoutMs ?? 30_000)
     const timeoutMs = options.timeoutMs ?? Math.max(30_000, (known.spec?.timeoutMs ?? 0) * 2)
     const deadline = AbortSignal.timeout(timeoutMs)
     const ranking = policy.rank({ self: this.#selfView(known), peers: this.#peerViews(known), ...(options.peer !== undefined ? { target: options.peer } : {}) })
@@ -159,17 +163,18 @@ export class Scheduler {
   }
 
   /**
-   * The newest version of `name` whose manifest a trusted key signed. Nothing runs, here or on a
-   * peer, for a caller that does not trust the function's deployer; a newer version from an
-   * untrusted key (gossip is open to every member of the swarm) is set aside, not obeyed.
+   * The newest version of `name` (or the one asked for) whose manifest a trusted key signed.
+   * Nothing runs, here or on a peer, for a caller that does not trust the function's deployer; a
+   * newer version from an untrusted key (gossip is open to every member of the swarm) is set aside,
+   * not obeyed.
    */
-  async #resolveTrusted (name: string, timeoutMs: number): Promise<KnownFunction> {
+  async #resolveTrusted (name: string, version: number | undefined, timeoutMs: number): Promise<KnownFunction> {
     const signal = AbortSignal.timeout(timeoutMs)
     let refused: Error | undefined
     for (let i = 0; i < 8; i++) {
       let known: KnownFunction
       try {
-        known = this.#init.registry.resolve(name)
+        known = this.#init.registry.resolve(name, version)
       } catch (err) {
         if (refused !== undefined) throw refused
         const signers = this.#init.registry.refusedSigners(name)
@@ -227,8 +232,8 @@ export class Scheduler {
   async #ensureLocal (ref: FunctionRef, holders: string[], signal: AbortSignal): Promise<{ spec: FunctionSpec, fetchMs: number }> {
     const { runtime, registry, fetcher } = this.#init
     const known = registry.specOf(ref)
-    const local = registry.localSpec(ref.name)
-    const heldHere = local?.sha256 === ref.sha256 && local.version === ref.version
+    const heldHere = registry.holds(ref)
+    if (heldHere) registry.touch(ref.sha256)
     if (known !== undefined && heldHere && runtime.isPrepared(known) && this.#init.trust.isAuthorised(ref)) return { spec: known, fetchMs: 0 }
     const started = performance.now()
     const id = `${ref.name}@${ref.version}:${ref.sha256}`
@@ -245,7 +250,15 @@ export class Scheduler {
         }
         // The signed manifest's limits are the ones that count, whatever a peer's copy says.
         spec = { ...spec, ...await this.#init.trust.authorise(ref, { signal: AbortSignal.timeout(FETCH_DEADLINE_MS) }) }
-        if (!heldHere) this.hold(spec, code)
+        if (!heldHere) {
+          try {
+            this.#init.hold(spec, code)
+          } catch (err) {
+            // No room on disk: the call still runs, from memory.
+            if ((err as Error).name !== 'StorageFullError') throw err
+            log('%s: %s', id, (err as Error).message)
+          }
+        }
         await runtime.prepare(spec, code)
         return spec
       })().finally(() => { this.#preparing.delete(id) })
@@ -253,12 +266,6 @@ export class Scheduler {
     }
     const spec = await raceSignal(p, signal)
     return { spec, fetchMs: performance.now() - started }
-  }
-
-  /** Keeps code here (fetched or replicated), dropping the compiled form of what it replaces. */
-  hold (spec: FunctionSpec, code: Uint8Array, cids?: string[]): void {
-    const { replaced } = this.#init.registry.hold(spec, code, cids)
-    if (replaced !== undefined && !this.#init.registry.holdsCode(replaced.sha256)) this.#init.runtime.release(replaced.sha256)
   }
 
   #selfView (known: KnownFunction): CandidateView {

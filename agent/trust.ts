@@ -7,6 +7,8 @@ export interface TrustInit {
   trusted: string[]
   /** Where signed manifests come from (ManifestStore: the DHT, or kept here). */
   manifests: { find: (ref: FunctionRef, options?: { signal?: AbortSignal }) => Promise<Resolved | undefined> }
+  /** Told when a trusted tombstone turns up that deletes a version this agent still knew (it missed the delete). */
+  onDeleted?: (name: string, version: number) => void
 }
 
 /**
@@ -51,7 +53,10 @@ export class Trust {
     if (!this.trusts(signer)) {
       throw new UntrustedManifestError(`'${ref.name}' v${body.version} is signed by ${signer}, which this agent does not trust: 'edge-agent trust add ${signer}' on it, then restart it, to run it`, { signer })
     }
-    if (body.type === 'tombstone' && body.version >= ref.version) throw new FunctionNotFoundError(`'${ref.name}' v${ref.version} was deleted`)
+    if (body.type === 'tombstone' && body.version >= ref.version) {
+      this.#init.onDeleted?.(ref.name, body.version)
+      throw new FunctionNotFoundError(`'${ref.name}' v${ref.version} was deleted`)
+    }
     if (body.type !== 'manifest' || body.version !== ref.version || body.sha256 !== ref.sha256) {
       throw new UntrustedManifestError(`the DHT's manifest of '${ref.name}' is v${body.version}, which does not vouch for v${ref.version} (${ref.sha256.slice(0, 12)})`)
     }

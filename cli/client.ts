@@ -66,6 +66,8 @@ export interface FunctionInfo {
   timeoutMs?: number
   local: boolean
   holders: string[]
+  /** Every version the swarm keeps, newest first. */
+  versions?: Array<{ version: number, sha256: string, holders: number, local: boolean }>
 }
 
 export interface RuntimeInfo { kind: string, slots: number, busy: number, free?: number, queued?: number }

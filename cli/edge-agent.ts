@@ -10,6 +10,7 @@ checkNode()
 
 // init needs only config and keys; libp2p and the rest load when an agent starts.
 const { defaultDataDir, parseLabels, readConfig, writeConfig, DEFAULT_API_PORT } = await import('../agent/config.js')
+const { parseBytes } = await import('../agent/api/units.js')
 const { createPeerKey, newSwarmKey, validateSwarmKey, writeSwarmKey, SWARM_KEY_FILE } = await import('../agent/identity.js')
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
@@ -22,6 +23,13 @@ const positive = (value: string): number => {
   const n = Number(value)
   if (!Number.isInteger(n) || n < 0) throw new UserError(`expected a number, got '${value}'`)
   return n
+}
+const size = (value: string): number => {
+  try {
+    return parseBytes(value)
+  } catch (err) {
+    throw new UserError((err as Error).message)
+  }
 }
 
 interface InitOptions { dataDir?: string, swarmKey?: string, listen?: string[], apiPort?: number, labels?: string, bootstrap?: string[], quiet?: boolean }
@@ -68,7 +76,7 @@ program.command('init')
   .option('--quiet', 'print nothing on success')
   .action(async (opts: InitOptions) => { await init(opts) })
 
-interface StartOptions { replicas?: number, apiHost?: string, dataDir?: string, listen?: string[], announce?: string[], bootstrap?: string[], apiPort?: number, labels?: string, wasmSlots?: number, mdns: boolean }
+interface StartOptions { replicas?: number, storage?: number, versionsKept?: number, apiHost?: string, dataDir?: string, listen?: string[], announce?: string[], bootstrap?: string[], apiPort?: number, labels?: string, wasmSlots?: number, mdns: boolean }
 
 program.command('start')
   .description('run the agent until SIGINT/SIGTERM')
@@ -81,6 +89,8 @@ program.command('start')
   .option('--labels <k=v,...>', 'labels advertised to peers')
   .option('--wasm-slots <n>', 'concurrent WASM calls (default: one per CPU, at least 2)', positive)
   .option('--replicas <n>', 'copies of each function\'s code the swarm keeps (default 3)', positive)
+  .option('--storage <size>', 'disk space for function code, e.g. 500MiB (default 2GiB)', size)
+  .option('--versions-kept <n>', 'versions of each function kept for NAME@VERSION (default 3)', positive)
   .addOption(new Option('--no-mdns', 'do not discover peers on the LAN with multicast DNS'))
   .action(async (opts: StartOptions) => {
     const dataDir = resolve(opts.dataDir ?? defaultDataDir())
@@ -96,6 +106,8 @@ program.command('start')
       ...(opts.labels !== undefined ? { labels: parseLabels(opts.labels) } : {}),
       ...(opts.wasmSlots !== undefined ? { wasmSlots: opts.wasmSlots } : {}),
       ...(opts.replicas !== undefined ? { replicas: Math.max(1, opts.replicas) } : {}),
+      ...(opts.storage !== undefined ? { storageBytes: opts.storage } : {}),
+      ...(opts.versionsKept !== undefined ? { versionsKept: Math.max(1, opts.versionsKept) } : {}),
       mdns: opts.mdns && stored.mdns
     }
     const { createAgent } = await import('../agent/index.js')

@@ -2,20 +2,22 @@ import { InvalidMessageError } from './errors.js'
 import { openRecord, type ManifestBody, type SignedRecord } from './manifest.js'
 
 /**
- * DHT key layout: a function's manifest lives under `/edgefn/<name>`. The validator and selector
- * below are registered with kad-dht for the `edgefn` prefix (without them put() "succeeds" and
- * every get() fails).
+ * DHT key layout: a function's newest manifest (or its tombstone) lives under `/edgefn/<name>`,
+ * and each version's manifest also under `/edgefn/<name>/<version>`, so that older versions stay
+ * verifiable (`edge invoke NAME@VERSION`). The validator and selector below are registered with
+ * kad-dht for the `edgefn` prefix (without them put() "succeeds" and every get() fails).
  */
 export const MANIFEST_PREFIX = 'edgefn'
 
-export function manifestKey (name: string): Uint8Array {
-  return new TextEncoder().encode(`/${MANIFEST_PREFIX}/${name}`)
+export function manifestKey (name: string, version?: number): Uint8Array {
+  return new TextEncoder().encode(`/${MANIFEST_PREFIX}/${name}${version === undefined ? '' : `/${version}`}`)
 }
 
-function nameOf (key: Uint8Array): string {
+function parseKey (key: Uint8Array): { name: string, version: number | undefined } {
   const parts = new TextDecoder().decode(key).split('/')
-  if (parts.length !== 3 || parts[1] !== MANIFEST_PREFIX || parts[2] === '') throw new InvalidMessageError('not an /edgefn/<name> key')
-  return parts[2] as string
+  const ok = (parts.length === 3 || (parts.length === 4 && /^[1-9][0-9]{0,15}$/.test(parts[3] as string))) && parts[1] === MANIFEST_PREFIX && parts[2] !== ''
+  if (!ok) throw new InvalidMessageError('not an /edgefn/<name>[/<version>] key')
+  return { name: parts[2] as string, version: parts.length === 4 ? Number(parts[3]) : undefined }
 }
 
 /** kad-dht validator: schema, size, signature, and that the record is about the key's function. */
@@ -25,7 +27,11 @@ export async function validateManifestRecord (key: Uint8Array, value: Uint8Array
 
 async function openKeyed (key: Uint8Array, value: Uint8Array): Promise<SignedRecord> {
   const record = await openRecord(value)
-  if (record.body.name !== nameOf(key)) throw new InvalidMessageError(`record for ${record.body.name} stored under ${nameOf(key)}`)
+  const { name, version } = parseKey(key)
+  if (record.body.name !== name) throw new InvalidMessageError(`record for ${record.body.name} stored under ${name}`)
+  if (version !== undefined && (record.body.type !== 'manifest' || record.body.version !== version)) {
+    throw new InvalidMessageError(`${record.body.type} v${record.body.version} stored under version ${version}`)
+  }
   return record
 }
 

@@ -1,4 +1,4 @@
-import { InvalidMessageError } from './errors.js'
+import { BadRequestError, InvalidMessageError } from './errors.js'
 import { parseCid } from './chunks.js'
 import { RuntimeKind, type Advert, type ChunkHeader, type FetchChunk, type FetchChunkRequest, type FetchHeader, type FetchRequest, type FunctionAnnouncement, type FunctionRef, type FunctionSpec, type InvokeRequest, type InvokeResponse, type RuntimeCapacity } from './messages.js'
 import { MAX_CODE_BYTES, MAX_IO_BYTES, WIRE_VERSION } from './protocols.js'
@@ -11,6 +11,17 @@ import { MAX_CODE_BYTES, MAX_IO_BYTES, WIRE_VERSION } from './protocols.js'
 type Obj = Record<string, unknown>
 
 export const FUNCTION_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/
+/** `NAME` or `NAME@VERSION`, as given to `edge invoke`. */
+export function parseTarget (text: string): { name: string, version: number | undefined } {
+  const m = /^([^@]*)(?:@(.*))?$/.exec(text)
+  const name = m?.[1] ?? ''
+  if (!FUNCTION_NAME.test(name)) throw new BadRequestError(`bad function name '${name}': use 1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit`)
+  const v = m?.[2]
+  if (v === undefined) return { name, version: undefined }
+  if (!/^[1-9][0-9]{0,15}$/.test(v) || !Number.isSafeInteger(Number(v))) throw new BadRequestError(`bad version '${v}' in '${text}': use NAME@N with N a version number (edge list shows them)`)
+  return { name, version: Number(v) }
+}
+
 const SHA256 = /^[0-9a-f]{64}$/
 const MAX_MEMORY_BYTES = 4 * 1024 * 1024 * 1024
 const MAX_TIMEOUT_MS = 15 * 60 * 1000

@@ -21,7 +21,8 @@ const STATUS: Record<string, number> = {
   NoCandidateError: 503,
   PeerGoneError: 502,
   FetchFailedError: 502,
-  DeadlineExceededError: 504
+  DeadlineExceededError: 504,
+  StorageFullError: 507
 }
 
 class HttpError extends Error {
@@ -55,14 +56,16 @@ export class ApiServer {
     this.#agent = agent
     this.#init = init
     const name = '([a-z0-9][a-z0-9._-]{0,62})'
+    /** NAME or NAME@VERSION (checked further by parseTarget). */
+    const target = '([a-z0-9][a-z0-9._-]{0,62}(?:(?:@|%40)[^/]*)?)'
     this.#routes = [
       ['GET', /^\/v1\/status$/, async () => this.#agent.status()],
       ['GET', /^\/v1\/peers$/, async () => ({ peers: this.#agent.peerList() })],
       ['GET', /^\/v1\/functions$/, async () => ({ functions: this.#agent.functionList() })],
       ['PUT', new RegExp(`^/v1/functions/${name}$`), async (req, url, [fn]) => await this.#deploy(req, url, fn as string)],
-      ['DELETE', new RegExp(`^/v1/functions/${name}$`), async (_req, _url, [fn]) => await this.#agent.delete(fn as string)],
-      ['POST', new RegExp(`^/v1/functions/${name}/invoke$`), async (req, _url, [fn]) => await this.#invoke(req, fn as string)],
-      ['GET', new RegExp(`^/v1/functions/${name}/manifest$`), async (_req, _url, [fn]) => ({ manifest: await this.#agent.manifest(fn as string) })]
+      ['DELETE', new RegExp(`^/v1/functions/${target}$`), async (_req, _url, [fn]) => await this.#agent.delete(fn as string)],
+      ['POST', new RegExp(`^/v1/functions/${target}/invoke$`), async (req, _url, [fn]) => await this.#invoke(req, fn as string)],
+      ['GET', new RegExp(`^/v1/functions/${target}/manifest$`), async (_req, _url, [fn]) => ({ manifest: await this.#agent.manifest(fn as string) })]
     ]
   }
 
@@ -112,7 +115,7 @@ export class ApiServer {
         if (m === null) continue
         matchedPath = true
         if (method !== req.method) continue
-        const body = await handler(req, url, m.slice(1))
+        const body = await handler(req, url, m.slice(1).map(decodePart))
         send(res, 200, body)
         return
       }
@@ -176,6 +179,14 @@ export class ApiServer {
     })
     const { output, ranking, ...rest } = outcome
     return { ...rest, output: Buffer.from(output).toString('base64'), ...(body.explain === true ? { ranking } : {}) }
+  }
+}
+
+function decodePart (part: string): string {
+  try {
+    return decodeURIComponent(part)
+  } catch {
+    throw new BadRequestError(`badly escaped path segment '${part}'`)
   }
 }
 

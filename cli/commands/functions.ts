@@ -2,7 +2,14 @@ import { readFileSync, existsSync, statSync } from 'node:fs'
 import type { Command } from 'commander'
 import { UserError } from '../errors.js'
 import { clientFor, globals } from '../context.js'
+import type { FunctionInfo } from '../client.js'
 import { bytes, ms, printJson, shortId, table } from '../output.js'
+
+/** "3", or "3 (also 2, 1)" when older versions are kept. */
+function versions (f: FunctionInfo): string {
+  const older = (f.versions ?? []).map(v => v.version).filter(v => v !== f.version)
+  return older.length === 0 ? String(f.version) : `${f.version} (also ${older.join(', ')})`
+}
 
 /** deploy, list, delete */
 export function registerFunctionCommands (program: Command): void {
@@ -36,7 +43,7 @@ export function registerFunctionCommands (program: Command): void {
 
   program.command('inspect')
     .description('the signed manifest of function NAME, as the DHT has it')
-    .argument('<name>')
+    .argument('<name>', 'NAME (its newest version), or NAME@VERSION')
     .action(async (name: string, _opts: unknown, cmd: Command) => {
       const m = await clientFor(cmd).manifest(name)
       if (globals(cmd).json === true) { printJson(m); return }
@@ -61,12 +68,12 @@ export function registerFunctionCommands (program: Command): void {
       if (globals(cmd).json === true) { printJson(fns); return }
       if (fns.length === 0) { process.stdout.write('no functions deployed (edge deploy NAME file.wasm)\n'); return }
       process.stdout.write(table(['NAME', 'VERSION', 'RUNTIME', 'SIZE', 'MEMORY', 'TIMEOUT', 'HOLDERS', 'SHA256'],
-        fns.map(f => [f.name, String(f.version), f.runtime, bytes(f.size), bytes(f.memoryBytes), ms(f.timeoutMs), `${f.holders.length}${f.local ? ' (here)' : ''}`, f.sha256.slice(0, 12)])) + '\n')
+        fns.map(f => [f.name, versions(f), f.runtime, bytes(f.size), bytes(f.memoryBytes), ms(f.timeoutMs), `${f.holders.length}${f.local ? ' (here)' : ''}`, f.sha256.slice(0, 12)])) + '\n')
     })
 
   program.command('delete')
     .alias('rm')
-    .description('delete function NAME across the swarm')
+    .description('delete function NAME across the swarm, every version')
     .argument('<name>')
     .action(async (name: string, _opts: unknown, cmd: Command) => {
       const res = await clientFor(cmd).delete(name)

@@ -77,7 +77,7 @@ export function summary (res: InvokeResponse): string {
 export function registerInvokeCommand (program: Command): void {
   program.command('invoke')
     .description('run function NAME and print its output (where it ran goes to stderr)')
-    .argument('<name>', 'function name')
+    .argument('<name>', 'function name, or NAME@VERSION for an older version')
     .option('-p, --param <key:value>', 'a parameter (repeatable); the function gets them as JSON on stdin', collect)
     .option('--params-file <file>', 'parameters from a JSON file')
     .option('--data <@file|-|text>', 'raw input instead of params: @file, - for stdin, or literal text')

@@ -61,6 +61,18 @@ describe('the edge CLI', () => {
     assert.equal(JSON.parse(json.stdout).outputText, 'x')
   })
 
+  test('a redeploy bumps the version, list shows the older one kept, and NAME@VERSION runs it', async () => {
+    assert.equal((await edge(['--node', '1', 'deploy', 'versioned', 'examples/echo/echo.wasm'])).code, 0)
+    const v2 = await edge(['--node', '1', 'deploy', 'versioned', 'examples/primes/primes.wasm'])
+    assert.match(v2.stdout, /deployed versioned v2 /)
+    const list = await edge(['--node', '1', 'list'])
+    assert.match(list.stdout, /^versioned\s+2 \(also 1\)\s+wasm/m)
+    const old = await edge(['--node', '2', 'invoke', 'versioned@1', '--data', 'one'])
+    assert.equal(old.stdout, 'one', old.stderr)
+    assert.match(old.stderr, /ran versioned v1 /)
+    oneLineError(await edge(['--node', '1', 'delete', 'versioned@1']), /removes every version of a function: give 'versioned' alone/)
+  })
+
   test('bad input gets one line and exit code 1', async () => {
     oneLineError(await edge(['--node', '1', 'invoke', 'nope']), /^edge: error: unknown function 'nope'/)
     const bad = join(home, 'bad.json')

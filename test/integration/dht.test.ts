@@ -58,4 +58,45 @@ describe('code in the DHT, replicated', () => {
       assert.equal(m.version, 1)
     }
   })
+
+  test('older versions stay runnable as NAME@VERSION, from agents that never held them', async () => {
+    const a2 = net.client(2)
+    await a2.deploy('multi', example('echo'))
+    await a2.deploy('multi', example('primes'))
+    const listed = await eventually(async () => {
+      const f = (await net.client(5).list()).find(f => f.name === 'multi')
+      return f?.version === 2 && f.versions?.length === 2 && f.versions.every(v => v.holders >= 3) ? f : undefined
+    }, 30_000, 'both versions with three holders each')
+    assert.deepEqual(listed.versions?.map(v => v.version), [2, 1])
+    const stranger = net.agents.find(a => a.index !== 1 && !listed.holders.includes(a.peerId))
+    assert.ok(stranger, 'some live agent holds neither version')
+    const c = net.client(stranger.index)
+    assert.equal(text((await c.invoke('multi', { params: { n: 10 }, policy: 'local' })).outputBytes), '{"n":10,"primes":4}\n')
+    const old = await c.invoke('multi@1', { input: Buffer.from('from v1'), policy: 'local' })
+    assert.equal(text(old.outputBytes), 'from v1')
+    assert.equal(old.function.version, 1)
+    assert.equal((await c.manifest('multi@1')).version, 1)
+    await assert.rejects(c.invoke('multi@7'), { status: 404, message: /version 7 of 'multi' is not deployed/ })
+    await assert.rejects(c.invoke('multi@x'), { status: 400, message: /bad version 'x'/ })
+  })
+
+  test('an agent that was down during a delete drops the function when it returns, and does not bring it back', async () => {
+    const a2 = net.client(2)
+    await a2.deploy('doomed', example('echo'))
+    const holders = await eventually(async () => {
+      const h = (await a2.list()).find(f => f.name === 'doomed')?.holders ?? []
+      return h.length >= 3 ? h : undefined
+    }, 20_000, 'three holders of doomed')
+    const away = net.agents.find(a => a.index !== 2 && holders.includes(a.peerId))
+    assert.ok(away, 'a holder other than the deployer')
+    await net.stop(away.index)
+    await a2.delete('doomed')
+    await net.start(away.index)
+    const back = net.client(away.index)
+    await eventually(async () => !(await back.list()).some(f => f.name === 'doomed'), 20_000, 'the returning agent to drop doomed')
+    await assert.rejects(back.invoke('doomed', { policy: 'local' }), { status: 404 })
+    for (const k of [2, 3, 4, 5]) {
+      assert.equal((await net.client(k).manifest('doomed')).type, 'tombstone', `agent ${k} still reads the tombstone`)
+    }
+  })
 })

@@ -5,7 +5,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { encode as cborEncode, decode as cborDecode } from 'cbor-x'
 import {
   chunk, cidOf, matches, parseCid, CHUNK_BYTES, manifestKey, newerRecord, openRecord, selectManifestRecord, signRecord, trustedManifestSelector, trustedManifestValidator,
-  validateManifestRecord, WIRE_VERSION, type Manifest
+  parseTarget, validateManifestRecord, WIRE_VERSION, type Manifest
 } from '../../protocol/index.js'
 
 function manifest (extra: Partial<Manifest> = {}): Omit<Manifest, 'deployer'> {
@@ -93,4 +93,23 @@ test('an agent\'s DHT validator and selector ignore records from keys it does no
   await trustedManifestValidator(trusts)(k, trusted)
   await assert.rejects(trustedManifestValidator(trusts)(k, buried), { message: /untrusted/ })
   assert.equal(await trustedManifestSelector(trusts)(k, [buried, tomb, trusted]), 2)
+})
+
+test('a version key holds only that version\'s manifest', async () => {
+  const key = await generateKeyPair('Ed25519')
+  const v2 = await signRecord(manifest({ version: 2 }), key)
+  await validateManifestRecord(manifestKey('fn', 2), v2)
+  await validateManifestRecord(manifestKey('fn'), v2)
+  await assert.rejects(validateManifestRecord(manifestKey('fn', 3), v2), { message: /manifest v2 stored under version 3/ })
+  const tomb = await signRecord({ v: WIRE_VERSION, type: 'tombstone', name: 'fn', version: 2, deployedAt: 0 }, key)
+  await assert.rejects(validateManifestRecord(manifestKey('fn', 2), tomb), { message: /tombstone v2 stored under version 2/ })
+  await assert.rejects(validateManifestRecord(new TextEncoder().encode('/edgefn/fn/02'), v2), { message: /not an \/edgefn/ })
+})
+
+test('NAME@VERSION parses, and bad forms are clear errors', () => {
+  assert.deepEqual(parseTarget('echo'), { name: 'echo', version: undefined })
+  assert.deepEqual(parseTarget('echo@12'), { name: 'echo', version: 12 })
+  assert.throws(() => parseTarget('echo@'), { name: 'BadRequestError', message: /bad version '' in 'echo@'/ })
+  assert.throws(() => parseTarget('echo@x'), { message: /bad version 'x'/ })
+  assert.throws(() => parseTarget('Echo@1'), { message: /bad function name 'Echo'/ })
 })

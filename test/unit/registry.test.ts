@@ -66,3 +66,51 @@ test('forgetting a peer drops what it held', () => {
   r.forgetPeer('peer-x')
   assert.throws(() => r.resolve('fn'), { name: 'FunctionNotFoundError' })
 })
+
+test('keeps older versions, resolves NAME@VERSION, and drops versions beyond those kept', async () => {
+  const r = new FunctionRegistry(dir, { versionsKept: 2 })
+  const codes = [Buffer.from('v1'), Buffer.from('v2'), Buffer.from('v3')]
+  const specs = codes.map((c, i) => specFor('fn', c, { version: i + 1 }))
+  r.hold(specs[0]!, codes[0]!)
+  r.hold(specs[1]!, codes[1]!)
+  assert.equal(r.resolve('fn').ref.version, 2)
+  assert.equal(r.resolve('fn', 1).ref.sha256, specs[0]!.sha256)
+  assert.equal(r.holds(specs[0]!), true)
+  const { dropped } = r.hold(specs[2]!, codes[2]!)
+  assert.deepEqual(dropped.map(s => s.version), [1])
+  assert.equal(await r.readCode(specs[0]!.sha256), undefined, 'the dropped version\'s code is gone')
+  assert.deepEqual(r.versions('fn').map(k => k.ref.version), [3, 2])
+  assert.throws(() => r.resolve('fn', 1), { name: 'FunctionNotFoundError', message: /version 1 of 'fn' is no longer kept: the swarm has v3, v2/ })
+  assert.throws(() => r.resolve('fn', 9), { message: /is not deployed/ })
+  const restarted = new FunctionRegistry(dir, { versionsKept: 2 })
+  assert.deepEqual(restarted.localSpecs().map(s => s.version).sort(), [2, 3])
+})
+
+test('a version older than those kept is not held, though known from an advert', () => {
+  const r = new FunctionRegistry(dir, { versionsKept: 1 })
+  const old = specFor('fn', A, { version: 1 })
+  r.setAdvertised('peer-x', [{ name: 'fn', version: 2, sha256: specFor('fn', B).sha256 }])
+  assert.deepEqual(r.hold(old, A).dropped, [])
+  assert.equal(r.holds(old), false)
+})
+
+test('within its quota, the registry evicts the least recently used code that enough others hold', () => {
+  const big = (tag: string): Buffer => Buffer.alloc(400, tag)
+  const r = new FunctionRegistry(dir, { quotaBytes: 1000, replicas: 2 })
+  const [a, b, c] = ['a', 'b', 'c'].map(n => ({ code: big(n), spec: specFor(n, big(n)) }))
+  r.hold(a!.spec, a!.code)
+  r.hold(b!.spec, b!.code)
+  // Nothing may go: fewer than 2 other agents hold a or b.
+  assert.equal(r.hasRoom(400, c!.spec.sha256), false)
+  assert.throws(() => r.hold(c!.spec, c!.code), { name: 'StorageFullError', message: /no room for c v1 \(400 bytes\)/ })
+  for (const peer of ['p1', 'p2']) r.setAdvertised(peer, [a!.spec, b!.spec].map(s => ({ name: s.name, version: s.version, sha256: s.sha256 })))
+  r.touch(a!.spec.sha256) // b is now the least recently used
+  assert.equal(r.hasRoom(400, c!.spec.sha256), true)
+  const { dropped } = r.hold(c!.spec, c!.code)
+  assert.deepEqual(dropped.map(s => s.name), ['b'])
+  assert.equal(r.holds(a!.spec), true)
+  assert.equal(r.holds(b!.spec), false)
+  assert.equal(r.bytesHeld(), 800)
+  // Code already held costs nothing more.
+  assert.equal(r.hasRoom(400, a!.spec.sha256), true)
+})

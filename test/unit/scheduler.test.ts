@@ -62,7 +62,7 @@ afterEach(() => {
 
 function scheduler (client: RemoteInvoker, fetcher: CodeFetcher = noFetch): Scheduler {
   const trust = { authorise: async () => ({ memoryBytes: SPEC.memoryBytes, timeoutMs: SPEC.timeoutMs }), isAuthorised: () => true }
-  return new Scheduler({ selfId: 'self', registry, runtime, peers, client, fetcher, trust, metrics: new Metrics(() => 0) })
+  return new Scheduler({ selfId: 'self', registry, runtime, peers, client, fetcher, trust, metrics: new Metrics(() => 0), hold: (spec, code) => { registry.hold(spec, code) } })
 }
 
 function addPeers (...ids: Array<[string, number]>): void {
