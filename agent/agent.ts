@@ -5,13 +5,13 @@ import { logger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
 import { WasmRuntime, type Runtime } from '../runtimes/index.js'
 import {
-  BadRequestError, chunk, FunctionNotFoundError, openRecord, parseTarget, FUNCTION_NAME, RuntimeKind, signRecord, WIRE_VERSION, type Advert, type FunctionAnnouncement, type FunctionSpec
+  BadRequestError, chunk, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT_MS, FunctionNotFoundError, UntrustedManifestError, openRecord, parseTarget, FUNCTION_NAME, RuntimeKind, signRecord, WIRE_VERSION, type Advert, type FunctionAnnouncement, type FunctionSpec
 } from '../protocol/index.js'
 import { AdvertService } from './adverts.js'
 import { announcements } from './announcements.js'
 import type { GossipTopic } from './gossip.js'
 import { Connectivity } from './connectivity.js'
-import { ConfigError, StorageFullError } from './errors.js'
+import { ConfigError, StorageFullError, VersionConflictError } from './errors.js'
 import { FetchService } from './fetch.js'
 import { loadPeerKey, loadSwarmKey } from './identity.js'
 import { InvokeClient } from './invoke-client.js'
@@ -37,6 +37,8 @@ export const RUNTIME_FILE = 'agent.json'
 export interface DeployOptions {
   memoryBytes?: number
   timeoutMs?: number
+  /** A manifest signed by the deployer's own key (`edge deploy --key`): its version and limits count. */
+  record?: Uint8Array
 }
 
 /** Written to `<dataDir>/agent.json` while the agent runs, for tools (testnet) to find it. */
@@ -239,11 +241,12 @@ export class Agent {
     if (!FUNCTION_NAME.test(name)) throw new BadRequestError(`bad function name '${name}': use 1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit`)
     if (code.byteLength === 0) throw new BadRequestError('empty module')
     const sha256 = sha256Hex(code)
-    const memoryBytes = options.memoryBytes ?? 64 * 1024 * 1024
-    const timeoutMs = options.timeoutMs ?? 5000
     if (!this.registry.hasRoom(code.byteLength, sha256)) {
       throw new StorageFullError(`no room for ${code.byteLength} bytes of code: this agent holds ${this.registry.bytesHeld()} of its ${this.registry.quotaBytes} bytes (--storage), in code that fewer than ${this.config.replicas} other agents hold`)
     }
+    if (options.record !== undefined) return await this.#deploySigned(name, code, sha256, options.record)
+    const memoryBytes = options.memoryBytes ?? DEFAULT_MEMORY_BYTES
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
     const current = this.registry.localSpec(name)
     if (current !== undefined && current.sha256 === sha256 && current.memoryBytes === memoryBytes && current.timeoutMs === timeoutMs &&
       current.version >= this.registry.highestVersion(name)) {
@@ -259,7 +262,6 @@ export class Agent {
       timeoutMs,
       deployedAt: Date.now()
     }
-    await this.runtime.prepare(spec, code)
     const chunks = chunk(code).map(c => c.cid.toString())
     const record = await signRecord({
       v: WIRE_VERSION,
@@ -276,26 +278,62 @@ export class Agent {
       sha256,
       deployedAt: spec.deployedAt
     }, this.#key)
+    return await this.#install(spec, code, chunks, record)
+  }
+
+  /** A deploy whose manifest the deployer signed with its own key: checked against the code and this agent's trust. */
+  async #deploySigned (name: string, code: Uint8Array, sha256: string, raw: Uint8Array): Promise<{ spec: FunctionSpec, published: boolean }> {
+    const { body, signer } = await openRecord(raw)
+    if (body.type !== 'manifest') throw new BadRequestError('the signed record is a tombstone, not a manifest')
+    if (body.name !== name) throw new BadRequestError(`the signed manifest is for '${body.name}', not '${name}'`)
+    if (body.sha256 !== sha256 || body.size !== code.byteLength) throw new BadRequestError(`the signed manifest is for other code (sha256 ${body.sha256.slice(0, 12)}, not ${sha256.slice(0, 12)})`)
+    const chunks = chunk(code).map(c => c.cid.toString())
+    if (chunks.length !== body.chunks.length || chunks.some((cid, i) => cid !== body.chunks[i])) throw new BadRequestError('the signed manifest lists other chunks than the code has')
+    if (body.runtime !== RuntimeKind.wasm) throw new BadRequestError(`runtime ${body.runtime} is not available on this agent`)
+    if (!this.trust.trusts(signer)) {
+      throw new UntrustedManifestError(`this agent does not trust the deployer key ${signer}: 'edge-agent trust add ${signer}' on it (and on every agent that should run its functions), then restart them`, { signer })
+    }
+    const highest = this.registry.highestVersion(name)
+    if (body.version <= highest) throw new VersionConflictError(`the signed manifest is v${body.version} of '${name}', but v${highest} exists: sign it again with a higher version`)
+    const spec: FunctionSpec = {
+      name, version: body.version, runtime: body.runtime, sha256, size: body.size, memoryBytes: body.limits.memoryBytes, timeoutMs: body.limits.timeoutMs, deployedAt: body.deployedAt
+    }
+    return await this.#install(spec, code, chunks, raw)
+  }
+
+  /** Holds, announces and publishes a new version whose signed manifest is `record`. */
+  async #install (spec: FunctionSpec, code: Uint8Array, chunks: string[], record: Uint8Array): Promise<{ spec: FunctionSpec, published: boolean }> {
+    await this.runtime.prepare(spec, code)
     this.#hold(spec, code, chunks)
     this.trust.allow(spec)
     // The signed record rides along, so that peers need no DHT look-up to trust the new version.
     await this.#announcements.publish({ v: WIRE_VERSION, type: 'deploy', fn: spec, holder: this.peerId, at: Date.now(), record })
     void this.#adverts.publish()
-    log('deployed %s v%d (%s, %d bytes)', name, spec.version, sha256.slice(0, 12), code.byteLength)
+    log('deployed %s v%d (%s, %d bytes)', spec.name, spec.version, spec.sha256.slice(0, 12), code.byteLength)
     const published = await this.manifests.publish(record)
     void this.manifests.provide(chunks)
     void this.#replicator.reconcile()
     return { spec, published }
   }
 
-  async delete (target: string): Promise<{ name: string, version: number }> {
+  /** Deletes every version of a function: signed by this agent, or by the deployer's key (`record`, a tombstone). */
+  async delete (target: string, record?: Uint8Array): Promise<{ name: string, version: number }> {
     const { name, version: asked } = parseTarget(target)
     if (asked !== undefined) throw new BadRequestError(`'edge delete' removes every version of a function: give '${name}' alone`)
     const known = this.registry.resolve(name)
-    const version = Math.max(known.ref.version, this.registry.highestVersion(name))
+    const highest = Math.max(known.ref.version, this.registry.highestVersion(name))
+    let version = highest
+    if (record !== undefined) {
+      const { body, signer } = await openRecord(record)
+      if (body.type !== 'tombstone' || body.name !== name) throw new BadRequestError(`the signed record is not a tombstone of '${name}'`)
+      if (!this.trust.trusts(signer)) throw new UntrustedManifestError(`this agent does not trust the key ${signer} that signed the delete: 'edge-agent trust add ${signer}' on it, then restart it`, { signer })
+      if (body.version < highest) throw new VersionConflictError(`the signed tombstone deletes up to v${body.version} of '${name}', but v${highest} exists: sign it again`)
+      version = body.version
+    }
+    record ??= await signRecord({ v: WIRE_VERSION, type: 'tombstone', name, version, deployedAt: Date.now() }, this.#key)
     this.#dropFunction(name, version)
-    await this.#announcements.publish({ v: WIRE_VERSION, type: 'delete', name, version, by: this.peerId, at: Date.now() })
-    await this.manifests.publish(await signRecord({ v: WIRE_VERSION, type: 'tombstone', name, version, deployedAt: Date.now() }, this.#key))
+    await this.#announcements.publish({ v: WIRE_VERSION, type: 'delete', name, version, by: this.peerId, at: Date.now(), record })
+    await this.manifests.publish(record)
     void this.#adverts.publish()
     return { name, version }
   }
@@ -321,9 +359,22 @@ export class Agent {
 
   #onAnnouncement (a: FunctionAnnouncement): void {
     if (a.type === 'delete') {
-      // Deletes count only from keys this agent trusts, like deploys.
-      if (this.trust.trusts(a.by)) this.#dropFunction(a.name, a.version)
-      else log('ignored a delete of %s from untrusted %s', a.name, a.by)
+      // Deletes count only from keys this agent trusts, like deploys: the announcing agent's, or the
+      // deployer key that signed the tombstone it carries.
+      if (this.trust.trusts(a.by)) {
+        this.#dropFunction(a.name, a.version)
+        return
+      }
+      if (a.record === undefined) {
+        log('ignored a delete of %s from untrusted %s', a.name, a.by)
+        return
+      }
+      openRecord(a.record)
+        .then(({ body, signer }) => {
+          if (body.type === 'tombstone' && body.name === a.name && body.version === a.version && this.trust.trusts(signer)) this.#dropFunction(a.name, a.version)
+          else log('ignored a delete of %s signed by untrusted %s', a.name, signer)
+        })
+        .catch((err: Error) => { log('delete of %s carried a bad record: %s', a.name, err.message) })
       return
     }
     this.registry.learn(a.fn)

@@ -19,3 +19,9 @@ export class StorageFullError extends Error {
   override name = 'StorageFullError'
   readonly code = 'STORAGE_FULL'
 }
+
+/** A signed record names a version that is not newer than the one known (a deploy or delete raced another). */
+export class VersionConflictError extends Error {
+  override name = 'VersionConflictError'
+  readonly code = 'VERSION_CONFLICT'
+}

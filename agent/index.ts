@@ -5,4 +5,4 @@ export { createPeerKey, loadSwarmKey, newSwarmKey, validateSwarmKey, writeSwarmK
 export { ConfigError, NoCandidateError, OverloadedError } from './errors.js'
 export { PeerTable, type PeerEntry } from './peer-table.js'
 export { POLICIES, localFirst, near, localOnly, pinnedPeer, type CandidateView, type Policy } from './policies/index.js'
-export { parseBytes, parseDuration } from './api/units.js'
+export { parseBytes, parseDuration } from '../protocol/index.js'

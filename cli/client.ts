@@ -1,5 +1,6 @@
 import { Agent as HttpAgent, request } from 'node:http'
 import { UserError } from './errors.js'
+import { SIGNED_RECORD_HEADER } from '../protocol/protocols.js'
 
 const keepAlive = new HttpAgent({ keepAlive: true, maxSockets: 64 })
 
@@ -8,7 +9,7 @@ const UPLOAD_STEP = 256 * 1024
 
 export type Progress = (sent: number, total: number) => void
 
-async function send (url: string, method: string, body: Uint8Array | string | undefined, timeoutMs: number, onProgress?: Progress): Promise<{ status: number, text: string }> {
+async function send (url: string, method: string, body: Uint8Array | string | undefined, timeoutMs: number, onProgress?: Progress, extra: Record<string, string> = {}): Promise<{ status: number, text: string }> {
   return await new Promise((resolve, reject) => {
     const req = request(url, {
       method,
@@ -17,7 +18,8 @@ async function send (url: string, method: string, body: Uint8Array | string | un
       headers: {
         ...(process.env.EDGE_API_TOKEN !== undefined ? { authorization: `Bearer ${process.env.EDGE_API_TOKEN}` } : {}),
         'content-type': typeof body === 'string' ? 'application/json' : 'application/octet-stream',
-        'content-length': body === undefined ? 0 : Buffer.byteLength(body)
+        'content-length': body === undefined ? 0 : Buffer.byteLength(body),
+        ...extra
       }
     }, (res) => {
       const chunks: Buffer[] = []
@@ -41,6 +43,11 @@ async function send (url: string, method: string, body: Uint8Array | string | un
     }
     write().catch(reject)
   })
+}
+
+
+function signed (record: Uint8Array | undefined): Record<string, string> | undefined {
+  return record === undefined ? undefined : { [SIGNED_RECORD_HEADER]: Buffer.from(record).toString('base64') }
 }
 
 /** Typed client of the agent's HTTP API. The CLI talks to agents only through this. */
@@ -169,10 +176,10 @@ export class AgentClient {
     this.#timeoutMs = options.timeoutMs ?? 30_000
   }
 
-  async #request<T> (method: string, path: string, body?: Uint8Array | string, timeoutMs = this.#timeoutMs, onProgress?: Progress): Promise<T> {
+  async #request<T> (method: string, path: string, body?: Uint8Array | string, timeoutMs = this.#timeoutMs, onProgress?: Progress, headers?: Record<string, string>): Promise<T> {
     let res: { status: number, text: string }
     try {
-      res = await send(this.url + path, method, body, timeoutMs, onProgress)
+      res = await send(this.url + path, method, body, timeoutMs, onProgress, headers)
     } catch (err) {
       const e = err as NodeJS.ErrnoException
       if (e.name === 'TimeoutError') throw new UserError(`the agent at ${this.url} did not answer within ${timeoutMs} ms`)
@@ -204,16 +211,26 @@ export class AgentClient {
     return (await this.#request<{ manifest: ManifestInfo }>('GET', `/v1/functions/${encodeURIComponent(name)}/manifest`)).manifest
   }
 
-  async deploy (name: string, code: Uint8Array, options: { memory?: string, timeout?: string, onProgress?: Progress } = {}): Promise<{ function: FunctionSpec, holder: string, manifestInDht: boolean }> {
+  /**
+   * Deploys code; the agent signs its manifest, unless `record` is a manifest the deployer signed
+   * already (`edge deploy --key`), whose limits then count.
+   */
+  async deploy (name: string, code: Uint8Array, options: { memory?: string, timeout?: string, onProgress?: Progress, record?: Uint8Array } = {}): Promise<{ function: FunctionSpec, holder: string, manifestInDht: boolean }> {
     const q = new URLSearchParams()
     if (options.memory !== undefined) q.set('memory', options.memory)
     if (options.timeout !== undefined) q.set('timeout', options.timeout)
     const qs = q.size > 0 ? `?${q.toString()}` : ''
-    return await this.#request('PUT', `/v1/functions/${encodeURIComponent(name)}${qs}`, code, 120_000, options.onProgress)
+    return await this.#request('PUT', `/v1/functions/${encodeURIComponent(name)}${qs}`, code, 120_000, options.onProgress, signed(options.record))
   }
 
-  async delete (name: string): Promise<{ name: string, version: number }> {
-    return await this.#request('DELETE', `/v1/functions/${encodeURIComponent(name)}`)
+  /** Deletes every version; `record` is a tombstone the deployer signed (`edge delete --key`). */
+  async delete (name: string, options: { record?: Uint8Array } = {}): Promise<{ name: string, version: number }> {
+    return await this.#request('DELETE', `/v1/functions/${encodeURIComponent(name)}`, undefined, undefined, undefined, signed(options.record))
+  }
+
+  /** The highest version of `name` this agent knows, deleted ones included (0 if none). */
+  async highestVersion (name: string): Promise<number> {
+    return (await this.#request<{ highest: number }>('GET', `/v1/functions/${encodeURIComponent(name)}/version`)).highest
   }
 
   async invoke (name: string, request: InvokeRequest = {}): Promise<InvokeResponse & { outputBytes: Uint8Array }> {

@@ -10,7 +10,7 @@ checkNode()
 
 // init needs only config and keys; libp2p and the rest load when an agent starts.
 const { defaultDataDir, parseLabels, readConfig, writeConfig, DEFAULT_API_PORT } = await import('../agent/config.js')
-const { parseBytes } = await import('../agent/api/units.js')
+const { parseBytes } = await import('../protocol/units.js')
 const { createPeerKey, newSwarmKey, validateSwarmKey, writeSwarmKey, SWARM_KEY_FILE } = await import('../agent/identity.js')
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value]

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander'
 import { checkNode, runCli } from './main.js'
-import { registerFunctionCommands } from './commands/functions.js'
+import { registerFunctionCommands, registerKeyCommands } from './commands/functions.js'
 import { registerInvokeCommand } from './commands/invoke.js'
 import { registerSwarmCommands } from './commands/swarm.js'
 import { registerTestnetCommands } from './commands/testnet.js'
@@ -18,6 +18,7 @@ const program = new Command('edge')
   .showHelpAfterError()
 
 registerFunctionCommands(program)
+registerKeyCommands(program)
 registerInvokeCommand(program)
 registerSwarmCommands(program)
 registerTestnetCommands(program)

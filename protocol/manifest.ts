@@ -15,6 +15,9 @@ import { MAX_CODE_BYTES, WIRE_VERSION } from './protocols.js'
  */
 
 export const MAX_RECORD_BYTES = 16 * 1024
+/** Limits of a function deployed without any. */
+export const DEFAULT_MEMORY_BYTES = 64 * 1024 * 1024
+export const DEFAULT_TIMEOUT_MS = 5000
 const MAX_CHUNKS = 256
 
 export interface Limits {

@@ -74,6 +74,8 @@ export interface DeleteAnnouncement {
   version: number
   by: string
   at: number
+  /** The signed tombstone, when a deployer key other than the announcing agent's signed it. */
+  record?: Uint8Array
 }
 
 export type FunctionAnnouncement = DeployAnnouncement | DeleteAnnouncement

@@ -19,3 +19,6 @@ export const FETCH_CHUNK_BYTES = 256 * 1024
 export const MAX_FETCH_FRAME_BYTES = FETCH_CHUNK_BYTES + 64 * 1024
 /** Largest function artifact accepted by this version. */
 export const MAX_CODE_BYTES = 64 * 1024 * 1024
+
+/** HTTP header of the agent API that carries a record signed by the deployer's own key (base64). */
+export const SIGNED_RECORD_HEADER = 'edge-signed-record'

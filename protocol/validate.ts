@@ -1,6 +1,6 @@
 import { BadRequestError, InvalidMessageError } from './errors.js'
 import { parseCid } from './chunks.js'
-import { RuntimeKind, type Advert, type ChunkHeader, type FetchChunk, type FetchChunkRequest, type FetchHeader, type FetchRequest, type FunctionAnnouncement, type FunctionRef, type FunctionSpec, type InvokeRequest, type InvokeResponse, type RuntimeCapacity } from './messages.js'
+import { RuntimeKind, type Advert, type ChunkHeader, type DeleteAnnouncement, type FetchChunk, type FetchChunkRequest, type FetchHeader, type FetchRequest, type FunctionAnnouncement, type FunctionRef, type FunctionSpec, type InvokeRequest, type InvokeResponse, type RuntimeCapacity } from './messages.js'
 import { MAX_CODE_BYTES, MAX_IO_BYTES, WIRE_VERSION } from './protocols.js'
 
 /**
@@ -150,7 +150,7 @@ export function validateAnnouncement (value: unknown): FunctionAnnouncement {
   const o = obj(value, 'message')
   if (o.type === 'delete') {
     header(value, 'delete')
-    return {
+    const del: DeleteAnnouncement = {
       v: WIRE_VERSION,
       type: 'delete',
       name: str(o.name, 'name', 63, FUNCTION_NAME),
@@ -158,6 +158,7 @@ export function validateAnnouncement (value: unknown): FunctionAnnouncement {
       by: str(o.by, 'by', 128),
       at: int(o.at, 'at')
     }
+    return o.record === undefined ? del : { ...del, record: bytes(o.record, 'record', 16 * 1024) }
   }
   header(value, 'deploy')
   const deploy = { v: WIRE_VERSION, type: 'deploy' as const, fn: validateFunctionSpec(o.fn), holder: str(o.holder, 'holder', 128), at: int(o.at, 'at') }

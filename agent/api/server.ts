@@ -2,8 +2,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { timingSafeEqual } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import { logger } from '@libp2p/logger'
-import { BadRequestError, MAX_CODE_BYTES, MAX_IO_BYTES } from '../../protocol/index.js'
-import { parseBytes, parseDuration } from './units.js'
+import { BadRequestError, MAX_CODE_BYTES, MAX_IO_BYTES, MAX_RECORD_BYTES, SIGNED_RECORD_HEADER } from '../../protocol/index.js'
+import { parseBytes, parseDuration } from '../../protocol/index.js'
 import type { Agent } from '../agent.js'
 
 const log = logger('edge:agent:api')
@@ -22,6 +22,7 @@ const STATUS: Record<string, number> = {
   PeerGoneError: 502,
   FetchFailedError: 502,
   DeadlineExceededError: 504,
+  VersionConflictError: 409,
   StorageFullError: 507
 }
 
@@ -63,7 +64,8 @@ export class ApiServer {
       ['GET', /^\/v1\/peers$/, async () => ({ peers: this.#agent.peerList() })],
       ['GET', /^\/v1\/functions$/, async () => ({ functions: this.#agent.functionList() })],
       ['PUT', new RegExp(`^/v1/functions/${name}$`), async (req, url, [fn]) => await this.#deploy(req, url, fn as string)],
-      ['DELETE', new RegExp(`^/v1/functions/${target}$`), async (_req, _url, [fn]) => await this.#agent.delete(fn as string)],
+      ['DELETE', new RegExp(`^/v1/functions/${target}$`), async (req, _url, [fn]) => await this.#agent.delete(fn as string, signedRecord(req))],
+      ['GET', new RegExp(`^/v1/functions/${name}/version$`), async (_req, _url, [fn]) => ({ name: fn, highest: this.#agent.registry.highestVersion(fn as string) })],
       ['POST', new RegExp(`^/v1/functions/${target}/invoke$`), async (req, _url, [fn]) => await this.#invoke(req, fn as string)],
       ['GET', new RegExp(`^/v1/functions/${target}/manifest$`), async (_req, _url, [fn]) => ({ manifest: await this.#agent.manifest(fn as string) })]
     ]
@@ -77,7 +79,8 @@ export class ApiServer {
   }
 
   async start (): Promise<void> {
-    const server = createServer((req, res) => { void this.#handle(req, res) })
+    // Headers may carry a signed record (≤ 16 KiB, base64).
+    const server = createServer({ maxHeaderSize: 64 * 1024 }, (req, res) => { void this.#handle(req, res) })
     server.keepAliveTimeout = 65_000
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
@@ -132,7 +135,9 @@ export class ApiServer {
     const code = await readBody(req, MAX_CODE_BYTES)
     const memory = url.searchParams.get('memory')
     const timeout = url.searchParams.get('timeout')
+    const record = signedRecord(req)
     const { spec, published } = await this.#agent.deploy(name, code, {
+      ...(record !== undefined ? { record } : {}),
       ...(memory !== null ? { memoryBytes: parseBytes(memory) } : {}),
       ...(timeout !== null ? { timeoutMs: parseDuration(timeout) } : {})
     })
@@ -180,6 +185,16 @@ export class ApiServer {
     const { output, ranking, ...rest } = outcome
     return { ...rest, output: Buffer.from(output).toString('base64'), ...(body.explain === true ? { ranking } : {}) }
   }
+}
+
+/** A record the deployer signed with its own key (`edge deploy/delete --key`), if the request carries one. */
+function signedRecord (req: IncomingMessage): Uint8Array | undefined {
+  const header = req.headers[SIGNED_RECORD_HEADER]
+  if (header === undefined) return undefined
+  if (typeof header !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(header)) throw new BadRequestError(`${SIGNED_RECORD_HEADER} must be one base64 value`)
+  const bytes = Buffer.from(header, 'base64')
+  if (bytes.byteLength > MAX_RECORD_BYTES) throw new BadRequestError(`signed record of ${bytes.byteLength} bytes exceeds ${MAX_RECORD_BYTES}`)
+  return bytes
 }
 
 function decodePart (part: string): string {

@@ -3,7 +3,33 @@ import type { Command } from 'commander'
 import { UserError } from '../errors.js'
 import { clientFor, globals } from '../context.js'
 import type { FunctionInfo } from '../client.js'
+
+/** Signing loads libp2p's crypto: only for the commands that need it. */
+const signing = async (): Promise<typeof import('../deployer-key.js')> => await import('../deployer-key.js')
 import { bytes, ms, printJson, shortId, table } from '../output.js'
+
+/** edge key create/show: deployer keys. */
+export function registerKeyCommands (program: Command): void {
+  const key = program.command('key').description('deployer keys, to sign deploys with a key of your own (edge deploy --key)')
+  key.command('create')
+    .description('make a new Ed25519 deployer key in FILE and print its id')
+    .argument('<file>')
+    .action(async (file: string, _opts: unknown, cmd: Command) => {
+      const id = await (await signing()).createDeployerKey(file)
+      if (globals(cmd).json === true) { printJson({ file, id }); return }
+      process.stdout.write(`deployer key written to ${file} (keep it private); its id is\n${id}\n` +
+        `run 'edge-agent trust add ${id}' on every agent that should run what it signs, then restart them\n`)
+    })
+  key.command('show')
+    .description('print the id of the deployer key in FILE')
+    .argument('<file>')
+    .action(async (file: string, _opts: unknown, cmd: Command) => {
+      const { keyId, loadDeployerKey } = await signing()
+      const id = await keyId(await loadDeployerKey(file))
+      if (globals(cmd).json === true) { printJson({ file, id }); return }
+      process.stdout.write(`${id}\n`)
+    })
+}
 
 /** "3", or "3 (also 2, 1)" when older versions are kept. */
 function versions (f: FunctionInfo): string {
@@ -19,9 +45,17 @@ export function registerFunctionCommands (program: Command): void {
     .argument('<file>', 'path to the .wasm module')
     .option('--memory <size>', 'memory limit, e.g. 64MiB (default 64MiB)')
     .option('--timeout <duration>', 'time limit per call, e.g. 5s (default 5s)')
-    .action(async (name: string, file: string, opts: { memory?: string, timeout?: string }, cmd: Command) => {
+    .option('--key <file>', 'sign the manifest with this deployer key (edge key create) instead of the agent\'s own')
+    .action(async (name: string, file: string, opts: { memory?: string, timeout?: string, key?: string }, cmd: Command) => {
       if (!existsSync(file) || !statSync(file).isFile()) throw new UserError(`no such file: ${file}`)
       const code = readFileSync(file)
+      const client = clientFor(cmd)
+      let record: Uint8Array | undefined
+      if (opts.key !== undefined) {
+        const { loadDeployerKey, signManifest } = await signing()
+        const key = await loadDeployerKey(opts.key)
+        record = await signManifest(key, name, await client.highestVersion(name) + 1, code, opts)
+      }
       // Large artifacts show their upload, then the agent's work (compile, sign, DHT), on a terminal.
       const show = process.stderr.isTTY && code.byteLength >= 1024 * 1024 && globals(cmd).json !== true
       const onProgress = show
@@ -31,7 +65,12 @@ export function registerFunctionCommands (program: Command): void {
         : undefined
       let res
       try {
-        res = await clientFor(cmd).deploy(name, code, { ...opts, ...(onProgress !== undefined ? { onProgress } : {}) })
+        res = await client.deploy(name, code, {
+          ...(opts.memory !== undefined ? { memory: opts.memory } : {}),
+          ...(opts.timeout !== undefined ? { timeout: opts.timeout } : {}),
+          ...(record !== undefined ? { record } : {}),
+          ...(onProgress !== undefined ? { onProgress } : {})
+        })
       } finally {
         if (show) process.stderr.write('\n')
       }
@@ -75,8 +114,15 @@ export function registerFunctionCommands (program: Command): void {
     .alias('rm')
     .description('delete function NAME across the swarm, every version')
     .argument('<name>')
-    .action(async (name: string, _opts: unknown, cmd: Command) => {
-      const res = await clientFor(cmd).delete(name)
+    .option('--key <file>', 'sign the delete with this deployer key instead of the agent\'s own')
+    .action(async (name: string, opts: { key?: string }, cmd: Command) => {
+      const client = clientFor(cmd)
+      let record: Uint8Array | undefined
+      if (opts.key !== undefined) {
+        const { loadDeployerKey, signTombstone } = await signing()
+        record = await signTombstone(await loadDeployerKey(opts.key), name, await client.highestVersion(name))
+      }
+      const res = await client.delete(name, record === undefined ? {} : { record })
       if (globals(cmd).json === true) { printJson(res); return }
       process.stdout.write(`deleted ${res.name} (versions up to ${res.version})\n`)
     })

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { up, type Testnet } from '../../testnet/index.js'
 import { runAgentCommand, spawnAgent, stopAgent, sleep } from '../../testnet/process.js'
 import { AgentClient, ApiError } from '../../cli/client.js'
-import { example, fixture, eventually, text } from '../helpers.js'
+import { EDGE_BIN, example, fixture, eventually, runNode, text, type Run } from '../helpers.js'
 
 /**
  * A real testnet: three agent processes on 127.0.0.1 talking libp2p over TCP, driven through
@@ -234,6 +234,50 @@ describe('a swarm of three agents', () => {
       assert.equal(still.function.version, 1)
     } finally {
       await stopAgent(pid, dataDir)
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  test('a deployer key of its own signs deploys and deletes; only agents that trust it run them', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'edge-key-'))
+    const edge = async (k: number, args: string[]): Promise<Run> => await runNode(EDGE_BIN, ['--agent', net.agent(k).api, ...args])
+    try {
+      const keyFile = join(dir, 'deployer.key')
+      const made = await runNode(EDGE_BIN, ['key', 'create', keyFile])
+      assert.equal(made.code, 0, made.stderr)
+      const id = /^(12D3\w+)$/m.exec(made.stdout)?.[1] as string
+      assert.ok(id, made.stdout)
+      assert.equal((await runNode(EDGE_BIN, ['key', 'show', keyFile])).stdout.trim(), id)
+      assert.match((await runNode(EDGE_BIN, ['key', 'create', keyFile])).stderr, /exists: a deployer key is never overwritten/)
+      const refused = await edge(1, ['deploy', 'keyed', 'examples/echo/echo.wasm', '--key', keyFile])
+      assert.equal(refused.code, 1)
+      assert.match(refused.stderr, new RegExp(`does not trust the deployer key ${id}: 'edge-agent trust add ${id}'`))
+      // Agents 1 and 2 trust the key; agent 3 does not.
+      for (const k of [1, 2]) {
+        await runAgentCommand(['trust', 'add', id, '--data-dir', net.agent(k).dataDir])
+        await net.stop(k)
+        await net.start(k)
+      }
+      await net.waitForMesh()
+      ;[a1, a2] = [net.client(1), net.client(2)]
+      const dep = await edge(1, ['deploy', 'keyed', 'examples/echo/echo.wasm', '--key', keyFile, '--memory', '16MiB'])
+      assert.equal(dep.code, 0, dep.stderr)
+      assert.match(dep.stdout, /deployed keyed v1 .*memory 16 MiB/)
+      assert.equal((await a1.manifest('keyed')).signer, id)
+      await eventually(async () => (await a2.list()).some(f => f.name === 'keyed'), 10_000, 'keyed known on 2')
+      assert.equal(text((await a2.invoke('keyed', { input: Buffer.from('signed'), policy: 'local' })).outputBytes), 'signed')
+      await eventually(async () => (await a3.list()).some(f => f.name === 'keyed'), 10_000, 'keyed known on 3')
+      await assert.rejects(a3.invoke('keyed', { input: Buffer.from('x') }), (err: ApiError) => {
+        assert.equal(err.status, 403)
+        assert.match(err.message, new RegExp(id))
+        return true
+      })
+      // A delete signed by the key reaches the agents that trust it.
+      const del = await edge(2, ['delete', 'keyed', '--key', keyFile])
+      assert.equal(del.code, 0, del.stderr)
+      for (const c of [a1, a2]) await eventually(async () => !(await c.list()).some(f => f.name === 'keyed'), 10_000, 'keyed deleted')
+      assert.equal((await a1.manifest('keyed')).type, 'tombstone')
+    } finally {
       rmSync(dir, { recursive: true, force: true })
     }
   })

@@ -1,4 +1,4 @@
-import { BadRequestError } from '../../protocol/index.js'
+import { BadRequestError } from './errors.js'
 
 const BYTE_UNITS: Record<string, number> = {
   '': 1, b: 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, ki: 1024, mi: 1024 ** 2, gi: 1024 ** 3

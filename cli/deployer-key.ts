@@ -1,0 +1,76 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import type { PrivateKey } from '@libp2p/interface'
+import {
+  chunk, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT_MS, parseBytes, parseDuration, RuntimeKind, signRecord, WIRE_VERSION
+} from '../protocol/index.js'
+import { UserError } from './errors.js'
+
+/**
+ * Deployer keys (`edge deploy --key`): an Ed25519 key of its own, kept by whoever deploys, whose
+ * id agents trust with `edge-agent trust add`. Manifests and tombstones are signed here, by the
+ * CLI: the private key never reaches an agent.
+ */
+
+export async function createDeployerKey (file: string): Promise<string> {
+  if (existsSync(file)) throw new UserError(`${file} exists: a deployer key is never overwritten (remove it first, or choose another file)`)
+  const { generateKeyPair, privateKeyToProtobuf } = await import('@libp2p/crypto/keys')
+  const key = await generateKeyPair('Ed25519')
+  writeFileSync(file, privateKeyToProtobuf(key), { mode: 0o600, flag: 'wx' })
+  return await keyId(key)
+}
+
+export async function loadDeployerKey (file: string): Promise<PrivateKey> {
+  if (!existsSync(file)) throw new UserError(`no deployer key at ${file}: make one with 'edge key create ${file}'`)
+  const { privateKeyFromProtobuf } = await import('@libp2p/crypto/keys')
+  let key: PrivateKey
+  try {
+    key = privateKeyFromProtobuf(readFileSync(file))
+  } catch (err) {
+    throw new UserError(`${file} is not a deployer key (${(err as Error).message}): make one with 'edge key create FILE'`)
+  }
+  if (key.type !== 'Ed25519') throw new UserError(`${file} holds a ${key.type} key: deployer keys are Ed25519 ('edge key create FILE')`)
+  return key
+}
+
+/** The key's id, as `edge-agent trust add` takes it. */
+export async function keyId (key: PrivateKey): Promise<string> {
+  const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
+  return peerIdFromPrivateKey(key).toString()
+}
+
+function userError<T> (f: () => T): T {
+  try {
+    return f()
+  } catch (err) {
+    throw new UserError((err as Error).message)
+  }
+}
+
+/** Signs the manifest of `code` as version `version` of `name`, with the limits given (as `edge deploy` takes them). */
+export async function signManifest (key: PrivateKey, name: string, version: number, code: Uint8Array, limits: { memory?: string, timeout?: string }): Promise<Uint8Array> {
+  const { createHash } = await import('node:crypto')
+  return await signRecord({
+    v: WIRE_VERSION,
+    type: 'manifest',
+    name,
+    version,
+    runtime: RuntimeKind.wasm,
+    entry: '_start',
+    limits: {
+      memoryBytes: limits.memory === undefined ? DEFAULT_MEMORY_BYTES : userError(() => parseBytes(limits.memory as string)),
+      timeoutMs: limits.timeout === undefined ? DEFAULT_TIMEOUT_MS : userError(() => parseDuration(limits.timeout as string)),
+      concurrency: 0
+    },
+    labels: {},
+    env: {},
+    chunks: chunk(code).map(c => c.cid.toString()),
+    size: code.byteLength,
+    sha256: createHash('sha256').update(code).digest('hex'),
+    deployedAt: Date.now()
+  }, key).catch((err: Error) => { throw new UserError(err.message) })
+}
+
+/** Signs a tombstone that deletes every version of `name` up to `version`. */
+export async function signTombstone (key: PrivateKey, name: string, version: number): Promise<Uint8Array> {
+  return await signRecord({ v: WIRE_VERSION, type: 'tombstone', name, version, deployedAt: Date.now() }, key)
+}
