@@ -123,7 +123,7 @@ export class Agent {
       mdns: config.mdns,
       datastorePath: join(dataDir, 'datastore')
     })
-    this.#fetcher = new FetchService(this.node, this.registry)
+    this.#fetcher = new FetchService(this.node, this.registry, { onBadBytes: () => { this.metrics.badChunks.inc() } })
     this.manifests = new ManifestStore(this.node, dataDir, {
       heldChunks: () => this.registry.chunkCids(),
       onDeleted: (name, version) => { this.#dropFunction(name, version) }
@@ -144,7 +144,7 @@ export class Agent {
       fetcher: this.#fetcher,
       trust: this.trust,
       metrics: this.metrics,
-      hold: (spec, code) => { this.#hold(spec, code) }
+      hold: (spec, code, cids) => { this.#hold(spec, code, cids) }
     })
     this.#server = new InvokeServer(this.node, async (request, from, signal) => {
       try {
@@ -305,7 +305,7 @@ export class Agent {
   async #install (spec: FunctionSpec, code: Uint8Array, chunks: string[], record: Uint8Array): Promise<{ spec: FunctionSpec, published: boolean }> {
     await this.runtime.prepare(spec, code)
     this.#hold(spec, code, chunks)
-    this.trust.allow(spec)
+    this.trust.allow(spec, chunks)
     // The signed record rides along, so that peers need no DHT look-up to trust the new version.
     await this.#announcements.publish({ v: WIRE_VERSION, type: 'deploy', fn: spec, holder: this.peerId, at: Date.now(), record })
     void this.#adverts.publish()

@@ -3,7 +3,7 @@ import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import {
   FETCH_CHUNK_BYTES, FETCH_PROTOCOL, FetchFailedError, FramedStream, matches, MAX_FETCH_FRAME_BYTES, parseCid, validateChunkHeader,
-  validateFetchChunk, validateFetchHeader, validateFetchRequest, WIRE_VERSION, type FunctionRef, type FunctionSpec
+  validateFetchChunk, validateFetchRequest, WIRE_VERSION
 } from '../protocol/index.js'
 import type { FunctionRegistry } from './registry.js'
 import type { EdgeNode } from './node.js'
@@ -15,12 +15,8 @@ const log = logger('edge:agent:fetch')
 const PARALLEL_CHUNKS = 4
 /** Providers asked for in the DHT per chunk, besides the hints. */
 const MAX_PROVIDERS = 8
-
-export interface FetchedCode {
-  spec: FunctionSpec
-  code: Uint8Array
-  from: string
-}
+/** How long a provider look-up goes on after the first providers turn up. */
+const PROVIDERS_SETTLE_MS = 150
 
 /** What a manifest says of the code, enough to fetch and verify it chunk by chunk. */
 export interface CodeLayout {
@@ -30,21 +26,22 @@ export interface CodeLayout {
 }
 
 /**
- * `/edge/fetch/1`: one stream per request. A client asks either for a function's whole code by
- * (name, version, sha256) — the answer carries the function's spec — or for one chunk by CID. The
- * server answers with a header, the bytes in frames, and closes. The client checks size and hash
- * before anyone uses the bytes; a provider that sends bytes that do not match is penalised (asked
- * last from then on).
+ * `/edge/fetch/1`: one stream per request, for one chunk of code by its CID (as a signed manifest
+ * lists them). The server answers with a header, the bytes in frames, and closes. The client checks
+ * size and hash before anyone uses the bytes; a provider that sends bytes that do not match is
+ * penalised (asked last from then on) and the chunk is asked of the next provider.
  */
 export class FetchService {
   readonly #node: EdgeNode
   readonly #registry: FunctionRegistry
-  readonly #inflight = new Map<string, Promise<FetchedCode>>()
   readonly #penalties = new Map<string, number>()
 
-  constructor (node: EdgeNode, registry: FunctionRegistry) {
+  readonly #onBadBytes: (peer: string) => void
+
+  constructor (node: EdgeNode, registry: FunctionRegistry, init: { onBadBytes?: (peer: string) => void } = {}) {
     this.#node = node
     this.#registry = registry
+    this.#onBadBytes = init.onBadBytes ?? (() => {})
   }
 
   async start (): Promise<void> {
@@ -75,16 +72,8 @@ export class FetchService {
       })
       const out = framed as unknown as FramedStream
       const req = validateFetchRequest(request)
-      let header: unknown
-      let bytes: Uint8Array | undefined
-      if (req.type === 'fetch-chunk') {
-        bytes = await this.#registry.readChunk(req.cid)
-        header = { v: WIRE_VERSION, type: 'chunk-ok', size: bytes?.byteLength ?? 0 }
-      } else {
-        const spec = this.#registry.specOf(req)
-        bytes = spec === undefined ? undefined : await this.#registry.readCode(req.sha256)
-        header = { v: WIRE_VERSION, type: 'fetch-ok', fn: spec }
-      }
+      const bytes = await this.#registry.readChunk(req.cid)
+      const header = { v: WIRE_VERSION, type: 'chunk-ok', size: bytes?.byteLength ?? 0 }
       if (bytes === undefined) {
         await out.write({ v: WIRE_VERSION, type: 'error', code: 'NOT_FOUND', message: 'not held here' }, { signal })
       } else {
@@ -100,41 +89,6 @@ export class FetchService {
     }
   }
 
-  /** Fetches a function's code from the first of `peers` that has it; concurrent calls share one fetch. */
-  async fetch (ref: FunctionRef, peers: string[], options: { signal?: AbortSignal } = {}): Promise<FetchedCode> {
-    const id = `${ref.name}@${ref.version}:${ref.sha256}`
-    const running = this.#inflight.get(id)
-    if (running !== undefined) return await running
-    const p = this.#fetchFromAny(ref, peers, options).finally(() => { this.#inflight.delete(id) })
-    this.#inflight.set(id, p)
-    return await p
-  }
-
-  async #fetchFromAny (ref: FunctionRef, peers: string[], options: { signal?: AbortSignal }): Promise<FetchedCode> {
-    const errors: string[] = []
-    for (const peer of this.#ranked(peers)) {
-      try {
-        return await this.fetchFrom(peer, ref, options)
-      } catch (err) {
-        options.signal?.throwIfAborted()
-        errors.push(`${peer.slice(-8)}: ${(err as Error).message}`)
-      }
-    }
-    throw new FetchFailedError(peers.length === 0
-      ? `no peer is known to hold code ${ref.sha256.slice(0, 12)}`
-      : `could not fetch code ${ref.sha256.slice(0, 12)} (${errors.join('; ')})`)
-  }
-
-  async fetchFrom (peer: string, ref: FunctionRef, options: { signal?: AbortSignal } = {}): Promise<FetchedCode> {
-    let spec: FunctionSpec | undefined
-    const code = await this.#receive(peer, { v: WIRE_VERSION, type: 'fetch', name: ref.name, version: ref.version, sha256: ref.sha256 }, (header) => {
-      spec = validateFetchHeader(header).fn
-      if (spec.sha256 !== ref.sha256 || spec.name !== ref.name || spec.version !== ref.version) throw new FetchFailedError('peer answered with another function')
-      return spec.size
-    }, (bytes) => createHash('sha256').update(bytes).digest('hex') === ref.sha256, options.signal)
-    return { spec: spec as unknown as FunctionSpec, code, from: peer }
-  }
-
   /** One chunk by CID from one peer, verified. */
   async fetchChunkFrom (peer: string, cid: string, options: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
     const parsed = parseCid(cid)
@@ -143,32 +97,41 @@ export class FetchService {
   }
 
   /**
-   * Assembles code from its chunks: each chunk from a hinted holder or a DHT provider, several
-   * chunks at once, every chunk checked against its CID and the whole against the sha256.
+   * Assembles code from its chunks, several at once and spread over the providers (chunk i asks the
+   * i-th first, the least penalised coming first), every chunk checked against its CID and the whole
+   * against the sha256. The hinted holders (from adverts) are asked first; DHT providers are looked
+   * up — once, as holders hold whole artifacts — when there are no hints or the hints fail.
    */
   async fetchChunks (layout: CodeLayout, hints: string[], options: { signal?: AbortSignal } = {}): Promise<{ code: Uint8Array, from: string[] }> {
     const signal = options.signal ?? AbortSignal.timeout(60_000)
     const parts: Uint8Array[] = new Array(layout.chunks.length)
     const from = new Set<string>()
     let next = 0
+    let lookup: Promise<string[]> | undefined
+    const fromDht = async (cid: string): Promise<string[]> => await (lookup ??= this.#providers(cid, signal))
     const worker = async (): Promise<void> => {
       while (next < layout.chunks.length) {
         const i = next++
         const cid = layout.chunks[i] as string
-        const providers = this.#ranked([...hints, ...await this.#providers(cid, signal)])
+        const asked = new Set<string>()
         const errors: string[] = []
-        for (const peer of providers) {
-          try {
-            parts[i] = await this.fetchChunkFrom(peer, cid, { signal })
-            from.add(peer)
-            break
-          } catch (err) {
-            signal.throwIfAborted()
-            errors.push(`${peer.slice(-8)}: ${(err as Error).message}`)
+        for (const source of [async () => hints, async () => await fromDht(cid)]) {
+          const providers = this.#ranked(rotate([...new Set(await source())].filter(p => !asked.has(p)), i))
+          for (const peer of providers) {
+            asked.add(peer)
+            try {
+              parts[i] = await this.fetchChunkFrom(peer, cid, { signal })
+              from.add(peer)
+              break
+            } catch (err) {
+              signal.throwIfAborted()
+              errors.push(`${peer.slice(-8)}: ${(err as Error).message}`)
+            }
           }
+          if (parts[i] !== undefined) break
         }
         if (parts[i] === undefined) {
-          throw new FetchFailedError(providers.length === 0 ? `no provider of chunk ${cid.slice(-12)} found` : `could not fetch chunk ${cid.slice(-12)} (${errors.join('; ')})`)
+          throw new FetchFailedError(asked.size === 0 ? `no provider of chunk ${cid.slice(-12)} found` : `could not fetch chunk ${cid.slice(-12)} (${errors.join('; ')})`)
         }
       }
     }
@@ -180,20 +143,29 @@ export class FetchService {
     return { code, from: [...from] }
   }
 
+  /**
+   * Providers of a chunk from the DHT: the query stops at MAX_PROVIDERS, shortly after the first
+   * ones turn up (a query runs on until its deadline when fewer exist), or after 5 s.
+   */
   async #providers (cid: string, signal: AbortSignal): Promise<string[]> {
     const found: string[] = []
     if (this.#node.getConnections().length === 0) return found
-    const bounded = AbortSignal.any([signal, AbortSignal.timeout(5000)])
+    const settle = new AbortController()
+    const bounded = AbortSignal.any([signal, AbortSignal.timeout(5000), settle.signal])
+    let timer: NodeJS.Timeout | undefined
     try {
       for await (const event of this.#node.services.dht.findProviders(parseCid(cid), { signal: bounded })) {
         if (event.name !== 'PROVIDER') continue
         for (const p of event.providers) found.push(p.id.toString())
         if (found.length >= MAX_PROVIDERS) break
+        timer ??= setTimeout(() => { settle.abort() }, PROVIDERS_SETTLE_MS)
       }
     } catch (err) {
-      log('findProviders %s: %s', cid, (err as Error).message)
+      if (!settle.signal.aborted) log('findProviders %s: %s', cid, (err as Error).message)
+    } finally {
+      clearTimeout(timer)
     }
-    return found
+    return [...new Set(found)]
   }
 
   /** Distinct peers other than this one, the least penalised first (stable otherwise). */
@@ -252,6 +224,7 @@ export class FetchService {
           const bytes = Buffer.concat(chunks)
           if (!verify(bytes)) {
             this.#penalise(peer, 10)
+            this.#onBadBytes(peer)
             reject(new FetchFailedError('bytes do not match their hash: provider penalised'))
             return
           }
@@ -264,4 +237,10 @@ export class FetchService {
         .catch((err: Error) => { fail(err) })
     })
   }
+}
+
+/** The list started at its i-th element (modulo its length). */
+function rotate<T> (list: T[], i: number): T[] {
+  const k = list.length === 0 ? 0 : i % list.length
+  return [...list.slice(k), ...list.slice(0, k)]
 }

@@ -6,7 +6,8 @@ import {
 import { NoCandidateError, OverloadedError } from './errors.js'
 import { POLICIES, type Candidate, type CandidateView, type Ranking } from './policies/index.js'
 import { short, type RemoteCall } from './invoke-client.js'
-import type { FetchedCode } from './fetch.js'
+import type { CodeLayout } from './fetch.js'
+import type { Vouched } from './trust.js'
 import type { PeerTable } from './peer-table.js'
 import type { FunctionRegistry, KnownFunction } from './registry.js'
 import type { Runtime } from '../runtimes/index.js'
@@ -64,14 +65,14 @@ export interface RemoteInvoker {
   call: (peer: string, call: RemoteCall, options: { signal: AbortSignal }) => Promise<InvokeResult>
 }
 
-/** Gets code from peers that hold it (FetchService over /edge/fetch/1). */
+/** Gets code chunk by chunk from holders and DHT providers (FetchService over /edge/fetch/1). */
 export interface CodeFetcher {
-  fetch: (ref: FunctionRef, peers: string[], options?: { signal?: AbortSignal }) => Promise<FetchedCode>
+  fetchChunks: (layout: CodeLayout, hints: string[], options?: { signal?: AbortSignal }) => Promise<{ code: Uint8Array }>
 }
 
 /** Vouches for functions by their signed manifests (Trust). */
 export interface Authoriser {
-  authorise: (ref: FunctionRef, options?: { signal?: AbortSignal }) => Promise<Pick<FunctionSpec, 'memoryBytes' | 'timeoutMs'>>
+  authorise: (ref: FunctionRef, options?: { signal?: AbortSignal }) => Promise<Vouched>
   isAuthorised: (ref: FunctionRef) => boolean
 }
 
@@ -85,7 +86,7 @@ export interface SchedulerInit {
   trust: Authoriser
   metrics: Metrics
   /** Keeps fetched code here (registry, runtime and manifest bookkeeping); throws StorageFullError when it cannot. */
-  hold: (spec: FunctionSpec, code: Uint8Array) => void
+  hold: (spec: FunctionSpec, code: Uint8Array, cids: string[]) => void
 }
 
 /** Errors after which the next candidate is tried: the call did not run there. */
@@ -224,10 +225,11 @@ export class Scheduler {
   }
 
   /**
-   * Makes one version of a function ready to run here: its spec (limits) from the registry or from
-   * the holder it is fetched from — never from a caller — and its compiled code. Concurrent calls
-   * share one fetch, which is bounded by its own deadline so that one impatient caller does not fail
-   * the others. Returns the ms this caller waited.
+   * Makes one version of a function ready to run here: its spec (limits) from its trusted signed
+   * manifest — never from a caller or a holder — and its code, held here or fetched chunk by chunk
+   * as the manifest lists it, then compiled. Nothing is fetched for a function this agent does not
+   * trust. Concurrent calls share one fetch, which is bounded by its own deadline so that one
+   * impatient caller does not fail the others. Returns the ms this caller waited.
    */
   async #ensureLocal (ref: FunctionRef, holders: string[], signal: AbortSignal): Promise<{ spec: FunctionSpec, fetchMs: number }> {
     const { runtime, registry, fetcher } = this.#init
@@ -240,19 +242,15 @@ export class Scheduler {
     let p = this.#preparing.get(id)
     if (p === undefined) {
       p = (async () => {
-        let spec = known
-        // The same artifact may be held here under another name: no need to fetch it again.
-        let code = spec === undefined ? undefined : await registry.readCode(ref.sha256)
-        if (spec === undefined || code === undefined) {
-          const fetched = await fetcher.fetch(ref, holders, { signal: AbortSignal.timeout(FETCH_DEADLINE_MS) })
-          spec = fetched.spec
-          code = fetched.code
-        }
-        // The signed manifest's limits are the ones that count, whatever a peer's copy says.
-        spec = { ...spec, ...await this.#init.trust.authorise(ref, { signal: AbortSignal.timeout(FETCH_DEADLINE_MS) }) }
+        const vouched = await this.#init.trust.authorise(ref, { signal: AbortSignal.timeout(FETCH_DEADLINE_MS) })
+        const { chunks, ...fields } = vouched
+        const spec: FunctionSpec = { name: ref.name, version: ref.version, sha256: ref.sha256, ...fields }
+        // The same artifact may be held here under another name or version: no need to fetch it again.
+        const code = await registry.readCode(ref.sha256) ??
+          (await fetcher.fetchChunks({ chunks, size: spec.size, sha256: ref.sha256 }, holders, { signal: AbortSignal.timeout(FETCH_DEADLINE_MS) })).code
         if (!heldHere) {
           try {
-            this.#init.hold(spec, code)
+            this.#init.hold(spec, code, chunks)
           } catch (err) {
             // No room on disk: the call still runs, from memory.
             if ((err as Error).name !== 'StorageFullError') throw err

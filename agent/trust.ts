@@ -11,6 +11,9 @@ export interface TrustInit {
   onDeleted?: (name: string, version: number) => void
 }
 
+/** What a trusted manifest says of one version: its limits count, and its chunks are how the code is fetched. */
+export type Vouched = Pick<FunctionSpec, 'runtime' | 'size' | 'memoryBytes' | 'timeoutMs' | 'deployedAt'> & { chunks: string[] }
+
 /**
  * An agent runs only functions whose signed manifest is signed by itself or by a key in its
  * config. The manifest — from the DHT, or kept here for what this agent deployed — is checked once
@@ -19,8 +22,8 @@ export interface TrustInit {
 export class Trust {
   readonly #init: TrustInit
   readonly #trusted: Set<string>
-  /** Authorised versions, `name@version:sha256` → limits from the manifest. */
-  readonly #ok = new Map<string, Pick<FunctionSpec, 'memoryBytes' | 'timeoutMs'>>()
+  /** Authorised versions, `name@version:sha256` → what the manifest says. */
+  readonly #ok = new Map<string, Vouched>()
 
   constructor (init: TrustInit) {
     this.#init = init
@@ -31,9 +34,9 @@ export class Trust {
     return this.#trusted.has(signer)
   }
 
-  /** Records a version this agent signed itself (a deploy here). */
-  allow (spec: FunctionSpec): void {
-    this.#ok.set(id(spec), { memoryBytes: spec.memoryBytes, timeoutMs: spec.timeoutMs })
+  /** Records a version deployed here, whose manifest this agent checked (or signed) itself. */
+  allow (spec: FunctionSpec, chunks: string[]): void {
+    this.#ok.set(id(spec), { runtime: spec.runtime, size: spec.size, memoryBytes: spec.memoryBytes, timeoutMs: spec.timeoutMs, deployedAt: spec.deployedAt, chunks })
   }
 
   isAuthorised (ref: FunctionRef): boolean {
@@ -41,10 +44,11 @@ export class Trust {
   }
 
   /**
-   * Resolves once a trusted manifest vouches for exactly this version and code; returns the limits
-   * it sets. Throws UntrustedManifestError (naming the signer to trust) or FunctionNotFoundError.
+   * Resolves once a trusted manifest vouches for exactly this version and code; returns what it
+   * says (limits, chunks). Throws UntrustedManifestError (naming the signer to trust) or
+   * FunctionNotFoundError.
    */
-  async authorise (ref: FunctionRef, options: { signal?: AbortSignal } = {}): Promise<Pick<FunctionSpec, 'memoryBytes' | 'timeoutMs'>> {
+  async authorise (ref: FunctionRef, options: { signal?: AbortSignal } = {}): Promise<Vouched> {
     const known = this.#ok.get(id(ref))
     if (known !== undefined) return known
     const resolved = await this.#init.manifests.find(ref, options)
@@ -60,9 +64,11 @@ export class Trust {
     if (body.type !== 'manifest' || body.version !== ref.version || body.sha256 !== ref.sha256) {
       throw new UntrustedManifestError(`the DHT's manifest of '${ref.name}' is v${body.version}, which does not vouch for v${ref.version} (${ref.sha256.slice(0, 12)})`)
     }
-    const limits = { memoryBytes: body.limits.memoryBytes, timeoutMs: body.limits.timeoutMs }
-    this.#ok.set(id(ref), limits)
-    return limits
+    const vouched: Vouched = {
+      runtime: body.runtime, size: body.size, memoryBytes: body.limits.memoryBytes, timeoutMs: body.limits.timeoutMs, deployedAt: body.deployedAt, chunks: body.chunks
+    }
+    this.#ok.set(id(ref), vouched)
+    return vouched
   }
 }
 

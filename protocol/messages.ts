@@ -121,15 +121,6 @@ export interface InvokeFailure {
 
 export type InvokeResponse = InvokeResult | InvokeFailure
 
-export interface FetchRequest {
-  v: number
-  type: 'fetch'
-  /** The function whose code is wanted: the answer carries its spec. */
-  name: string
-  version: number
-  sha256: string
-}
-
 /** One chunk of code by its CID (from a manifest in the DHT). */
 export interface FetchChunkRequest {
   v: number
@@ -141,12 +132,6 @@ export interface ChunkHeader {
   v: number
   type: 'chunk-ok'
   size: number
-}
-
-export interface FetchHeader {
-  v: number
-  type: 'fetch-ok'
-  fn: FunctionSpec
 }
 
 export interface FetchChunk {

@@ -1,6 +1,6 @@
 import { BadRequestError, InvalidMessageError } from './errors.js'
 import { parseCid } from './chunks.js'
-import { RuntimeKind, type Advert, type ChunkHeader, type DeleteAnnouncement, type FetchChunk, type FetchChunkRequest, type FetchHeader, type FetchRequest, type FunctionAnnouncement, type FunctionRef, type FunctionSpec, type InvokeRequest, type InvokeResponse, type RuntimeCapacity } from './messages.js'
+import { RuntimeKind, type Advert, type ChunkHeader, type DeleteAnnouncement, type FetchChunk, type FetchChunkRequest, type FunctionAnnouncement, type FunctionRef, type FunctionSpec, type InvokeRequest, type InvokeResponse, type RuntimeCapacity } from './messages.js'
 import { MAX_CODE_BYTES, MAX_IO_BYTES, WIRE_VERSION } from './protocols.js'
 
 /**
@@ -204,18 +204,9 @@ export function validateInvokeResponse (value: unknown): InvokeResponse {
   }
 }
 
-export function validateFetchRequest (value: unknown): FetchRequest | FetchChunkRequest {
-  if ((value as { type?: unknown } | null)?.type === 'fetch-chunk') {
-    const o = header(value, 'fetch-chunk')
-    return { v: WIRE_VERSION, type: 'fetch-chunk', cid: parseCid(str(o.cid, 'cid', 128)).toString() }
-  }
-  const o = header(value, 'fetch')
-  return { v: WIRE_VERSION, type: 'fetch', name: str(o.name, 'name', 63, FUNCTION_NAME), version: int(o.version, 'version', 1), sha256: str(o.sha256, 'sha256', 64, SHA256) }
-}
-
-export function validateFetchHeader (value: unknown): FetchHeader {
-  const o = header(value, 'fetch-ok')
-  return { v: WIRE_VERSION, type: 'fetch-ok', fn: validateFunctionSpec(o.fn) }
+export function validateFetchRequest (value: unknown): FetchChunkRequest {
+  const o = header(value, 'fetch-chunk')
+  return { v: WIRE_VERSION, type: 'fetch-chunk', cid: parseCid(str(o.cid, 'cid', 128)).toString() }
 }
 
 export function validateChunkHeader (value: unknown): ChunkHeader {

@@ -2,12 +2,13 @@ import '../../agent/polyfill.js'
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { up, type Testnet } from '../../testnet/index.js'
 import { runAgentCommand, spawnAgent, stopAgent, sleep } from '../../testnet/process.js'
 import { AgentClient, ApiError } from '../../cli/client.js'
-import { EDGE_BIN, example, fixture, eventually, runNode, text, type Run } from '../helpers.js'
+import { bigModule, EDGE_BIN, example, fixture, eventually, runNode, text, type Run } from '../helpers.js'
 
 /**
  * A real testnet: three agent processes on 127.0.0.1 talking libp2p over TCP, driven through
@@ -278,6 +279,74 @@ describe('a swarm of three agents', () => {
       for (const c of [a1, a2]) await eventually(async () => !(await c.list()).some(f => f.name === 'keyed'), 10_000, 'keyed deleted')
       assert.equal((await a1.manifest('keyed')).type, 'tombstone')
     } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  test('a provider that sends tampered chunks is caught and penalised; the code comes from another and the call runs', async () => {
+    const { createNode } = await import('../../agent/node.js')
+    const { generateKeyPair } = await import('@libp2p/crypto/keys')
+    const { ADVERTS_TOPIC, chunk, encode, FETCH_CHUNK_BYTES, FETCH_PROTOCOL, FramedStream, MAX_FETCH_FRAME_BYTES, WIRE_VERSION } = await import('../../protocol/index.js')
+    const { module, output } = bigModule(2_500_000)
+    const chunks = chunk(module)
+    assert.equal(chunks.length, 3)
+    await a1.deploy('tampered', module)
+    const dir = mkdtempSync(join(tmpdir(), 'edge-rogue-'))
+    // A member of the swarm that answers requests for the function's chunks with junk of the right size.
+    const rogue = await createNode({
+      privateKey: await generateKeyPair('Ed25519'),
+      swarmKey: readFileSync(net.state.swarmKey),
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      announce: [],
+      bootstrap: [`${net.agent(1).addrs[0] ?? ''}`],
+      mdns: false,
+      datastorePath: join(dir, 'ds'),
+      trusts: () => true
+    })
+    let asked = 0
+    try {
+      await rogue.start()
+      await rogue.handle(FETCH_PROTOCOL, (stream) => {
+        const framed: InstanceType<typeof FramedStream> = new FramedStream(stream, {
+          maxFrameBytes: 1024,
+          maxWriteBytes: MAX_FETCH_FRAME_BYTES,
+          onMessage: (message) => {
+            asked++
+            const size = chunks.find(c => c.cid.toString() === (message as { cid?: string }).cid)?.bytes.byteLength ?? 1
+            void (async () => {
+              await framed.write({ v: WIRE_VERSION, type: 'chunk-ok', size })
+              const junk = Buffer.alloc(size, 7)
+              for (let off = 0; off < size; off += FETCH_CHUNK_BYTES) await framed.write({ v: WIRE_VERSION, type: 'chunk', data: junk.subarray(off, off + FETCH_CHUNK_BYTES) })
+              await framed.close()
+            })().catch(() => {})
+          },
+          onClose: () => {}
+        })
+      })
+      await eventually(() => rogue.getConnections().length > 0, 10_000, 'rogue connected')
+      // It claims to hold the function (with no free slot, so that no call is sent to it).
+      const sha256 = createHash('sha256').update(module).digest('hex')
+      rogue.services.pubsub.subscribe(ADVERTS_TOPIC)
+      let seq = 0
+      const advertise = async (): Promise<void> => {
+        await rogue.services.pubsub.publish(ADVERTS_TOPIC, encode({
+          v: WIRE_VERSION, type: 'advert', peerId: rogue.peerId.toString(), addrs: [], arch: process.arch, platform: process.platform, cpus: 1, memTotal: 1, memFree: 1,
+          runtimes: [{ kind: 'wasm', slots: 1, busy: 1 }], queue: 0, labels: {}, warm: [], functions: [{ name: 'tampered', version: 1, sha256 }], seq: seq++, sentAt: Date.now()
+        })).catch(() => {})
+      }
+      const timer = setInterval(() => { void advertise() }, 500)
+      try {
+        await eventually(async () => (await a3.list()).find(f => f.name === 'tampered')?.holders.includes(rogue.peerId.toString()), 10_000, 'the rogue listed as a holder on agent 3')
+        const res = await a3.invoke('tampered', { policy: 'local', timeoutMs: 30_000 })
+        assert.equal(text(res.outputBytes), output)
+      } finally {
+        clearInterval(timer)
+      }
+      assert.ok(asked >= 1, 'the rogue was asked for a chunk')
+      const metrics = await (await fetch(`${net.agent(3).api}/metrics`)).text()
+      assert.match(metrics, /^edge_fetch_bad_chunks_total [1-9]/m)
+    } finally {
+      await rogue.stop()
       rmSync(dir, { recursive: true, force: true })
     }
   })

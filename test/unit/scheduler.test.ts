@@ -38,7 +38,7 @@ class FakePeers implements RemoteInvoker {
   }
 }
 
-const noFetch: CodeFetcher = { fetch: async () => { throw new Error('no fetch expected') } }
+const noFetch: CodeFetcher = { fetchChunks: async () => { throw new Error('no fetch expected') } }
 
 let dir: string
 // AbortSignal.timeout does not keep the event loop alive; an agent has other handles, a test does not.
@@ -61,7 +61,7 @@ afterEach(() => {
 })
 
 function scheduler (client: RemoteInvoker, fetcher: CodeFetcher = noFetch): Scheduler {
-  const trust = { authorise: async () => ({ memoryBytes: SPEC.memoryBytes, timeoutMs: SPEC.timeoutMs }), isAuthorised: () => true }
+  const trust = { authorise: async () => ({ runtime: SPEC.runtime, size: SPEC.size, memoryBytes: SPEC.memoryBytes, timeoutMs: SPEC.timeoutMs, deployedAt: SPEC.deployedAt, chunks: ['cid-0'] }), isAuthorised: () => true }
   return new Scheduler({ selfId: 'self', registry, runtime, peers, client, fetcher, trust, metrics: new Metrics(() => 0), hold: (spec, code) => { registry.hold(spec, code) } })
 }
 
@@ -138,13 +138,20 @@ test('peers whose advert shows no free slot are not tried', async () => {
   assert.deepEqual(out.ranking.skipped.map(s => s.peerId), ['full'])
 })
 
-test('fetches the code from a holder before running it here', async () => {
+test('fetches the code chunk by chunk, as its manifest lists it, before running it here; concurrent calls fetch once', async () => {
   addPeers(['a', 1])
-  const fetched: string[] = []
-  const fetcher: CodeFetcher = { fetch: async (_ref, holders) => { fetched.push(...holders); return { spec: SPEC, code: CODE, from: holders[0] ?? '' } } }
-  const out = await scheduler(new FakePeers({}), fetcher).invoke('fn', Buffer.from('x'), { policy: 'local' })
-  assert.equal(out.local, true)
-  assert.deepEqual(fetched, ['a'])
+  const fetched: Array<{ chunks: string[], hints: string[] }> = []
+  const fetcher: CodeFetcher = {
+    fetchChunks: async (layout, hints) => {
+      fetched.push({ chunks: layout.chunks, hints })
+      await new Promise(resolve => setTimeout(resolve, 20))
+      return { code: CODE }
+    }
+  }
+  const s = scheduler(new FakePeers({}), fetcher)
+  const [out] = await Promise.all([1, 2, 3].map(async () => await s.invoke('fn', Buffer.from('x'), { policy: 'local' })))
+  assert.equal(out?.local, true)
+  assert.deepEqual(fetched, [{ chunks: ['cid-0'], hints: ['a'] }])
   assert.ok(registry.holdsCode(SPEC.sha256))
 })
 

@@ -21,11 +21,13 @@ function trust (self: string, trusted: string[], resolved: Resolved | undefined)
   return new Trust({ selfId: self, trusted, manifests: { find: async () => resolved } })
 }
 
-test('a manifest signed by a trusted key is authorised, with its limits', async () => {
+test('a manifest signed by a trusted key is authorised, with its limits and chunks', async () => {
   const deployer = await generateKeyPair('Ed25519')
   const id = peerIdFromPrivateKey(deployer).toString()
   const t = trust('self', [id], await signed(deployer))
-  assert.deepEqual(await t.authorise(REF), { memoryBytes: 16 << 20, timeoutMs: 1500 })
+  assert.deepEqual(await t.authorise(REF), {
+    runtime: 'wasm', size: 10, memoryBytes: 16 << 20, timeoutMs: 1500, deployedAt: 1, chunks: ['bafkreiadsbmmn4waznesyuz3bjgrj33xzqhxrk6mz3ksq7meugrachh3qe']
+  })
   assert.equal(t.isAuthorised(REF), true)
 })
 
@@ -54,8 +56,8 @@ test('a trusted tombstone makes the version unknown', async () => {
 
 test('what this agent deployed itself is authorised without a look-up', async () => {
   const t = trust('self', [], undefined)
-  t.allow({ ...REF, runtime: 'wasm', size: 10, memoryBytes: 1 << 20, timeoutMs: 100, deployedAt: 1 })
-  assert.deepEqual(await t.authorise(REF), { memoryBytes: 1 << 20, timeoutMs: 100 })
+  t.allow({ ...REF, runtime: 'wasm', size: 10, memoryBytes: 1 << 20, timeoutMs: 100, deployedAt: 1 }, ['cid'])
+  assert.deepEqual(await t.authorise(REF), { runtime: 'wasm', size: 10, memoryBytes: 1 << 20, timeoutMs: 100, deployedAt: 1, chunks: ['cid'] })
 })
 
 test('a tombstone from an untrusted key deletes nothing', async () => {
