@@ -170,6 +170,7 @@ export class Agent {
       manifests: this.manifests,
       fetcher: this.#fetcher,
       trusts: (signer) => this.trust.trusts(signer),
+      signerOf: (ref) => this.manifests.signerOf(ref),
       hold: (spec, code, cids) => { this.#hold(spec, code, cids) }
     })
     this.#connectivity = new Connectivity(this.node, this.peers, { bootstrap: config.bootstrap })
@@ -404,7 +405,8 @@ export class Agent {
       queue: cap.queued,
       labels: this.config.labels,
       warm: this.runtime.prepared().slice(0, 256),
-      functions: this.registry.localSpecs().slice(0, 256).map(s => ({ name: s.name, version: s.version, sha256: s.sha256 }))
+      functions: this.registry.localSpecs().slice(0, 256).map(s => ({ name: s.name, version: s.version, sha256: s.sha256 })),
+      trusted: this.config.trustedKeys.slice(0, 64)
     }
   }
 

@@ -70,8 +70,9 @@ export class FunctionRegistry {
   readonly #chunks = new Map<string, { sha256: string, offset: number, length: number }>()
   /** Versions whose manifest is signed by a key this agent does not trust: never resolved to. */
   readonly #refused = new Map<string, { name: string, signer: string }>()
-  /** When each artifact held here was last used, for eviction. */
+  /** When each artifact held here was last used (a use counter: clocks tie within a millisecond), for eviction. */
   readonly #lastUsed = new Map<string, number>()
+  #uses = 0
 
   constructor (dataDir: string, init: RegistryInit = {}) {
     this.#dir = join(dataDir, 'functions')
@@ -144,7 +145,7 @@ export class FunctionRegistry {
 
   /** Notes a use of this code, for eviction (least recently used goes first). */
   touch (sha256: string): void {
-    this.#lastUsed.set(sha256, Date.now())
+    this.#lastUsed.set(sha256, ++this.#uses)
   }
 
   /**

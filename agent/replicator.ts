@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { logger } from '@libp2p/logger'
-import type { FunctionSpec } from '../protocol/index.js'
+import type { FunctionRef, FunctionSpec } from '../protocol/index.js'
 import type { FetchService } from './fetch.js'
 import type { ManifestStore } from './manifests.js'
 import type { PeerTable } from './peer-table.js'
@@ -18,6 +18,8 @@ export interface ReplicatorInit {
   fetcher: FetchService
   /** Only code whose manifest is signed by a trusted key is replicated. */
   trusts: (signer: string) => boolean
+  /** The signer of a version's manifest, when known: only agents that trust it are ranked. */
+  signerOf?: (ref: FunctionRef) => string | undefined
   /** Stores fetched code here (registry + runtime bookkeeping). */
   hold: (spec: FunctionSpec, code: Uint8Array, cids: string[]) => void
   intervalMs?: number
@@ -63,11 +65,14 @@ export class Replicator {
 
   async #reconcile (): Promise<void> {
     const { registry, peers, selfId, replicas } = this.#init
-    const live = [selfId, ...peers.list().map(e => e.peerId)]
     for (const known of registry.all()) {
       if (known.local) continue
       const holders = new Set([...known.holders].filter(h => peers.get(h) !== undefined))
       if (holders.size >= replicas) continue
+      // Agents that do not trust the deployer would decline: the next ones in the ranking take their place.
+      const signer = this.#init.signerOf?.(known.ref)
+      if (signer !== undefined && !this.#init.trusts(signer)) continue
+      const live = [selfId, ...peers.list().filter(e => signer === undefined || e.peerId === signer || (e.advert.trusted ?? []).includes(signer)).map(e => e.peerId)]
       const chosen = Replicator.rank(known.ref.name, live).filter(id => !holders.has(id)).slice(0, replicas - holders.size)
       if (!chosen.includes(selfId)) continue
       await this.#replicate(known, [...holders])

@@ -52,6 +52,8 @@ export interface Advert {
   warm: string[]
   /** Functions whose code this agent holds and serves over /edge/fetch/1. */
   functions: FunctionRef[]
+  /** Deployer keys this agent trusts besides its own (so that replicas are placed where they may run). */
+  trusted?: string[]
   seq: number
   sentAt: number
 }

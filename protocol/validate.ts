@@ -141,6 +141,7 @@ export function validateAdvert (value: unknown): Advert {
     labels: labels(o.labels, 'labels'),
     warm: list(o.warm, 'warm', 256, (v, f) => str(v, f, 64, SHA256)),
     functions: list(o.functions, 'functions', 256, functionRef),
+    ...(o.trusted === undefined ? {} : { trusted: list(o.trusted, 'trusted', 64, (v, f) => str(v, f, 128)) }),
     seq: int(o.seq, 'seq'),
     sentAt: int(o.sentAt, 'sentAt')
   }
