@@ -74,6 +74,24 @@ test('a lone agent deploys at once and keeps the signed manifest until peers app
   await stopAgent(a.pid, a.dataDir)
 })
 
+test('an agent holds code within its storage quota: a deploy that does not fit is refused with 507 and loses nothing', async () => {
+  const echo = readFileSync(join(ROOT, 'examples/echo/echo.wasm'))
+  const primes = readFileSync(join(ROOT, 'examples/primes/primes.wasm'))
+  const a = await start('quota', ['--storage', String(echo.byteLength + 100)])
+  const client = new AgentClient(a.info.api)
+  await client.deploy('echo', echo)
+  await assert.rejects(client.deploy('primes', primes), (err: ApiError) => {
+    assert.equal(err.status, 507)
+    assert.match(err.message, /no room for \d+ bytes of code: this agent holds \d+ of its \d+ bytes \(--storage\)/)
+    return true
+  })
+  assert.deepEqual((await client.list()).map(f => f.name), ['echo'])
+  assert.equal(Buffer.from((await client.invoke('echo', { input: Buffer.from('still here') })).outputBytes).toString(), 'still here')
+  // The same code under another name costs nothing more.
+  await client.deploy('echo2', echo)
+  await stopAgent(a.pid, a.dataDir)
+})
+
 test('trust add, list and remove keep deployer keys in the config', async () => {
   const dataDir = join(root, 'init')
   const other = join(root, 'other')
