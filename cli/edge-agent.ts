@@ -139,6 +139,23 @@ program.command('start')
     process.stdout.write(`  data      ${dataDir}\n`)
   })
 
+const runtimes = program.command('runtimes').description('container runtime images (node, python3, binary), built offline from this host')
+runtimes.command('build')
+  .description('build the runtime images that are missing or out of date (the agent also does this on demand)')
+  .argument('[kinds...]', 'node, python3 and/or binary (default: all)')
+  .action(async (kinds: string[]) => {
+    const { connectDocker, ensureImage, IMAGE_KINDS } = await import('../runtimes/docker/index.js')
+    const wanted = kinds.length === 0 ? [...IMAGE_KINDS] : kinds
+    for (const k of wanted) {
+      if (!(IMAGE_KINDS as readonly string[]).includes(k)) throw new UserError(`unknown runtime '${k}': use ${IMAGE_KINDS.join(', ')}`)
+    }
+    const docker = await connectDocker().catch((err: Error) => { throw new UserError(err.message) })
+    for (const kind of wanted as typeof IMAGE_KINDS[number][]) {
+      const image = await ensureImage(docker, kind).catch((err: Error) => { throw new UserError(`${kind}: ${err.message}`) })
+      process.stdout.write(`${kind.padEnd(8)} ${image.tag}  ${image.built ? `built in ${(image.ms / 1000).toFixed(1)} s` : 'up to date'}\n`)
+    }
+  })
+
 const trust = program.command('trust').description('deployer keys (peer ids) whose signed manifests this agent runs, besides its own')
 const trustDir = (opts: { dataDir?: string }): string => {
   const dataDir = resolve(opts.dataDir ?? defaultDataDir())
