@@ -178,7 +178,7 @@ export class FunctionRegistry {
 
   /** Whether code of `size` bytes (not held yet) can be held here, evicting what may be evicted. */
   hasRoom (size: number, sha256 = ''): boolean {
-    if (this.#holdsCode(sha256)) return true
+    if (this.holdsCode(sha256)) return true
     return this.#evictionFor(size, sha256) !== undefined
   }
 
@@ -192,7 +192,7 @@ export class FunctionRegistry {
     const k = versionKey(spec)
     if (this.#local.get(k)?.sha256 === spec.sha256) return { dropped: [] }
     if (!this.#kept(spec)) return { dropped: [] }
-    const evict = this.#holdsCode(spec.sha256) ? [] : this.#evictionFor(spec.size, spec.sha256)
+    const evict = this.holdsCode(spec.sha256) ? [] : this.#evictionFor(spec.size, spec.sha256)
     if (evict === undefined) {
       throw new StorageFullError(`no room for ${spec.name} v${spec.version} (${spec.size} bytes): ${this.bytesHeld()} of the ${this.#quotaBytes} bytes this agent may hold are taken by code that fewer than ${this.#replicas} other agents hold (raise --storage, or delete functions)`)
     }
@@ -233,16 +233,12 @@ export class FunctionRegistry {
 
   /** True if some function held here uses this code (several names may share one artifact). */
   holdsCode (sha256: string): boolean {
-    return this.#holdsCode(sha256)
-  }
-
-  #holdsCode (sha256: string): boolean {
     for (const spec of this.#local.values()) if (spec.sha256 === sha256) return true
     return false
   }
 
   #removeCodeIfUnused (sha256: string): void {
-    if (this.#holdsCode(sha256)) return
+    if (this.holdsCode(sha256)) return
     rmSync(this.codePath(sha256), { force: true })
     this.#lastUsed.delete(sha256)
     for (const [cid, where] of this.#chunks) if (where.sha256 === sha256) this.#chunks.delete(cid)
@@ -330,7 +326,7 @@ export class FunctionRegistry {
   }
 
   async readCode (sha256: string): Promise<Uint8Array | undefined> {
-    if (!this.#holdsCode(sha256)) return undefined
+    if (!this.holdsCode(sha256)) return undefined
     try {
       return await readFile(this.codePath(sha256))
     } catch {

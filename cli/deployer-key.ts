@@ -38,14 +38,6 @@ export async function keyId (key: PrivateKey): Promise<string> {
   return peerIdFromPrivateKey(key).toString()
 }
 
-function userError<T> (f: () => T): T {
-  try {
-    return f()
-  } catch (err) {
-    throw new UserError((err as Error).message)
-  }
-}
-
 /** Signs the manifest of `code` as version `version` of `name`, with the limits given (as `edge deploy` takes them). */
 export async function signManifest (key: PrivateKey, name: string, version: number, code: Uint8Array, limits: { memory?: string, timeout?: string }): Promise<Uint8Array> {
   const { createHash } = await import('node:crypto')
@@ -57,8 +49,8 @@ export async function signManifest (key: PrivateKey, name: string, version: numb
     runtime: RuntimeKind.wasm,
     entry: '_start',
     limits: {
-      memoryBytes: limits.memory === undefined ? DEFAULT_MEMORY_BYTES : userError(() => parseBytes(limits.memory as string)),
-      timeoutMs: limits.timeout === undefined ? DEFAULT_TIMEOUT_MS : userError(() => parseDuration(limits.timeout as string)),
+      memoryBytes: limits.memory === undefined ? DEFAULT_MEMORY_BYTES : parseBytes(limits.memory),
+      timeoutMs: limits.timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration(limits.timeout),
       concurrency: 0
     },
     labels: {},

@@ -24,14 +24,6 @@ const positive = (value: string): number => {
   if (!Number.isInteger(n) || n < 0) throw new UserError(`expected a number, got '${value}'`)
   return n
 }
-const size = (value: string): number => {
-  try {
-    return parseBytes(value)
-  } catch (err) {
-    throw new UserError((err as Error).message)
-  }
-}
-
 interface InitOptions { dataDir?: string, swarmKey?: string, listen?: string[], apiPort?: number, labels?: string, bootstrap?: string[], quiet?: boolean }
 
 async function init (opts: InitOptions): Promise<string> {
@@ -89,7 +81,7 @@ program.command('start')
   .option('--labels <k=v,...>', 'labels advertised to peers')
   .option('--wasm-slots <n>', 'concurrent WASM calls (default: one per CPU, at least 2)', positive)
   .option('--replicas <n>', 'copies of each function\'s code the swarm keeps (default 3)', positive)
-  .option('--storage <size>', 'disk space for function code, e.g. 500MiB (default 2GiB)', size)
+  .option('--storage <size>', 'disk space for function code, e.g. 500MiB (default 2GiB)', parseBytes)
   .option('--versions-kept <n>', 'versions of each function kept for NAME@VERSION (default 3)', positive)
   .addOption(new Option('--no-mdns', 'do not discover peers on the LAN with multicast DNS'))
   .action(async (opts: StartOptions) => {

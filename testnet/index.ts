@@ -137,7 +137,8 @@ function loopbackAddr (a: TestnetAgent): string {
   return addr.includes('/p2p/') ? addr : `${addr}/p2p/${a.peerId}`
 }
 
-async function waitForAgent (dataDir: string, pid: number, logFile: string, timeoutMs: number): Promise<RuntimeFile> {
+/** Waits until the agent process `pid` in `dataDir` has written its runtime file and its API answers; fails at once if it exits. */
+export async function waitForAgent (dataDir: string, pid: number, logFile: string, timeoutMs: number): Promise<RuntimeFile> {
   const file = join(dataDir, 'agent.json')
   const until = Date.now() + timeoutMs
   while (Date.now() < until) {

@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync, readFileSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { up, type Testnet } from '../../testnet/index.js'
+import { up, waitForAgent, type Testnet } from '../../testnet/index.js'
+import type { EdgeNode } from '../../agent/node.js'
 import { runAgentCommand, spawnAgent, stopAgent, sleep } from '../../testnet/process.js'
 import { AgentClient, ApiError } from '../../cli/client.js'
 import { bigModule, EDGE_BIN, example, fixture, eventually, runNode, text, type Run } from '../helpers.js'
@@ -25,6 +26,36 @@ describe('a swarm of three agents', () => {
     ;[a1, a2, a3] = [net.client(1), net.client(2), net.client(3)]
   })
   after(async () => { await net?.down() })
+
+  /** A bare libp2p node that holds the swarm key, bootstrapped through agent 1: a member misbehaving on purpose. */
+  async function swarmMember (dir: string, trusts: (signer: string) => boolean): Promise<EdgeNode> {
+    const { createNode } = await import('../../agent/node.js')
+    const { generateKeyPair } = await import('@libp2p/crypto/keys')
+    return await createNode({
+      privateKey: await generateKeyPair('Ed25519'),
+      swarmKey: readFileSync(net.state.swarmKey),
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      announce: [],
+      bootstrap: [`${net.agent(1).addrs[0] ?? ''}`],
+      mdns: false,
+      datastorePath: join(dir, 'ds'),
+      trusts
+    })
+  }
+
+  /** An agent process outside the testnet, bootstrapped through agent 1; `initArgs` choose its swarm key. */
+  async function extraAgent (dir: string, initArgs: string[], startArgs: string[] = []): Promise<{ pid: number, dataDir: string, info: { api: string, peerId: string } }> {
+    const dataDir = join(dir, 'agent')
+    await runAgentCommand(['init', '--data-dir', dataDir, ...initArgs, '--quiet'])
+    const logFile = join(dir, 'log')
+    const pid = spawnAgent(['--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--no-mdns', ...startArgs, '--bootstrap', net.agent(1).addrs[0] ?? ''], logFile)
+    try {
+      return { pid, dataDir, info: await waitForAgent(dataDir, pid, logFile, 15_000) }
+    } catch (err) {
+      await stopAgent(pid, dataDir)
+      throw err
+    }
+  }
 
   test('every agent sees the others with their capacity, and itself in status', async () => {
     const peers = await a1.peers()
@@ -147,20 +178,9 @@ describe('a swarm of three agents', () => {
   })
 
   test('malformed and oversize gossip is dropped, and the agents carry on', async () => {
-    const { createNode } = await import('../../agent/node.js')
-    const { generateKeyPair } = await import('@libp2p/crypto/keys')
     const { ADVERTS_TOPIC, FUNCTIONS_TOPIC, encode } = await import('../../protocol/index.js')
     const dir = mkdtempSync(join(tmpdir(), 'edge-garbage-'))
-    const node = await createNode({
-      privateKey: await generateKeyPair('Ed25519'),
-      swarmKey: readFileSync(net.state.swarmKey),
-      listen: ['/ip4/127.0.0.1/tcp/0'],
-      announce: [],
-      bootstrap: [`${net.agent(1).addrs[0] ?? ''}`],
-      mdns: false,
-      datastorePath: join(dir, 'ds'),
-      trusts: () => false
-    })
+    const node = await swarmMember(dir, () => false)
     try {
       await node.start()
       node.services.pubsub.subscribe(ADVERTS_TOPIC)
@@ -193,11 +213,8 @@ describe('a swarm of three agents', () => {
 
   test('functions signed by an untrusted deployer are refused, with the key to trust', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'edge-untrusted-'))
-    const dataDir = join(dir, 'agent')
-    await runAgentCommand(['init', '--data-dir', dataDir, '--swarm-key', net.state.swarmKey, '--quiet'])
-    const pid = spawnAgent(['--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--no-mdns', '--replicas', '1', '--bootstrap', net.agent(1).addrs[0] ?? ''], join(dir, 'log'))
+    const { pid, dataDir, info } = await extraAgent(dir, ['--swarm-key', net.state.swarmKey], ['--replicas', '1'])
     try {
-      const info = await eventually(() => { try { return JSON.parse(readFileSync(join(dataDir, 'agent.json'), 'utf8')) as { api: string, peerId: string } } catch { return undefined } }, 15_000, 'outsider up')
       const outsider = new AgentClient(info.api)
       await eventually(async () => (await a1.peers()).some(p => p.peerId === info.peerId), 10_000, 'outsider in the peer table')
       await outsider.deploy('evil', example('echo'))
@@ -284,8 +301,6 @@ describe('a swarm of three agents', () => {
   })
 
   test('a provider that sends tampered chunks is caught and penalised; the code comes from another and the call runs', async () => {
-    const { createNode } = await import('../../agent/node.js')
-    const { generateKeyPair } = await import('@libp2p/crypto/keys')
     const { ADVERTS_TOPIC, chunk, encode, FETCH_CHUNK_BYTES, FETCH_PROTOCOL, FramedStream, MAX_FETCH_FRAME_BYTES, WIRE_VERSION } = await import('../../protocol/index.js')
     const { module, output } = bigModule(2_500_000)
     const chunks = chunk(module)
@@ -293,16 +308,7 @@ describe('a swarm of three agents', () => {
     await a1.deploy('tampered', module)
     const dir = mkdtempSync(join(tmpdir(), 'edge-rogue-'))
     // A member of the swarm that answers requests for the function's chunks with junk of the right size.
-    const rogue = await createNode({
-      privateKey: await generateKeyPair('Ed25519'),
-      swarmKey: readFileSync(net.state.swarmKey),
-      listen: ['/ip4/127.0.0.1/tcp/0'],
-      announce: [],
-      bootstrap: [`${net.agent(1).addrs[0] ?? ''}`],
-      mdns: false,
-      datastorePath: join(dir, 'ds'),
-      trusts: () => true
-    })
+    const rogue = await swarmMember(dir, () => true)
     let asked = 0
     try {
       await rogue.start()
@@ -353,11 +359,8 @@ describe('a swarm of three agents', () => {
 
   test('an agent with another swarm key cannot join', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'edge-stranger-'))
-    const dataDir = join(dir, 'agent')
-    await runAgentCommand(['init', '--data-dir', dataDir, '--quiet'])
-    const pid = spawnAgent(['--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--no-mdns', '--bootstrap', net.agent(1).addrs[0] ?? ''], join(dir, 'log'))
+    const { pid, dataDir, info } = await extraAgent(dir, [])
     try {
-      const info = await eventually(() => { try { return JSON.parse(readFileSync(join(dataDir, 'agent.json'), 'utf8')) as { api: string, peerId: string } } catch { return undefined } }, 15_000, 'stranger up')
       await sleep(3000)
       const stranger = new AgentClient(info.api)
       assert.equal((await stranger.peers()).length, 0)
