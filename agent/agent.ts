@@ -3,9 +3,10 @@ import { availableParallelism, freemem, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
-import { WasmRuntime, type Runtime } from '../runtimes/index.js'
+import { RuntimeSet, WasmRuntime, type Runtime } from '../runtimes/index.js'
+import type { DockerRuntime } from '../runtimes/docker/index.js'
 import {
-  BadRequestError, chunk, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT_MS, FunctionNotFoundError, UntrustedManifestError, openRecord, parseTarget, FUNCTION_NAME, RuntimeKind, signRecord, WIRE_VERSION, type Advert, type FunctionAnnouncement, type FunctionSpec
+  artifactEntry, BadRequestError, chunk, CONTAINER_RUNTIMES, DEFAULT_CONTAINER_MEMORY_BYTES, DEFAULT_MEMORY_BYTES, MIN_CONTAINER_MEMORY_BYTES, type ContainerOptions, type Manifest, DEFAULT_TIMEOUT_MS, FunctionNotFoundError, UntrustedManifestError, openRecord, parseTarget, FUNCTION_NAME, RuntimeKind, signRecord, WIRE_VERSION, type Advert, type FunctionAnnouncement, type FunctionSpec
 } from '../protocol/index.js'
 import { AdvertService } from './adverts.js'
 import { announcements } from './announcements.js'
@@ -24,7 +25,7 @@ import { Scheduler } from './scheduler.js'
 import { ApiServer } from './api/server.js'
 import { ManifestStore } from './manifests.js'
 import { Replicator } from './replicator.js'
-import { Trust } from './trust.js'
+import { Trust, vouchedBy } from './trust.js'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import type { AgentConfig } from './config.js'
@@ -35,8 +36,14 @@ export const AGENT_VERSION = '0.1.0'
 export const RUNTIME_FILE = 'agent.json'
 
 export interface DeployOptions {
+  /** Default: wasm. */
+  runtime?: RuntimeKind
   memoryBytes?: number
   timeoutMs?: number
+  /** Container runtimes: the file holding the handler (default: found by its usual name). */
+  entry?: string
+  env?: Record<string, string>
+  container?: ContainerOptions
   /** A manifest signed by the deployer's own key (`edge deploy --key`): its version and limits count. */
   record?: Uint8Array
 }
@@ -58,7 +65,11 @@ export class Agent {
   readonly dataDir: string
   readonly config: AgentConfig
   node!: EdgeNode
-  runtime!: Runtime
+  runtimes!: RuntimeSet
+  /** The Docker runtime, when this agent has Docker. */
+  docker: DockerRuntime | undefined
+  /** Why this agent runs no container functions, when it does not. */
+  dockerProblem: string | undefined
   registry!: FunctionRegistry
   peers!: PeerTable
   scheduler!: Scheduler
@@ -111,7 +122,10 @@ export class Agent {
     this.peers = new PeerTable({ expiryMs: config.peerExpirySeconds * 1000 })
     this.metrics = new Metrics(() => this.peers.size)
     const slots = config.wasmSlots > 0 ? config.wasmSlots : Math.max(2, availableParallelism())
-    this.runtime = new WasmRuntime({ slots, maxQueue: config.maxQueue })
+    const runtimes: Runtime[] = [new WasmRuntime({ slots, maxQueue: config.maxQueue })]
+    this.docker = await this.#docker(privateKey)
+    if (this.docker !== undefined) runtimes.push(this.docker)
+    this.runtimes = new RuntimeSet(runtimes)
     const trusted = new Set([peerIdFromPrivateKey(privateKey).toString(), ...config.trustedKeys])
     this.node = await createNode({
       trusts: (signer) => trusted.has(signer),
@@ -138,7 +152,7 @@ export class Agent {
     this.scheduler = new Scheduler({
       selfId: this.peerId,
       registry: this.registry,
-      runtime: this.runtime,
+      runtimes: this.runtimes,
       peers: this.peers,
       client: this.#client,
       fetcher: this.#fetcher,
@@ -179,7 +193,7 @@ export class Agent {
     this.peers.addEventListener('peer:join', () => { void this.manifests.republish() })
     this.#api = new ApiServer(this, { host: config.apiHost, port: config.apiPort, token: apiToken })
 
-    await this.runtime.start()
+    await this.runtimes.start()
     await this.node.start()
     await this.#fetcher.start()
     await this.#server.start()
@@ -214,7 +228,7 @@ export class Agent {
       ['invoke client', async () => { await this.#client?.stop() }],
       ['fetch', async () => { await this.#fetcher?.stop() }],
       ['libp2p', async () => { await this.node?.stop() }],
-      ['runtime', async () => { await this.runtime?.stop() }]
+      ['runtimes', async () => { await this.runtimes?.stop() }]
     ]
     for (const [name, step] of steps) {
       try {
@@ -222,6 +236,34 @@ export class Agent {
       } catch (err) {
         log.error('stopping %s failed: %e', name, err)
       }
+    }
+  }
+
+  /**
+   * The Docker runtime, when Docker is there and not turned off (`--no-docker`); otherwise the
+   * agent runs WASM functions only and says why in its status. Loaded only when used.
+   */
+  async #docker (key: PrivateKey): Promise<DockerRuntime | undefined> {
+    if (!this.config.docker) {
+      this.dockerProblem = 'turned off (--no-docker)'
+      return undefined
+    }
+    const { connectDocker, DockerRuntime } = await import('../runtimes/docker/index.js')
+    try {
+      const docker = await connectDocker()
+      return new DockerRuntime({
+        docker,
+        owner: peerIdFromPrivateKey(key).toString(),
+        dir: join(this.dataDir, 'unpacked'),
+        ...(this.config.dockerSlots > 0 ? { slots: this.config.dockerSlots } : {}),
+        maxQueue: this.config.maxQueue,
+        keepaliveMs: this.config.keepaliveMs,
+        network: this.config.dockerNetwork
+      })
+    } catch (err) {
+      this.dockerProblem = (err as Error).message
+      log('no container functions here: %s', this.dockerProblem)
+      return undefined
     }
   }
 
@@ -234,7 +276,8 @@ export class Agent {
     for (const spec of this.registry.localSpecs()) {
       const code = await this.registry.readCode(spec.sha256)
       if (code === undefined) continue
-      await this.runtime.prepare(spec, code).catch((err: Error) => { log.error('cannot prepare %s: %s', spec.name, err.message) })
+      if (this.runtimes.for(spec.runtime) === undefined) continue
+      await this.runtimes.prepare(spec, code).catch((err: Error) => { log.error('cannot prepare %s: %s', spec.name, err.message) })
     }
   }
 
@@ -246,22 +289,34 @@ export class Agent {
       throw new StorageFullError(`no room for ${code.byteLength} bytes of code: this agent holds ${this.registry.bytesHeld()} of its ${this.registry.quotaBytes} bytes (--storage), in code that fewer than ${this.config.replicas} other agents hold`)
     }
     if (options.record !== undefined) return await this.#deploySigned(name, code, sha256, options.record)
-    const memoryBytes = options.memoryBytes ?? DEFAULT_MEMORY_BYTES
-    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
-    const current = this.registry.localSpec(name)
-    if (current !== undefined && current.sha256 === sha256 && current.memoryBytes === memoryBytes && current.timeoutMs === timeoutMs &&
-      current.version >= this.registry.highestVersion(name)) {
-      return { spec: current, published: await this.manifests.republish().then(() => true, () => false) }
+    const runtime = options.runtime ?? RuntimeKind.wasm
+    const inContainer = CONTAINER_RUNTIMES.includes(runtime)
+    if (!inContainer && (options.entry !== undefined || options.env !== undefined || options.container !== undefined)) {
+      throw new BadRequestError('entry, env and container settings are for node, python and binary functions, not wasm')
     }
+    const entry = inContainer ? await artifactEntry(runtime, code, options.entry) : '_start'
+    const memoryBytes = options.memoryBytes ?? (inContainer ? DEFAULT_CONTAINER_MEMORY_BYTES : DEFAULT_MEMORY_BYTES)
+    if (inContainer && memoryBytes < MIN_CONTAINER_MEMORY_BYTES) throw new BadRequestError(`--memory of a container function must be at least ${MIN_CONTAINER_MEMORY_BYTES / 1024 / 1024} MiB`)
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+    const env = options.env ?? {}
+    const container = inContainer && options.container !== undefined && Object.keys(options.container).length > 0 ? options.container : undefined
     const spec: FunctionSpec = {
       name,
       version: this.registry.highestVersion(name) + 1,
-      runtime: RuntimeKind.wasm,
+      runtime,
       sha256,
       size: code.byteLength,
       memoryBytes,
       timeoutMs,
-      deployedAt: Date.now()
+      deployedAt: Date.now(),
+      ...(inContainer ? { entry } : {}),
+      ...(Object.keys(env).length > 0 ? { env } : {}),
+      ...(container !== undefined ? { container } : {})
+    }
+    // The same code with the same settings is the same version: published again, not bumped.
+    const current = this.registry.localSpec(name)
+    if (current !== undefined && current.version >= this.registry.highestVersion(name) && sameSettings(current, spec)) {
+      return { spec: current, published: await this.manifests.republish().then(() => true, () => false) }
     }
     const chunks = chunk(code).map(c => c.cid.toString())
     const record = await signRecord({
@@ -269,15 +324,16 @@ export class Agent {
       type: 'manifest',
       name,
       version: spec.version,
-      runtime: spec.runtime,
-      entry: '_start',
+      runtime,
+      entry,
       limits: { memoryBytes, timeoutMs, concurrency: 0 },
       labels: {},
-      env: {},
+      env,
       chunks,
       size: code.byteLength,
       sha256,
-      deployedAt: spec.deployedAt
+      deployedAt: spec.deployedAt,
+      ...(container !== undefined ? { container } : {})
     }, this.#key)
     return await this.#install(spec, code, chunks, record)
   }
@@ -290,21 +346,21 @@ export class Agent {
     if (body.sha256 !== sha256 || body.size !== code.byteLength) throw new BadRequestError(`the signed manifest is for other code (sha256 ${body.sha256.slice(0, 12)}, not ${sha256.slice(0, 12)})`)
     const chunks = chunk(code).map(c => c.cid.toString())
     if (chunks.length !== body.chunks.length || chunks.some((cid, i) => cid !== body.chunks[i])) throw new BadRequestError('the signed manifest lists other chunks than the code has')
-    if (body.runtime !== RuntimeKind.wasm) throw new BadRequestError(`runtime ${body.runtime} is not available on this agent`)
+    if (CONTAINER_RUNTIMES.includes(body.runtime)) await artifactEntry(body.runtime, code, body.entry)
     if (!this.trust.trusts(signer)) {
       throw new UntrustedManifestError(`this agent does not trust the deployer key ${signer}: 'edge-agent trust add ${signer}' on it (and on every agent that should run its functions), then restart them`, { signer })
     }
     const highest = this.registry.highestVersion(name)
     if (body.version <= highest) throw new VersionConflictError(`the signed manifest is v${body.version} of '${name}', but v${highest} exists: sign it again with a higher version`)
-    const spec: FunctionSpec = {
-      name, version: body.version, runtime: body.runtime, sha256, size: body.size, memoryBytes: body.limits.memoryBytes, timeoutMs: body.limits.timeoutMs, deployedAt: body.deployedAt
-    }
+    const spec: FunctionSpec = { name, version: body.version, sha256, ...vouchedBy(body) }
     return await this.#install(spec, code, chunks, raw)
   }
 
   /** Holds, announces and publishes a new version whose signed manifest is `record`. */
   async #install (spec: FunctionSpec, code: Uint8Array, chunks: string[], record: Uint8Array): Promise<{ spec: FunctionSpec, published: boolean }> {
-    await this.runtime.prepare(spec, code)
+    // An agent without Docker may still deploy a container function: it keeps and serves the
+    // code, and agents with Docker run it.
+    if (this.runtimes.for(spec.runtime) !== undefined) await this.runtimes.prepare(spec, code)
     this.#hold(spec, code, chunks)
     this.trust.allow(spec, chunks)
     // The signed record rides along, so that peers need no DHT look-up to trust the new version.
@@ -315,6 +371,15 @@ export class Agent {
     void this.manifests.provide(chunks)
     void this.#replicator.reconcile()
     return { spec, published }
+  }
+
+  /** Starts containers of a function ahead of its calls (`edge prewarm`), fetching its code first if need be. */
+  async prewarm (target: string, count: number): Promise<{ name: string, version: number, started: number, warm: number }> {
+    if (this.docker === undefined) throw new BadRequestError(`this agent runs no containers: ${this.dockerProblem ?? 'no Docker'}`)
+    const spec = await this.scheduler.prepareHere(target)
+    if (!CONTAINER_RUNTIMES.includes(spec.runtime)) throw new BadRequestError(`'${spec.name}' is a ${spec.runtime} function: only container functions are prewarmed (WASM modules are compiled as soon as they are here)`)
+    const r = await this.docker.prewarm(spec, count)
+    return { name: spec.name, version: spec.version, ...r }
   }
 
   /** Deletes every version of a function: signed by this agent, or by the deployer's key (`record`, a tombstone). */
@@ -348,7 +413,7 @@ export class Agent {
 
   #released (specs: FunctionSpec[]): void {
     for (const spec of specs) {
-      if (!this.registry.holdsCode(spec.sha256)) this.runtime.release(spec.sha256)
+      if (!this.registry.holdsCode(spec.sha256)) this.runtimes.release(spec.sha256)
       this.manifests.drop(spec)
     }
   }
@@ -390,7 +455,7 @@ export class Agent {
   }
 
   #advert (): Omit<Advert, 'seq' | 'sentAt'> {
-    const cap = this.runtime.capacity()
+    const caps = this.runtimes.capacities()
     return {
       v: WIRE_VERSION,
       type: 'advert',
@@ -401,17 +466,16 @@ export class Agent {
       cpus: availableParallelism(),
       memTotal: totalmem(),
       memFree: freemem(),
-      runtimes: [{ kind: this.runtime.kind, slots: cap.slots, busy: cap.busy }],
-      queue: cap.queued,
+      runtimes: caps.map(c => ({ kind: c.kind, slots: c.slots, busy: c.busy })),
+      queue: this.runtimes.all().reduce((n, r) => n + r.capacity().queued, 0),
       labels: this.config.labels,
-      warm: this.runtime.prepared().slice(0, 256),
+      warm: this.runtimes.prepared().slice(0, 256),
       functions: this.registry.localSpecs().slice(0, 256).map(s => ({ name: s.name, version: s.version, sha256: s.sha256 })),
       trusted: this.config.trustedKeys.slice(0, 64)
     }
   }
 
   status (): Record<string, unknown> {
-    const cap = this.runtime.capacity()
     const mem = process.memoryUsage()
     return {
       peerId: this.peerId,
@@ -427,7 +491,8 @@ export class Agent {
       rss: mem.rss,
       uptimeMs: Date.now() - this.#startedAt,
       labels: this.config.labels,
-      runtimes: [{ kind: this.runtime.kind, ...cap }],
+      runtimes: this.runtimes.capacities(),
+      docker: this.docker !== undefined ? { available: true, ...this.docker.containers() } : { available: false, reason: this.dockerProblem },
       functions: this.registry.localSpecs().map(s => ({ name: s.name, version: s.version, sha256: s.sha256 })),
       peers: this.peers.size,
       connections: this.node.getConnections().length,
@@ -483,4 +548,10 @@ function isLoopback (host: string): boolean {
 
 export async function createAgent (dataDir: string, config: AgentConfig): Promise<Agent> {
   return new Agent(dataDir, config)
+}
+
+/** Two specs of the same code that would run it the same way. */
+function sameSettings (a: FunctionSpec, b: FunctionSpec): boolean {
+  return a.sha256 === b.sha256 && a.runtime === b.runtime && a.memoryBytes === b.memoryBytes && a.timeoutMs === b.timeoutMs && a.entry === b.entry &&
+    JSON.stringify(a.env ?? {}) === JSON.stringify(b.env ?? {}) && JSON.stringify(a.container ?? {}) === JSON.stringify(b.container ?? {})
 }

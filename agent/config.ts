@@ -31,6 +31,14 @@ export interface AgentConfig {
   versionsKept: number
   /** Bytes of function code this agent may hold on disk. */
   storageBytes: number
+  /** Run node, python and binary functions in Docker when it is there. */
+  docker: boolean
+  /** Container calls at once, and containers kept, across all functions. 0 = one per CPU, at least 2. */
+  dockerSlots: number
+  /** Idle ms before a warm container is removed (a function's manifest may say otherwise). */
+  keepaliveMs: number
+  /** Docker network for functions whose manifest asks for network access. */
+  dockerNetwork: string
 }
 
 export const DEFAULT_API_PORT = 7070
@@ -50,7 +58,11 @@ export const DEFAULT_CONFIG: AgentConfig = {
   trustedKeys: [],
   replicas: 3,
   versionsKept: 3,
-  storageBytes: 2 * 1024 ** 3
+  storageBytes: 2 * 1024 ** 3,
+  docker: true,
+  dockerSlots: 0,
+  keepaliveMs: 60_000,
+  dockerNetwork: 'bridge'
 }
 
 export function defaultDataDir (): string {

@@ -10,7 +10,7 @@ import type { CodeLayout } from './fetch.js'
 import type { Vouched } from './trust.js'
 import type { PeerTable } from './peer-table.js'
 import type { FunctionRegistry, KnownFunction } from './registry.js'
-import type { Runtime } from '../runtimes/index.js'
+import type { RuntimeSet } from '../runtimes/index.js'
 import type { Metrics } from './metrics.js'
 
 const log = logger('edge:agent:scheduler')
@@ -50,6 +50,7 @@ export interface InvokeOutcome {
   output: Uint8Array
   ranOn: string
   local: boolean
+  /** Ran in code (a module, a container) that was ready before the call. */
   warm: boolean
   function: { name: string, version: number, sha256: string }
   policy: string
@@ -79,7 +80,7 @@ export interface Authoriser {
 export interface SchedulerInit {
   selfId: string
   registry: FunctionRegistry
-  runtime: Runtime
+  runtimes: RuntimeSet
   peers: PeerTable
   client: RemoteInvoker
   fetcher: CodeFetcher
@@ -87,6 +88,10 @@ export interface SchedulerInit {
   metrics: Metrics
   /** Keeps fetched code here (registry, runtime and manifest bookkeeping); throws StorageFullError when it cannot. */
   hold: (spec: FunctionSpec, code: Uint8Array, cids: string[]) => void
+}
+
+function timings (r: { queueMs: number, runMs: number, initMs?: number }, fetchMs: number): InvokeTimings {
+  return { queueMs: r.queueMs, fetchMs, runMs: r.runMs, ...(r.initMs === undefined ? {} : { initMs: r.initMs }) }
 }
 
 /** Errors after which the next candidate is tried: the call did not run there. */
@@ -129,6 +134,12 @@ export class Scheduler {
     const timeoutMs = options.timeoutMs ?? Math.max(30_000, (known.spec?.timeoutMs ?? 0) * 2)
     const deadline = AbortSignal.timeout(timeoutMs)
     const ranking = policy.rank({ self: this.#selfView(known), peers: this.#peerViews(known), ...(options.peer !== undefined ? { target: options.peer } : {}) })
+    const kind = known.spec?.runtime ?? RuntimeKind.wasm
+    if (this.#init.runtimes.for(kind) === undefined && ranking.candidates.some(c => c.local)) {
+      // A function this agent keeps but cannot run (a container function, and no Docker here): peers only.
+      ranking.candidates = ranking.candidates.filter(c => !c.local)
+      ranking.skipped.push({ peerId: this.#init.selfId, reason: `no ${kind} runtime here (${kind === RuntimeKind.wasm ? 'turned off' : 'no Docker'})` })
+    }
     if (ranking.candidates.length === 0) {
       const why = ranking.skipped.map(s => `${short(s.peerId)}: ${s.reason}`).join('; ')
       throw new NoCandidateError(`no place can run '${name}' now${why === '' ? '' : ` (${why})`}`)
@@ -195,22 +206,35 @@ export class Scheduler {
     throw refused ?? new Error('unreachable')
   }
 
+  /** Makes `NAME` (its newest version) or `NAME@VERSION` ready to run here: trusted, held (fetched if need be) and prepared. */
+  async prepareHere (target: string, timeoutMs = FETCH_DEADLINE_MS): Promise<FunctionSpec> {
+    const { name, version } = parseTarget(target)
+    const known = await this.#resolveTrusted(name, version, timeoutMs)
+    const { spec } = await this.#ensureLocal(known.ref, [...known.holders], AbortSignal.timeout(timeoutMs))
+    return spec
+  }
+
   /** Runs a call offloaded to us by a peer, here or nowhere. */
   async executeOffloaded (request: InvokeRequest, from: string, signal: AbortSignal): Promise<{ output: Uint8Array, warm: boolean, timings: InvokeTimings }> {
     const ref = request.fn
     if (this.#init.registry.isDeleted(ref.name, ref.version)) throw new FunctionNotFoundError(`function ${ref.name} v${ref.version} was deleted`)
-    const cap = this.#init.runtime.capacity()
-    if (request.queue !== true && cap.busy >= cap.slots) throw new BusyError('all slots busy')
+    const kind = this.#init.registry.specOf(ref)?.runtime
+    if (kind !== undefined) {
+      if (this.#init.runtimes.for(kind) === undefined) throw new BusyError(`this agent cannot run ${kind} functions`)
+      const cap = this.#init.runtimes.capacity(kind)
+      if (request.queue !== true && cap.busy >= cap.slots) throw new BusyError('all slots busy')
+    }
     const holders = [...new Set([...request.holders, from])]
     const { spec, fetchMs } = await this.#ensureLocal(ref, holders, signal)
-    const r = await this.#init.runtime.invoke(spec, request.input, { queue: request.queue === true, signal })
-    return { output: r.output, warm: r.warm && fetchMs === 0, timings: { queueMs: r.queueMs, fetchMs, runMs: r.runMs } }
+    if (this.#init.runtimes.for(spec.runtime) === undefined) throw new BusyError(`this agent cannot run ${spec.runtime} functions`)
+    const r = await this.#init.runtimes.invoke(spec, request.input, { queue: request.queue === true, signal })
+    return { output: r.output, warm: r.warm && fetchMs === 0, timings: timings(r, fetchMs) }
   }
 
   async #runLocal (known: KnownFunction, input: Uint8Array, candidate: Candidate, signal: AbortSignal): Promise<Placement> {
     const { spec, fetchMs } = await this.#ensureLocal(known.ref, [...known.holders], signal)
-    const r = await this.#init.runtime.invoke(spec, input, { queue: candidate.mayQueue, signal })
-    return { output: r.output, ranOn: this.#init.selfId, local: true, warm: r.warm && fetchMs === 0, timings: { queueMs: r.queueMs, fetchMs, runMs: r.runMs, networkMs: 0 } }
+    const r = await this.#init.runtimes.invoke(spec, input, { queue: candidate.mayQueue, signal })
+    return { output: r.output, ranOn: this.#init.selfId, local: true, warm: r.warm && fetchMs === 0, timings: { ...timings(r, fetchMs), networkMs: 0 } }
   }
 
   async #runRemote (known: KnownFunction, input: Uint8Array, candidate: Candidate, signal: AbortSignal, deadlineAt: number): Promise<Placement> {
@@ -232,11 +256,11 @@ export class Scheduler {
    * impatient caller does not fail the others. Returns the ms this caller waited.
    */
   async #ensureLocal (ref: FunctionRef, holders: string[], signal: AbortSignal): Promise<{ spec: FunctionSpec, fetchMs: number }> {
-    const { runtime, registry, fetcher } = this.#init
+    const { runtimes, registry, fetcher } = this.#init
     const known = registry.specOf(ref)
     const heldHere = registry.holds(ref)
     if (heldHere) registry.touch(ref.sha256)
-    if (known !== undefined && heldHere && runtime.isPrepared(known) && this.#init.trust.isAuthorised(ref)) return { spec: known, fetchMs: 0 }
+    if (known !== undefined && heldHere && runtimes.isPrepared(known) && this.#init.trust.isAuthorised(ref)) return { spec: known, fetchMs: 0 }
     const started = performance.now()
     const id = `${ref.name}@${ref.version}:${ref.sha256}`
     let p = this.#preparing.get(id)
@@ -257,7 +281,7 @@ export class Scheduler {
             log('%s: %s', id, (err as Error).message)
           }
         }
-        await runtime.prepare(spec, code)
+        if (runtimes.for(spec.runtime) !== undefined) await runtimes.prepare(spec, code)
         return spec
       })().finally(() => { this.#preparing.delete(id) })
       this.#preparing.set(id, p)
@@ -267,7 +291,7 @@ export class Scheduler {
   }
 
   #selfView (known: KnownFunction): CandidateView {
-    const cap = this.#init.runtime.capacity()
+    const cap = this.#init.runtimes.capacity(known.spec?.runtime ?? RuntimeKind.wasm)
     return { peerId: this.#init.selfId, local: true, rttMs: 0, freeSlots: Math.max(0, cap.slots - cap.busy), holds: known.local, queue: cap.queued }
   }
 

@@ -1,4 +1,4 @@
-import { FunctionNotFoundError, UntrustedManifestError, type FunctionRef, type FunctionSpec } from '../protocol/index.js'
+import { CONTAINER_RUNTIMES, FunctionNotFoundError, UntrustedManifestError, type FunctionRef, type FunctionSpec, type Manifest } from '../protocol/index.js'
 import type { Resolved } from './manifests.js'
 
 export interface TrustInit {
@@ -12,7 +12,24 @@ export interface TrustInit {
 }
 
 /** What a trusted manifest says of one version: its limits count, and its chunks are how the code is fetched. */
-export type Vouched = Pick<FunctionSpec, 'runtime' | 'size' | 'memoryBytes' | 'timeoutMs' | 'deployedAt'> & { chunks: string[] }
+export type Vouched = Omit<FunctionSpec, 'name' | 'version' | 'sha256'> & { chunks: string[] }
+
+/** What a trusted manifest says a version is (its runtime, limits and, in containers, entry, env and settings). */
+export function vouchedBy (body: Manifest): Omit<FunctionSpec, 'name' | 'version' | 'sha256'> {
+  const inContainer = CONTAINER_RUNTIMES.includes(body.runtime)
+  return {
+    runtime: body.runtime,
+    size: body.size,
+    memoryBytes: body.limits.memoryBytes,
+    timeoutMs: body.limits.timeoutMs,
+    deployedAt: body.deployedAt,
+    ...(inContainer ? { entry: body.entry } : {}),
+    ...(Object.keys(body.env).length > 0 ? { env: body.env } : {}),
+    ...(inContainer && body.container !== undefined ? { container: body.container } : {})
+  }
+}
+
+
 
 /**
  * An agent runs only functions whose signed manifest is signed by itself or by a key in its
@@ -36,7 +53,8 @@ export class Trust {
 
   /** Records a version deployed here, whose manifest this agent checked (or signed) itself. */
   allow (spec: FunctionSpec, chunks: string[]): void {
-    this.#ok.set(id(spec), { runtime: spec.runtime, size: spec.size, memoryBytes: spec.memoryBytes, timeoutMs: spec.timeoutMs, deployedAt: spec.deployedAt, chunks })
+    const { name: _name, version: _version, sha256: _sha256, ...fields } = spec
+    this.#ok.set(id(spec), { ...fields, chunks })
   }
 
   isAuthorised (ref: FunctionRef): boolean {
@@ -64,9 +82,7 @@ export class Trust {
     if (body.type !== 'manifest' || body.version !== ref.version || body.sha256 !== ref.sha256) {
       throw new UntrustedManifestError(`the DHT's manifest of '${ref.name}' is v${body.version}, which does not vouch for v${ref.version} (${ref.sha256.slice(0, 12)})`)
     }
-    const vouched: Vouched = {
-      runtime: body.runtime, size: body.size, memoryBytes: body.limits.memoryBytes, timeoutMs: body.limits.timeoutMs, deployedAt: body.deployedAt, chunks: body.chunks
-    }
+    const vouched: Vouched = { ...vouchedBy(body), chunks: body.chunks }
     this.#ok.set(id(ref), vouched)
     return vouched
   }

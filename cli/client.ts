@@ -61,6 +61,26 @@ export interface FunctionSpec {
   memoryBytes: number
   timeoutMs: number
   deployedAt: number
+  entry?: string
+  env?: Record<string, string>
+  container?: Record<string, unknown>
+}
+
+/** How a deploy asks a function to run (as `edge deploy` takes it). */
+export interface DeploySettings {
+  runtime?: 'wasm' | 'node' | 'python' | 'binary'
+  memory?: string
+  timeout?: string
+  env?: Record<string, string>
+  container?: {
+    keepaliveMs?: number
+    concurrency?: number
+    maxContainers?: number
+    singleUse?: boolean
+    network?: boolean
+    cpus?: number
+    pids?: number
+  }
 }
 
 export interface FunctionInfo {
@@ -108,6 +128,7 @@ export interface StatusInfo {
   uptimeMs: number
   labels: Record<string, string>
   runtimes: RuntimeInfo[]
+  docker?: { available: boolean, reason?: string, total?: number, functions?: Array<{ name: string, version: number, containers: number, busy: number }> }
   functions: Array<{ name: string, version: number, sha256: string }>
   peers: number
   connections: number
@@ -119,6 +140,9 @@ export interface ManifestInfo {
   name: string
   version: number
   runtime?: string
+  entry?: string
+  env?: Record<string, string>
+  container?: NonNullable<DeploySettings['container']>
   limits?: { memoryBytes: number, timeoutMs: number, concurrency: number }
   chunks?: string[]
   size?: number
@@ -138,7 +162,7 @@ export interface InvokeResponse {
   warm: boolean
   policy: string
   function: { name: string, version: number, sha256: string }
-  timings: { queueMs: number, fetchMs: number, runMs: number, networkMs: number, totalMs: number }
+  timings: { queueMs: number, fetchMs: number, runMs: number, networkMs: number, totalMs: number, initMs?: number }
   attempts: Attempt[]
   ranking?: { candidates: Array<{ peerId: string, local: boolean, reason: string }>, skipped: Array<{ peerId: string, reason: string }> }
 }
@@ -215,12 +239,21 @@ export class AgentClient {
    * Deploys code; the agent signs its manifest, unless `record` is a manifest the deployer signed
    * already (`edge deploy --key`), whose limits then count.
    */
-  async deploy (name: string, code: Uint8Array, options: { memory?: string, timeout?: string, onProgress?: Progress, record?: Uint8Array } = {}): Promise<{ function: FunctionSpec, holder: string, manifestInDht: boolean }> {
+  async deploy (name: string, code: Uint8Array, options: DeploySettings & { entry?: string, onProgress?: Progress, record?: Uint8Array } = {}): Promise<{ function: FunctionSpec, holder: string, manifestInDht: boolean }> {
     const q = new URLSearchParams()
+    if (options.runtime !== undefined) q.set('runtime', options.runtime)
     if (options.memory !== undefined) q.set('memory', options.memory)
     if (options.timeout !== undefined) q.set('timeout', options.timeout)
+    if (options.entry !== undefined) q.set('entry', options.entry)
+    if (options.env !== undefined) q.set('env', JSON.stringify(options.env))
+    if (options.container !== undefined) q.set('container', JSON.stringify(options.container))
     const qs = q.size > 0 ? `?${q.toString()}` : ''
     return await this.#request('PUT', `/v1/functions/${encodeURIComponent(name)}${qs}`, code, 120_000, options.onProgress, signed(options.record))
+  }
+
+  /** Starts containers of a container function until `count` are ready. */
+  async prewarm (name: string, count: number): Promise<{ name: string, version: number, started: number, warm: number }> {
+    return await this.#request('POST', `/v1/functions/${encodeURIComponent(name)}/prewarm`, JSON.stringify({ count }), 120_000)
   }
 
   /** Deletes every version; `record` is a tombstone the deployer signed (`edge delete --key`). */

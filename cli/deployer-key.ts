@@ -1,7 +1,8 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import type { PrivateKey } from '@libp2p/interface'
+import type { DeploySettings } from './client.js'
 import {
-  chunk, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT_MS, parseBytes, parseDuration, RuntimeKind, signRecord, WIRE_VERSION
+  chunk, CONTAINER_RUNTIMES, DEFAULT_CONTAINER_MEMORY_BYTES, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT_MS, parseBytes, parseDuration, RuntimeKind, signRecord, WIRE_VERSION
 } from '../protocol/index.js'
 import { UserError } from './errors.js'
 
@@ -38,23 +39,26 @@ export async function keyId (key: PrivateKey): Promise<string> {
   return peerIdFromPrivateKey(key).toString()
 }
 
-/** Signs the manifest of `code` as version `version` of `name`, with the limits given (as `edge deploy` takes them). */
-export async function signManifest (key: PrivateKey, name: string, version: number, code: Uint8Array, limits: { memory?: string, timeout?: string }): Promise<Uint8Array> {
+/** Signs the manifest of `code` as version `version` of `name`, with the settings given (as `edge deploy` takes them). */
+export async function signManifest (key: PrivateKey, name: string, version: number, code: Uint8Array, settings: DeploySettings & { entry: string }): Promise<Uint8Array> {
   const { createHash } = await import('node:crypto')
+  const runtime = settings.runtime ?? RuntimeKind.wasm
+  const inContainer = CONTAINER_RUNTIMES.includes(runtime)
   return await signRecord({
     v: WIRE_VERSION,
     type: 'manifest',
     name,
     version,
-    runtime: RuntimeKind.wasm,
-    entry: '_start',
+    runtime,
+    entry: settings.entry,
     limits: {
-      memoryBytes: limits.memory === undefined ? DEFAULT_MEMORY_BYTES : parseBytes(limits.memory),
-      timeoutMs: limits.timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration(limits.timeout),
+      memoryBytes: settings.memory !== undefined ? parseBytes(settings.memory) : inContainer ? DEFAULT_CONTAINER_MEMORY_BYTES : DEFAULT_MEMORY_BYTES,
+      timeoutMs: settings.timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration(settings.timeout),
       concurrency: 0
     },
     labels: {},
-    env: {},
+    env: settings.env ?? {},
+    ...(settings.container !== undefined ? { container: settings.container } : {}),
     chunks: chunk(code).map(c => c.cid.toString()),
     size: code.byteLength,
     sha256: createHash('sha256').update(code).digest('hex'),

@@ -10,7 +10,7 @@ checkNode()
 
 // init needs only config and keys; libp2p and the rest load when an agent starts.
 const { defaultDataDir, parseLabels, readConfig, writeConfig, DEFAULT_API_PORT } = await import('../agent/config.js')
-const { parseBytes } = await import('../protocol/units.js')
+const { parseBytes, parseDuration } = await import('../protocol/units.js')
 const { createPeerKey, newSwarmKey, validateSwarmKey, writeSwarmKey, SWARM_KEY_FILE } = await import('../agent/identity.js')
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
@@ -68,7 +68,7 @@ program.command('init')
   .option('--quiet', 'print nothing on success')
   .action(async (opts: InitOptions) => { await init(opts) })
 
-interface StartOptions { replicas?: number, storage?: number, versionsKept?: number, apiHost?: string, dataDir?: string, listen?: string[], announce?: string[], bootstrap?: string[], apiPort?: number, labels?: string, wasmSlots?: number, mdns: boolean }
+interface StartOptions { docker: boolean, dockerSlots?: number, keepalive?: number, replicas?: number, storage?: number, versionsKept?: number, apiHost?: string, dataDir?: string, listen?: string[], announce?: string[], bootstrap?: string[], apiPort?: number, labels?: string, wasmSlots?: number, mdns: boolean }
 
 program.command('start')
   .description('run the agent until SIGINT/SIGTERM')
@@ -83,6 +83,9 @@ program.command('start')
   .option('--replicas <n>', 'copies of each function\'s code the swarm keeps (default 3)', positive)
   .option('--storage <size>', 'disk space for function code, e.g. 500MiB (default 2GiB)', parseBytes)
   .option('--versions-kept <n>', 'versions of each function kept for NAME@VERSION (default 3)', positive)
+  .option('--docker-slots <n>', 'container calls at once, and containers kept (default: one per CPU, at least 2)', positive)
+  .option('--keepalive <duration>', 'idle time before a warm container is removed, e.g. 30s (default 60s)', parseDuration)
+  .addOption(new Option('--no-docker', 'run WASM functions only, even where Docker is'))
   .addOption(new Option('--no-mdns', 'do not discover peers on the LAN with multicast DNS'))
   .action(async (opts: StartOptions) => {
     const dataDir = resolve(opts.dataDir ?? defaultDataDir())
@@ -100,7 +103,10 @@ program.command('start')
       ...(opts.replicas !== undefined ? { replicas: Math.max(1, opts.replicas) } : {}),
       ...(opts.storage !== undefined ? { storageBytes: opts.storage } : {}),
       ...(opts.versionsKept !== undefined ? { versionsKept: Math.max(1, opts.versionsKept) } : {}),
-      mdns: opts.mdns && stored.mdns
+      ...(opts.dockerSlots !== undefined ? { dockerSlots: opts.dockerSlots } : {}),
+      ...(opts.keepalive !== undefined ? { keepaliveMs: opts.keepalive } : {}),
+      mdns: opts.mdns && stored.mdns,
+      docker: opts.docker && stored.docker
     }
     const { createAgent } = await import('../agent/index.js')
     const agent = await createAgent(dataDir, config)

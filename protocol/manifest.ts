@@ -3,9 +3,9 @@ import { peerIdFromPublicKey } from '@libp2p/peer-id'
 import type { PrivateKey, PublicKey } from '@libp2p/interface'
 import { decode, encode } from './codec.js'
 import { InvalidMessageError } from './errors.js'
-import { RuntimeKind } from './messages.js'
+import { CONTAINER_RUNTIMES, RuntimeKind, type ContainerOptions } from './messages.js'
 import { parseCid } from './chunks.js'
-import { FUNCTION_NAME } from './validate.js'
+import { ENTRY_PATH, FUNCTION_NAME, validateContainerOptions, validateEnv } from './validate.js'
 import { MAX_CODE_BYTES, WIRE_VERSION } from './protocols.js'
 
 /**
@@ -18,6 +18,9 @@ export const MAX_RECORD_BYTES = 16 * 1024
 /** Limits of a function deployed without any. */
 export const DEFAULT_MEMORY_BYTES = 64 * 1024 * 1024
 export const DEFAULT_TIMEOUT_MS = 5000
+/** Node and python need more than a WASM module: the default, and the least, for container functions. */
+export const DEFAULT_CONTAINER_MEMORY_BYTES = 128 * 1024 * 1024
+export const MIN_CONTAINER_MEMORY_BYTES = 16 * 1024 * 1024
 const MAX_CHUNKS = 256
 
 export interface Limits {
@@ -46,6 +49,8 @@ export interface Manifest {
   deployedAt: number
   /** Deployer's public key (libp2p protobuf encoding). */
   deployer: Uint8Array
+  /** Container runtimes: how the function's containers run. */
+  container?: ContainerOptions
 }
 
 export interface Tombstone {
@@ -113,6 +118,15 @@ function validateBody (value: unknown): ManifestBody {
   if (o.type === 'tombstone') return { v: WIRE_VERSION, type: 'tombstone', name, version, deployedAt, deployer }
   if (o.type !== 'manifest') fail(`unknown type ${String(o.type)}`)
   if (!Object.values(RuntimeKind).includes(o.runtime as RuntimeKind)) fail(`unknown runtime ${String(o.runtime)}`)
+  const inContainer = CONTAINER_RUNTIMES.includes(o.runtime as RuntimeKind)
+  let env: Record<string, string>
+  let container: ContainerOptions | undefined
+  try {
+    env = validateEnv(o.env)
+    if (o.container !== undefined) container = validateContainerOptions(o.container)
+  } catch (err) {
+    fail((err as Error).message.replace(/^invalid /, ''))
+  }
   const limits = obj(o.limits, 'limits')
   const chunks = o.chunks
   if (!Array.isArray(chunks) || chunks.length === 0 || chunks.length > MAX_CHUNKS) fail('bad chunk list')
@@ -123,19 +137,20 @@ function validateBody (value: unknown): ManifestBody {
     name,
     version,
     runtime: o.runtime as RuntimeKind,
-    entry: str(o.entry, 'entry', 256),
+    entry: inContainer ? str(o.entry, 'entry', 255, ENTRY_PATH) : str(o.entry, 'entry', 256),
     limits: {
       memoryBytes: int(limits.memoryBytes, 'limits.memoryBytes', 65536, 4 * 1024 ** 3),
       timeoutMs: int(limits.timeoutMs, 'limits.timeoutMs', 1, 15 * 60_000),
       concurrency: int(limits.concurrency, 'limits.concurrency', 0, 4096)
     },
     labels: strings(o.labels, 'labels'),
-    env: strings(o.env, 'env'),
+    env,
     chunks: chunks as string[],
     size: int(o.size, 'size', 1, MAX_CODE_BYTES),
     sha256: str(o.sha256, 'sha256', 64, /^[0-9a-f]{64}$/),
     deployedAt,
-    deployer
+    deployer,
+    ...(container === undefined ? {} : { container })
   }
 }
 

@@ -4,9 +4,33 @@
  */
 
 export const RuntimeKind = {
-  wasm: 'wasm'
+  wasm: 'wasm',
+  node: 'node',
+  python: 'python',
+  binary: 'binary'
 } as const
 export type RuntimeKind = typeof RuntimeKind[keyof typeof RuntimeKind]
+
+/** The runtimes that run functions in Docker containers. */
+export const CONTAINER_RUNTIMES: readonly RuntimeKind[] = [RuntimeKind.node, RuntimeKind.python, RuntimeKind.binary]
+
+/** How a container function runs: its manifest's `container` section. Every field is optional; defaults in brackets. */
+export interface ContainerOptions {
+  /** Idle ms before a warm container is removed [the agent's --keepalive]. */
+  keepaliveMs?: number
+  /** Calls one container serves at once [1; node functions only]. */
+  concurrency?: number
+  /** Containers of this function on one agent at once [the agent's Docker slots]. */
+  maxContainers?: number
+  /** A fresh container for every call, removed after it [false]. */
+  singleUse?: boolean
+  /** Network access [false: the container has no network at all]. */
+  network?: boolean
+  /** CPU share, e.g. 0.5 [1]. */
+  cpus?: number
+  /** Processes and threads [64]. */
+  pids?: number
+}
 
 /** What a function is, independent of where its code lives. */
 export interface FunctionSpec {
@@ -20,6 +44,11 @@ export interface FunctionSpec {
   timeoutMs: number
   /** ms since epoch; breaks ties between equal versions (newest wins). */
   deployedAt: number
+  /** Container runtimes: the file within the artifact that holds the handler. */
+  entry?: string
+  /** Container runtimes: environment of the function. */
+  env?: Record<string, string>
+  container?: ContainerOptions
 }
 
 export interface FunctionRef {
@@ -101,6 +130,8 @@ export interface InvokeTimings {
   queueMs: number
   fetchMs: number
   runMs: number
+  /** A cold start: ms to create and start the container and load the function (part of runMs). */
+  initMs?: number
 }
 
 export interface InvokeResult {

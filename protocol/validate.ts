@@ -1,6 +1,6 @@
 import { BadRequestError, InvalidMessageError } from './errors.js'
 import { parseCid } from './chunks.js'
-import { RuntimeKind, type Advert, type ChunkHeader, type DeleteAnnouncement, type FetchChunk, type FetchChunkRequest, type FunctionAnnouncement, type FunctionRef, type FunctionSpec, type InvokeRequest, type InvokeResponse, type RuntimeCapacity } from './messages.js'
+import { RuntimeKind, type Advert, type ContainerOptions, type ChunkHeader, type DeleteAnnouncement, type FetchChunk, type FetchChunkRequest, type FunctionAnnouncement, type FunctionRef, type FunctionSpec, type InvokeRequest, type InvokeResponse, type RuntimeCapacity } from './messages.js'
 import { MAX_CODE_BYTES, MAX_IO_BYTES, WIRE_VERSION } from './protocols.js'
 
 /**
@@ -83,6 +83,37 @@ function runtimeKind (value: unknown, field: string): RuntimeKind {
   return value as RuntimeKind
 }
 
+/** A file path within a function's artifact: relative, no `..`, no odd characters. */
+export const ENTRY_PATH = /^(?!.*(?:^|\/)\.\.?(?:\/|$))(?!.*\/\/)(?!.*\/$)[A-Za-z0-9_.-][A-Za-z0-9_./-]{0,254}$/
+
+/** Environment variables a function may be given: names as POSIX has them, not the runtime's own. */
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/
+
+export function validateEnv (value: unknown, field = 'env'): Record<string, string> {
+  const o = obj(value, field)
+  const entries = Object.entries(o)
+  if (entries.length > 64) fail(field, 'more than 64 variables')
+  const out: Record<string, string> = {}
+  for (const [k, v] of entries) {
+    if (!ENV_NAME.test(k) || k.startsWith('EDGE_')) fail(`${field}.${k}`, 'bad name (letters, digits and _, not starting with EDGE_)')
+    out[k] = str(v, `${field}.${k}`, 4096)
+  }
+  return out
+}
+
+export function validateContainerOptions (value: unknown, field = 'container'): ContainerOptions {
+  const o = obj(value, field)
+  const out: ContainerOptions = {}
+  if (o.keepaliveMs !== undefined) out.keepaliveMs = int(o.keepaliveMs, `${field}.keepaliveMs`, 0, 24 * 3600_000)
+  if (o.concurrency !== undefined) out.concurrency = int(o.concurrency, `${field}.concurrency`, 1, 1024)
+  if (o.maxContainers !== undefined) out.maxContainers = int(o.maxContainers, `${field}.maxContainers`, 1, 1024)
+  if (o.singleUse !== undefined) out.singleUse = bool(o.singleUse, `${field}.singleUse`)
+  if (o.network !== undefined) out.network = bool(o.network, `${field}.network`)
+  if (o.cpus !== undefined) out.cpus = num(o.cpus, `${field}.cpus`, 0.01, 1024)
+  if (o.pids !== undefined) out.pids = int(o.pids, `${field}.pids`, 8, 65536)
+  return out
+}
+
 export function validateFunctionSpec (value: unknown, field = 'fn'): FunctionSpec {
   const o = obj(value, field)
   return {
@@ -93,7 +124,10 @@ export function validateFunctionSpec (value: unknown, field = 'fn'): FunctionSpe
     size: int(o.size, `${field}.size`, 1, MAX_CODE_BYTES),
     memoryBytes: int(o.memoryBytes, `${field}.memoryBytes`, 65536, MAX_MEMORY_BYTES),
     timeoutMs: int(o.timeoutMs, `${field}.timeoutMs`, 1, MAX_TIMEOUT_MS),
-    deployedAt: int(o.deployedAt, `${field}.deployedAt`)
+    deployedAt: int(o.deployedAt, `${field}.deployedAt`),
+    ...(o.entry === undefined ? {} : { entry: str(o.entry, `${field}.entry`, 255, ENTRY_PATH) }),
+    ...(o.env === undefined ? {} : { env: validateEnv(o.env, `${field}.env`) }),
+    ...(o.container === undefined ? {} : { container: validateContainerOptions(o.container, `${field}.container`) })
   }
 }
 
@@ -201,7 +235,12 @@ export function validateInvokeResponse (value: unknown): InvokeResponse {
     id: int(o.id, 'id'),
     output: bytes(o.output, 'output', MAX_IO_BYTES),
     warm: bool(o.warm, 'warm'),
-    timings: { queueMs: num(t.queueMs, 'timings.queueMs'), fetchMs: num(t.fetchMs, 'timings.fetchMs'), runMs: num(t.runMs, 'timings.runMs') }
+    timings: {
+      queueMs: num(t.queueMs, 'timings.queueMs'),
+      fetchMs: num(t.fetchMs, 'timings.fetchMs'),
+      runMs: num(t.runMs, 'timings.runMs'),
+      ...(t.initMs === undefined ? {} : { initMs: num(t.initMs, 'timings.initMs') })
+    }
   }
 }
 

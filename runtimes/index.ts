@@ -1,2 +1,3 @@
-export type { Runtime, RunOptions, RunResult, RuntimeCapacityInfo } from './runtime.js'
-export { WasmRuntime, type WasmRuntimeInit, limitMemory, InvalidModuleError, WASM_PAGE_BYTES } from './wasm/index.js'
+export { InvalidModuleError, type Runtime, type RunOptions, type RunResult, type RuntimeCapacityInfo } from './runtime.js'
+export { WasmRuntime, type WasmRuntimeInit, limitMemory, WASM_PAGE_BYTES } from './wasm/index.js'
+export { RuntimeSet } from './set.js'

@@ -6,7 +6,7 @@ import type { Runtime, RunOptions, RunResult, RuntimeCapacityInfo } from './runt
  * the scheduler only, where the real runtimes are tested on their own.
  */
 export class NoopRuntime implements Runtime {
-  readonly kind = RuntimeKind.wasm
+  readonly kinds = [RuntimeKind.wasm]
   readonly #slots: number
   readonly #delayMs: number
   readonly #prepared = new Set<string>()

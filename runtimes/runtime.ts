@@ -4,6 +4,11 @@ import type { FunctionSpec, RuntimeKind } from '../protocol/index.js'
  * The seam between the scheduler and the things that run code. A runtime knows nothing of libp2p
  * or of peers: it prepares code, runs it with limits, and reports its own capacity.
  */
+/** Code a runtime cannot run: the message says why, for the deployer. */
+export class InvalidModuleError extends Error {
+  override name = 'InvalidModuleError'
+}
+
 export interface RunOptions {
   signal?: AbortSignal
   /** When every slot is busy: wait in the bounded queue (true) or throw BusyError at once (false). */
@@ -13,10 +18,12 @@ export interface RunOptions {
 export interface RunResult {
   output: Uint8Array
   stderr: string
-  /** The code was compiled and loaded before this call. */
+  /** The code was compiled and loaded (the container started) before this call. */
   warm: boolean
   queueMs: number
   runMs: number
+  /** A cold start: ms spent starting what runs the function (part of runMs). */
+  initMs?: number
 }
 
 export interface RuntimeCapacityInfo {
@@ -26,7 +33,8 @@ export interface RuntimeCapacityInfo {
 }
 
 export interface Runtime {
-  readonly kind: RuntimeKind
+  /** The function runtimes this one runs (a Docker runtime runs several). */
+  readonly kinds: readonly RuntimeKind[]
   start(): Promise<void>
   stop(): Promise<void>
   /** Checks and compiles code for a function; throws InvalidModuleError with a message for the deployer. */

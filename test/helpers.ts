@@ -104,3 +104,25 @@ export function bigModule (bytes: number): { module: Uint8Array, output: string 
   ])
   return { module, output: `${head}\n` }
 }
+
+/**
+ * Docker for the tests that need it: where it is not, they are skipped with the reason shown —
+ * except in CI (CI=true), where its absence fails them.
+ */
+export async function dockerForTests (): Promise<{ docker: import('dockerode') | undefined, skip: string | false }> {
+  const { connectDocker } = await import('../runtimes/docker/index.js')
+  try {
+    return { docker: await connectDocker(), skip: false }
+  } catch (err) {
+    if (process.env.CI === 'true') throw err
+    return { docker: undefined, skip: `Docker not available here: ${(err as Error).message}` }
+  }
+}
+
+/** A container function from a directory (or file) of the examples or fixtures: its artifact and spec. */
+export async function containerFunction (name: string, path: string, runtime: 'node' | 'python' | 'binary', extra: Partial<FunctionSpec> = {}): Promise<{ spec: FunctionSpec, code: Uint8Array }> {
+  const { packFunction, artifactEntry } = await import('../protocol/index.js')
+  const code = await packFunction(path.startsWith('/') ? path : `${ROOT}${path}`)
+  const entry = await artifactEntry(runtime, code)
+  return { code, spec: specFor(name, code, { runtime, entry, memoryBytes: 128 * 1024 * 1024, timeoutMs: 10_000, ...extra }) }
+}

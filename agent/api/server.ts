@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { timingSafeEqual } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import { logger } from '@libp2p/logger'
-import { BadRequestError, MAX_CODE_BYTES, MAX_IO_BYTES, MAX_RECORD_BYTES, SIGNED_RECORD_HEADER } from '../../protocol/index.js'
+import { BadRequestError, MAX_CODE_BYTES, MAX_IO_BYTES, MAX_RECORD_BYTES, RuntimeKind, SIGNED_RECORD_HEADER, validateContainerOptions, validateEnv } from '../../protocol/index.js'
 import { parseBytes, parseDuration } from '../../protocol/index.js'
 import type { Agent } from '../agent.js'
 
@@ -67,7 +67,8 @@ export class ApiServer {
       ['DELETE', new RegExp(`^/v1/functions/${target}$`), async (req, _url, [fn]) => await this.#agent.delete(fn as string, signedRecord(req))],
       ['GET', new RegExp(`^/v1/functions/${name}/version$`), async (_req, _url, [fn]) => ({ name: fn, highest: this.#agent.registry.highestVersion(fn as string) })],
       ['POST', new RegExp(`^/v1/functions/${target}/invoke$`), async (req, _url, [fn]) => await this.#invoke(req, fn as string)],
-      ['GET', new RegExp(`^/v1/functions/${target}/manifest$`), async (_req, _url, [fn]) => ({ manifest: await this.#agent.manifest(fn as string) })]
+      ['GET', new RegExp(`^/v1/functions/${target}/manifest$`), async (_req, _url, [fn]) => ({ manifest: await this.#agent.manifest(fn as string) })],
+      ['POST', new RegExp(`^/v1/functions/${target}/prewarm$`), async (req, _url, [fn]) => await this.#prewarm(req, fn as string)]
     ]
   }
 
@@ -133,26 +134,38 @@ export class ApiServer {
 
   async #deploy (req: IncomingMessage, url: URL, name: string): Promise<unknown> {
     const code = await readBody(req, MAX_CODE_BYTES)
-    const memory = url.searchParams.get('memory')
-    const timeout = url.searchParams.get('timeout')
+    const q = (k: string): string | undefined => url.searchParams.get(k) ?? undefined
+    const memory = q('memory')
+    const timeout = q('timeout')
+    const runtime = q('runtime')
+    const entry = q('entry')
+    const env = q('env')
+    const container = q('container')
+    if (runtime !== undefined && !Object.values(RuntimeKind).includes(runtime as RuntimeKind)) {
+      throw new BadRequestError(`unknown runtime '${runtime}': use ${Object.values(RuntimeKind).join(', ')}`)
+    }
     const record = signedRecord(req)
     const { spec, published } = await this.#agent.deploy(name, code, {
       ...(record !== undefined ? { record } : {}),
-      ...(memory !== null ? { memoryBytes: parseBytes(memory) } : {}),
-      ...(timeout !== null ? { timeoutMs: parseDuration(timeout) } : {})
+      ...(runtime !== undefined ? { runtime: runtime as RuntimeKind } : {}),
+      ...(memory !== undefined ? { memoryBytes: parseBytes(memory) } : {}),
+      ...(timeout !== undefined ? { timeoutMs: parseDuration(timeout) } : {}),
+      ...(entry !== undefined ? { entry } : {}),
+      ...(env !== undefined ? { env: validateEnv(json(env, 'env')) } : {}),
+      ...(container !== undefined ? { container: validateContainerOptions(json(container, 'container')) } : {})
     })
     return { function: spec, holder: this.#agent.peerId, manifestInDht: published }
   }
 
+  async #prewarm (req: IncomingMessage, target: string): Promise<unknown> {
+    const body = await jsonBody(req)
+    const count = body.count ?? 1
+    if (typeof count !== 'number' || !Number.isInteger(count) || count < 1 || count > 1024) throw new BadRequestError('count must be an integer from 1 to 1024')
+    return await this.#agent.prewarm(target, count)
+  }
+
   async #invoke (req: IncomingMessage, name: string): Promise<unknown> {
-    const raw = await readBody(req, Math.ceil(MAX_IO_BYTES * 4 / 3) + 64 * 1024)
-    let body: Record<string, unknown>
-    try {
-      body = raw.byteLength === 0 ? {} : JSON.parse(Buffer.from(raw).toString('utf8'))
-    } catch {
-      throw new BadRequestError('request body is not JSON')
-    }
-    if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new BadRequestError('request body must be a JSON object')
+    const body = await jsonBody(req, Math.ceil(MAX_IO_BYTES * 4 / 3) + 64 * 1024)
     let input: Uint8Array
     if (body.input !== undefined) {
       if (typeof body.input !== 'string') throw new BadRequestError('input must be base64 text')
@@ -184,6 +197,27 @@ export class ApiServer {
     })
     const { output, ranking, ...rest } = outcome
     return { ...rest, output: Buffer.from(output).toString('base64'), ...(body.explain === true ? { ranking } : {}) }
+  }
+}
+
+/** A JSON object body (an empty body is `{}`). */
+async function jsonBody (req: IncomingMessage, limit = 64 * 1024): Promise<Record<string, unknown>> {
+  const raw = await readBody(req, limit)
+  let body: unknown
+  try {
+    body = raw.byteLength === 0 ? {} : JSON.parse(Buffer.from(raw).toString('utf8'))
+  } catch {
+    throw new BadRequestError('request body is not JSON')
+  }
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new BadRequestError('request body must be a JSON object')
+  return body as Record<string, unknown>
+}
+
+function json (text: string, what: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    throw new BadRequestError(`${what} is not JSON`)
   }
 }
 

@@ -70,7 +70,8 @@ export function summary (res: InvokeResponse): string {
   const t = res.timings
   const where = res.local ? `here (${shortId(res.ranOn)})` : `peer ${shortId(res.ranOn)}`
   const tries = res.attempts.length > 1 ? `, after ${res.attempts.length - 1} refused: ${res.attempts.slice(0, -1).map(a => `${shortId(a.peerId)} ${a.outcome}`).join(', ')}` : ''
-  return `ran ${res.function.name} v${res.function.version} on ${where}, ${res.warm ? 'warm' : 'cold'}, policy ${res.policy}${tries}; ` +
+  const start = res.warm ? 'warm' : t.initMs !== undefined ? `cold (started in ${ms(t.initMs)})` : 'cold'
+  return `ran ${res.function.name} v${res.function.version} on ${where}, ${start}, policy ${res.policy}${tries}; ` +
     `queue ${ms(t.queueMs)}, fetch ${ms(t.fetchMs)}, run ${ms(t.runMs)}, network ${ms(t.networkMs)}, total ${ms(t.totalMs)}`
 }
 

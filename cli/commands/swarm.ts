@@ -1,6 +1,7 @@
 import type { Command } from 'commander'
 import { clientFor, globals } from '../context.js'
 import { bytes, ms, printJson, shortId, table } from '../output.js'
+import type { RuntimeInfo } from '../client.js'
 
 /** peers, status */
 export function registerSwarmCommands (program: Command): void {
@@ -28,7 +29,14 @@ export function registerSwarmCommands (program: Command): void {
     .action(async (_opts: unknown, cmd: Command) => {
       const s = await clientFor(cmd).status()
       if (globals(cmd).json === true) { printJson(s); return }
-      const rt = s.runtimes.map(r => `${r.kind} ${r.slots - r.busy}/${r.slots} free, ${r.queued ?? 0} queued`).join('; ')
+      const free = (r: RuntimeInfo): string => `${r.slots - r.busy}/${r.slots} free, ${r.queued ?? 0} queued`
+      const wasm = s.runtimes.filter(r => r.kind === 'wasm').map(r => `wasm ${free(r)}`)
+      const inContainers = s.runtimes.filter(r => r.kind !== 'wasm')
+      const containers = s.docker?.available === true && inContainers[0] !== undefined
+        ? [`${inContainers.map(r => r.kind).join(', ')} in Docker ${free(inContainers[0])}, ${s.docker.total ?? 0} containers` +
+            ((s.docker.functions ?? []).length > 0 ? ` (${(s.docker.functions ?? []).map(f => `${f.name}@${f.version}: ${f.containers}`).join(', ')})` : '')]
+        : [`no containers: ${s.docker?.reason ?? 'no Docker'}`]
+      const rt = [...wasm, ...containers].join('\n           ')
       const lines = [
         `peer id    ${s.peerId}`,
         `version    ${s.version} (node ${s.node}, ${s.platform}/${s.arch}, ${s.cpus} cpus)`,

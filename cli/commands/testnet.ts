@@ -53,8 +53,11 @@ export function registerTestnetCommands (program: Command): void {
     .requiredOption('--peers <n>', 'number of agents', (v) => Number(v))
     .option('--demo', 'deploy the example function and invoke it with --near from another agent')
     .option('--wasm-slots <n>', 'WASM slots per agent')
-    .action(async (opts: { peers: number, demo?: boolean, wasmSlots?: string }, cmd: Command) => {
+    .option('--docker-peers <n>', 'only agents 1…n run container functions (the others start with --no-docker), for mixed swarms', (v) => Number(v))
+    .action(async (opts: { peers: number, demo?: boolean, wasmSlots?: string, dockerPeers?: number }, cmd: Command) => {
       if (!Number.isInteger(opts.peers) || opts.peers < 1 || opts.peers > 64) throw new UserError('--peers must be a number from 1 to 64')
+      const dockerPeers = opts.dockerPeers ?? opts.peers
+      if (!Number.isInteger(dockerPeers) || dockerPeers < 0) throw new UserError('--docker-peers must be a whole number')
       const home = defaultTestnetHome()
       const existing = Testnet.load(home)
       if (existing !== undefined) {
@@ -65,7 +68,7 @@ export function registerTestnetCommands (program: Command): void {
       const net = await up({
         peers: opts.peers,
         dir: home,
-        agentArgs: () => opts.wasmSlots !== undefined ? ['--wasm-slots', opts.wasmSlots] : [],
+        agentArgs: (k) => [...(opts.wasmSlots !== undefined ? ['--wasm-slots', opts.wasmSlots] : []), ...(k > dockerPeers ? ['--no-docker'] : [])],
         onProgress: (m) => { if (globals(cmd).json !== true) process.stderr.write(`${m}\n`) }
       })
       if (globals(cmd).json === true) printJson(net.state)

@@ -131,6 +131,16 @@ async function recipeFor (kind: ImageKind): Promise<Recipe> {
   return { paths: [busybox], exclude: () => false, links: { ...links, ...(busybox === '/bin/busybox' ? {} : { '/bin/busybox': busybox }) }, env }
 }
 
+/** Why this host cannot build the image of `kind` (no python3, no static busybox), or undefined when it can. */
+export async function imageProblem (kind: ImageKind): Promise<string | undefined> {
+  try {
+    await recipeFor(kind)
+    return undefined
+  } catch (err) {
+    return (err as Error).message
+  }
+}
+
 /** Every regular file under `path`, for hashing; directories are walked. */
 function walk (path: string, exclude: (p: string) => boolean, out: string[]): void {
   if (exclude(path)) return

@@ -1,3 +1,4 @@
+import { InvalidModuleError } from '../runtime.js'
 /**
  * Reads and rewrites the memory of a WebAssembly binary.
  *
@@ -10,9 +11,7 @@
 export const WASM_PAGE_BYTES = 65536
 export const MEMORY_IMPORT = { module: 'env', name: 'memory' } as const
 
-export class InvalidModuleError extends Error {
-  override name = 'InvalidModuleError'
-}
+export { InvalidModuleError }
 
 export interface MemoryLimits {
   minPages: number

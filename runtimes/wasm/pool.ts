@@ -81,7 +81,7 @@ interface Compiled {
  * replaced; a trap or a crash fails only that call.
  */
 export class WasmRuntime implements Runtime {
-  readonly kind = RuntimeKind.wasm
+  readonly kinds = [RuntimeKind.wasm]
   readonly #slots: number
   readonly #maxQueue: number
   readonly #heapMb: number

@@ -8,6 +8,7 @@ import { FunctionRegistry } from '../../agent/registry.js'
 import { PeerTable } from '../../agent/peer-table.js'
 import { Metrics } from '../../agent/metrics.js'
 import { NoopRuntime } from '../../runtimes/noop.js'
+import { RuntimeSet } from '../../runtimes/set.js'
 import { BusyError, DeadlineExceededError, FunctionError, PeerGoneError, WIRE_VERSION, type Advert, type InvokeResult } from '../../protocol/index.js'
 import { specFor, text } from '../helpers.js'
 
@@ -62,7 +63,7 @@ afterEach(() => {
 
 function scheduler (client: RemoteInvoker, fetcher: CodeFetcher = noFetch): Scheduler {
   const trust = { authorise: async () => ({ runtime: SPEC.runtime, size: SPEC.size, memoryBytes: SPEC.memoryBytes, timeoutMs: SPEC.timeoutMs, deployedAt: SPEC.deployedAt, chunks: ['cid-0'] }), isAuthorised: () => true }
-  return new Scheduler({ selfId: 'self', registry, runtime, peers, client, fetcher, trust, metrics: new Metrics(() => 0), hold: (spec, code) => { registry.hold(spec, code) } })
+  return new Scheduler({ selfId: 'self', registry, runtimes: new RuntimeSet([runtime]), peers, client, fetcher, trust, metrics: new Metrics(() => 0), hold: (spec, code) => { registry.hold(spec, code) } })
 }
 
 function addPeers (...ids: Array<[string, number]>): void {
