@@ -6,11 +6,9 @@ import { up } from '../testnet/index.js'
 import { AgentClient } from '../cli/client.js'
 import { WasmRuntime } from '../runtimes/index.js'
 import { dhtBench } from './dht.js'
+import { containerBench } from './containers.js'
+import { measureWrk, type Figures } from './wrk.js'
 import { createHash } from 'node:crypto'
-import { execFile } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 
 /**
  * npm run bench — figures against baselines measured in the same run:
@@ -31,7 +29,6 @@ const THROUGHPUT_CALLS = Number(process.env.BENCH_CALLS ?? 6000)
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16)
 const INPUT = Buffer.from('{"hello":"edge"}')
 
-interface Figures { p50: number, p99: number, perSec: number }
 
 function pct (sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? NaN
@@ -97,32 +94,6 @@ function directCall (): () => Promise<Uint8Array> {
 }
 
 /** p50/p99 from wrk with one connection, inv/s from wrk with CONCURRENCY connections; undefined without wrk. */
-async function measureWrk (url: string, body: unknown): Promise<Figures | undefined> {
-  const dir = mkdtempSync(join(tmpdir(), 'edge-bench-'))
-  const script = join(dir, 'post.lua')
-  writeFileSync(script, `wrk.method = "POST"\nwrk.body = ${JSON.stringify(JSON.stringify(body))}\nwrk.headers["Content-Type"] = "application/json"\n`)
-  const wrk = async (args: string[]): Promise<string> => await new Promise((resolve, reject) => {
-    execFile('wrk', [...args, '-s', script, url], (err, stdout) => { if (err != null) reject(err); else resolve(stdout) })
-  })
-  const unit = (v: string, u: string): number => Number(v) * (u === 'us' ? 0.001 : u === 's' ? 1000 : 1)
-  try {
-    await wrk(['-t1', '-c1', '-d1s'])
-    const seq = await wrk(['-t1', '-c1', '-d4s', '--latency'])
-    const par = await wrk(['-t1', `-c${CONCURRENCY}`, '-d4s'])
-    const p = (label: string): number => {
-      const m = new RegExp(`^\\s*${label}%\\s+([\\d.]+)(us|ms|s)`, 'm').exec(seq)
-      return m === null ? NaN : unit(m[1] ?? '', m[2] ?? '')
-    }
-    if (/Non-2xx/.test(seq + par)) throw new Error('wrk saw error responses')
-    return { p50: p('50'), p99: p('99'), perSec: Number(/Requests\/sec:\s+([\d.]+)/.exec(par)?.[1] ?? NaN) }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw err
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
-}
-
 function row (name: string, f: Figures, base?: Figures): string[] {
   const ratio = base === undefined ? 'baseline' : `p50 ${(f.p50 / base.p50).toFixed(2)}×, +${(f.p50 - base.p50).toFixed(3)} ms; ${(f.perSec / base.perSec).toFixed(2)}× inv/s`
   return [name, f.p50.toFixed(3), f.p99.toFixed(3), f.perSec.toFixed(0), ratio]
@@ -135,7 +106,16 @@ function print (title: string, rows: string[][]): void {
   process.stdout.write(`\n${title}\n${line(headers)}\n${widths.map(w => '-'.repeat(w)).join('  ')}\n${rows.map(line).join('\n')}\n`)
 }
 
+function printTable (title: string, headers: string[], rows: string[][]): void {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map(r => (r[i] ?? '').length)))
+  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ')
+  process.stdout.write(`\n${title}\n${line(headers)}\n${widths.map(w => '-'.repeat(w)).join('  ')}\n${rows.map(line).join('\n')}\n`)
+}
+
 async function main (): Promise<void> {
+  // BENCH_ONLY=containers (or dht) runs one part.
+  if (process.env.BENCH_ONLY === 'containers') { await containerBench(printTable); return }
+  if (process.env.BENCH_ONLY === 'dht') { await dhtBench(printTable); return }
   process.stdout.write(`edge-agent bench: node ${process.version}, ${SEQ} sequential calls then ${THROUGHPUT_CALLS} at concurrency ${CONCURRENCY}\n`)
   const direct = await measure(directCall())
 
@@ -176,13 +156,8 @@ async function main (): Promise<void> {
   } finally {
     await net.down()
   }
-  if (process.env.BENCH_SKIP_DHT === undefined) {
-    await dhtBench((title, headers, rows) => {
-      const widths = headers.map((h, i) => Math.max(h.length, ...rows.map(r => (r[i] ?? '').length)))
-      const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ')
-      process.stdout.write(`\n${title}\n${line(headers)}\n${widths.map(w => '-'.repeat(w)).join('  ')}\n${rows.map(line).join('\n')}\n`)
-    })
-  }
+  if (process.env.BENCH_SKIP_DHT === undefined) await dhtBench(printTable)
+  if (process.env.BENCH_SKIP_CONTAINERS === undefined) await containerBench(printTable)
 }
 
 await main()

@@ -540,7 +540,18 @@ export class DockerRuntime implements Runtime {
     await container.start()
     if (box.closed) throw new FunctionError(box.stopReason ?? 'stopped')
     await ready
+    // One round trip through the runner without the function: the first pass through the
+    // container's stdio is slower than the rest, and a prewarmed container should not make a call wait for it.
+    await this.#ping(box)
     log('%s v%d: container %s ready (%s, %s)', spec.name, spec.version, container.id.slice(0, 12), flavour.image, dir)
+  }
+
+  async #ping (box: Box): Promise<void> {
+    const id = this.#nextId++
+    await new Promise<void>((resolve, reject) => {
+      box.calls.set(id, { resolve: () => { box.calls.delete(id); resolve() }, reject: (e) => { box.calls.delete(id); reject(e) } })
+      box.stream?.write(`{"id":${id},"ping":true}\n`)
+    })
   }
 
   async #create (pool: Pool, image: string): Promise<Docker.Container> {

@@ -113,3 +113,24 @@ test('NAME@VERSION parses, and bad forms are clear errors', () => {
   assert.throws(() => parseTarget('echo@x'), { message: /bad version 'x'/ })
   assert.throws(() => parseTarget('Echo@1'), { message: /bad function name 'Echo'/ })
 })
+
+test('a container function\'s manifest carries its entry, env and container settings; bad ones are refused', async () => {
+  const key = await generateKeyPair('Ed25519')
+  const body = manifest({ runtime: 'node', entry: 'src/index.js', env: { GREETING: 'hi' }, container: { keepaliveMs: 30_000, concurrency: 4, singleUse: false, cpus: 0.5, pids: 32 } })
+  const opened = await openRecord(await signRecord(body, key))
+  assert.ok(opened.body.type === 'manifest')
+  assert.equal(opened.body.entry, 'src/index.js')
+  assert.deepEqual(opened.body.env, { GREETING: 'hi' })
+  assert.deepEqual(opened.body.container, { keepaliveMs: 30_000, concurrency: 4, singleUse: false, cpus: 0.5, pids: 32 })
+  const bad: Array<[Partial<Manifest>, RegExp]> = [
+    [{ runtime: 'python', entry: '../escape.py' }, /bad entry/],
+    [{ runtime: 'node', entry: 'index.js', container: { concurrency: 0 } }, /container\.concurrency: out of range/],
+    [{ runtime: 'node', entry: 'index.js', container: { network: 'yes' as unknown as boolean } }, /container\.network: not a boolean/],
+    [{ runtime: 'binary', entry: 'main', env: { EDGE_ENTRY: '/etc/passwd' } }, /env\.EDGE_ENTRY: bad name/],
+    [{ runtime: 'ruby' as 'node', entry: 'main.rb' }, /unknown runtime ruby/]
+  ]
+  for (const [extra, message] of bad) {
+    // The check that refuses them here runs on every record an agent opens, too.
+    await assert.rejects(signRecord(manifest(extra), key), { name: 'InvalidMessageError', message })
+  }
+})
