@@ -142,14 +142,14 @@ runtimes.command('build')
   .description('build the runtime images that are missing or out of date (the agent also does this on demand)')
   .argument('[kinds...]', 'node, python3 and/or binary (default: all)')
   .action(async (kinds: string[]) => {
-    const { connectDocker, ensureImage, IMAGE_KINDS } = await import('../runtimes/docker/index.js')
+    const { connectDocker, buildRuntimeImage, IMAGE_KINDS } = await import('../runtimes/docker/index.js')
     const wanted = kinds.length === 0 ? [...IMAGE_KINDS] : kinds
     for (const k of wanted) {
       if (!(IMAGE_KINDS as readonly string[]).includes(k)) throw new UserError(`unknown runtime '${k}': use ${IMAGE_KINDS.join(', ')}`)
     }
     const docker = await connectDocker().catch((err: Error) => { throw new UserError(err.message) })
     for (const kind of wanted as typeof IMAGE_KINDS[number][]) {
-      const image = await ensureImage(docker, kind).catch((err: Error) => { throw new UserError(`${kind}: ${err.message}`) })
+      const image = await buildRuntimeImage(docker, kind).catch((err: Error) => { throw new UserError(`${kind}: ${err.message}`) })
       process.stdout.write(`${kind.padEnd(8)} ${image.tag}  ${image.built ? `built in ${(image.ms / 1000).toFixed(1)} s` : 'up to date'}\n`)
     }
   })

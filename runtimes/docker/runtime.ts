@@ -10,7 +10,7 @@ import {
   BusyError, CONTAINER_RUNTIMES, DeadlineExceededError, FunctionError, FunctionNotFoundError, listArtifact, MAX_IO_BYTES, RuntimeKind, type FunctionSpec
 } from '../../protocol/index.js'
 import { InvalidModuleError, type Runtime, type RunOptions, type RunResult, type RuntimeCapacityInfo } from '../runtime.js'
-import { ensureImage, imageProblem, RUN_AS, type ImageKind } from './images.js'
+import { ensureImage, imageProblem, RUN_AS, type ImageKind, type RuntimeImage } from './images.js'
 import { BINARY_RUNNER, NODE_RUNNER, PYTHON_RUNNER, RUNNER_DIR } from './runners.js'
 
 const log = logger('edge:runtimes:docker')
@@ -38,6 +38,15 @@ const FLAVOURS: Partial<Record<RuntimeKind, Flavour>> = {
   [RuntimeKind.node]: { image: 'node', cmd: ['node', `${RUNNER_DIR}/runner.mjs`], runner: { [`${RUNNER_DIR}/runner.mjs`]: NODE_RUNNER }, serial: false },
   [RuntimeKind.python]: { image: 'python3', cmd: ['python3', '-u', `${RUNNER_DIR}/runner.py`], runner: { [`${RUNNER_DIR}/runner.py`]: PYTHON_RUNNER }, serial: true },
   [RuntimeKind.binary]: { image: 'binary', cmd: ['/bin/sh', `${RUNNER_DIR}/runner.sh`], runner: { [`${RUNNER_DIR}/runner.sh`]: BINARY_RUNNER }, serial: true }
+}
+
+/**
+ * The runtime image of `image` kind with its runner baked in: built if missing or out of date.
+ * What the agent runs, and what `edge-agent runtimes build` builds ahead.
+ */
+export async function buildRuntimeImage (docker: Docker, image: ImageKind): Promise<RuntimeImage> {
+  const flavour = Object.values(FLAVOURS).find(f => f.image === image)
+  return await ensureImage(docker, image, flavour?.runner ?? {})
 }
 
 export interface DockerRuntimeInit {
@@ -233,7 +242,7 @@ export class DockerRuntime implements Runtime {
     if (flavour === undefined) throw new InvalidModuleError(`runtime ${kind} does not run in containers`)
     let p = this.#images.get(flavour.image)
     if (p === undefined) {
-      p = ensureImage(this.#docker, flavour.image, flavour.runner).then((img) => {
+      p = buildRuntimeImage(this.#docker, flavour.image).then((img) => {
         if (img.built) log('built image %s in %d ms', img.tag, Math.round(img.ms))
         return img.tag
       })
@@ -327,7 +336,7 @@ export class DockerRuntime implements Runtime {
     if (pool === undefined) throw new FunctionNotFoundError(`function ${spec.name} (${spec.sha256.slice(0, 12)}) is not prepared on this agent`)
     if (pool.singleUse) throw new InvalidModuleError(`function ${spec.name} is single-use: each call gets a fresh container, so none is kept warm`)
     const started: Box[] = []
-    while (pool.boxes.size < Math.min(count, pool.max) && this.#room()) started.push(this.#startBox(pool))
+    while (pool.boxes.size < Math.min(count, pool.max) && this.#room(pool)) started.push(this.#startBox(pool))
     await Promise.all(started.map(async b => { await b.ready }))
     return { started: started.length, warm: [...pool.boxes].filter(b => b.state === 'ready').length }
   }
@@ -389,12 +398,13 @@ export class DockerRuntime implements Runtime {
     return busy
   }
 
-  /** Room for one more container, after removing the longest-idle one of any function if need be. */
-  #room (): boolean {
+  /** Room for one more container of `pool`, after removing the longest-idle one of another function if need be. */
+  #room (pool: Pool): boolean {
     if (this.#containers < this.#slots) return true
     let idlest: Box | undefined
-    for (const pool of this.#pools.values()) {
-      for (const box of pool.boxes) {
+    for (const other of this.#pools.values()) {
+      if (other === pool) continue
+      for (const box of other.boxes) {
         if (box.state === 'ready' && box.load === 0 && (idlest === undefined || box.lastUsed < idlest.lastUsed)) idlest = box
       }
     }
@@ -412,7 +422,7 @@ export class DockerRuntime implements Runtime {
       // A ready container before a starting one; then the least loaded; then the most recently used.
       if (best === undefined || rank(box) < rank(best)) best = box
     }
-    if (best === undefined && pool.boxes.size < pool.max && this.#room()) best = this.#startBox(pool)
+    if (best === undefined && pool.boxes.size < pool.max && this.#room(pool)) best = this.#startBox(pool)
     if (best === undefined) return undefined
     best.load++
     if (pool.singleUse) best.spent = true

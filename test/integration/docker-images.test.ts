@@ -2,22 +2,20 @@ import { describe, test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import type Docker from 'dockerode'
-import { connectDocker, ensureImage, RUN_AS, type ImageKind } from '../../runtimes/docker/index.js'
+import { buildRuntimeImage, RUN_AS, type ImageKind } from '../../runtimes/docker/index.js'
 import { EDGE_AGENT_BIN } from '../../testnet/process.js'
-import { runNode } from '../helpers.js'
+import { dockerForTests, runNode } from '../helpers.js'
 
 /**
  * Runtime images built offline from the host. Docker tests run where Docker is; in CI (CI=true)
  * its absence fails them, elsewhere they are skipped with the reason shown.
  */
-const docker: Docker | Error = await connectDocker().catch((err: Error) => err)
-if (docker instanceof Error && process.env.CI === 'true') throw docker
-const skip = docker instanceof Error ? `Docker not available here: ${docker.message}` : false
+const { docker, skip } = await dockerForTests()
 
 describe('runtime images built offline', { skip }, () => {
   const label = `edge.test=${randomUUID()}`
   after(async () => {
-    if (docker instanceof Error) return
+    if (docker === undefined) return
     for (const c of await docker.listContainers({ all: true, filters: { label: [label] } })) await docker.getContainer(c.Id).remove({ force: true })
   })
 
@@ -70,7 +68,7 @@ describe('runtime images built offline', { skip }, () => {
   ]
   for (const [kind, cmd, expected] of checks) {
     test(`the ${kind} image runs as nobody, without network, on a read-only root`, async () => {
-      const image = await ensureImage(docker as Docker, kind)
+      const image = await buildRuntimeImage(docker as Docker, kind)
       const { code, output } = await runIn(image.tag, cmd)
       assert.equal(code, 0, output)
       assert.match(output.trim(), expected)
