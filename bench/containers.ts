@@ -1,11 +1,13 @@
 import { spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough, type Duplex } from 'node:stream'
 import type Docker from 'dockerode'
-import { connectDocker, DockerRuntime, OWNER_LABEL, RUN_AS } from '../runtimes/docker/index.js'
+import { connectDocker, containerOptions, DockerRuntime, OWNER_LABEL, RUN_AS } from '../runtimes/docker/index.js'
 import { up, type Testnet } from '../testnet/index.js'
+import { packFunction, type FunctionSpec } from '../protocol/index.js'
 import { measureWrk } from './wrk.js'
 
 /**
@@ -42,34 +44,9 @@ class RawContainer {
   stream!: Duplex
   container!: Docker.Container
 
-  async start (docker: Docker, image: string, dir: string, label: Record<string, string>): Promise<void> {
-    this.container = await docker.createContainer({
-      Image: image,
-      Cmd: ['node', '/edge/runner.mjs'],
-      Env: ['EDGE_ENTRY=index.js', 'EDGE_FUNCTION=echo', 'EDGE_VERSION=1'],
-      Labels: label,
-      User: RUN_AS,
-      WorkingDir: '/tmp',
-      AttachStdin: true,
-      AttachStdout: true,
-      AttachStderr: true,
-      OpenStdin: true,
-      StdinOnce: false,
-      Tty: false,
-      HostConfig: {
-        NetworkMode: 'none',
-        Memory: 128 << 20,
-        MemorySwap: 128 << 20,
-        NanoCpus: 1e9,
-        PidsLimit: 64,
-        ReadonlyRootfs: true,
-        Tmpfs: { '/tmp': 'rw,noexec,nosuid,nodev,size=16m' },
-        CapDrop: ['ALL'],
-        SecurityOpt: ['no-new-privileges'],
-        Binds: [`${dir}:/fn:ro`],
-        LogConfig: { Type: 'none', Config: {} }
-      }
-    })
+  async start (docker: Docker, image: string, dir: string, owner: string): Promise<void> {
+    // The same container as the agent's: image, runner, limits and hardening.
+    this.container = await docker.createContainer(containerOptions({ spec: echoSpecFor(new Uint8Array(0)), image, dir, owner }))
     this.stream = await this.container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true }) as unknown as Duplex
     const out = new PassThrough()
     docker.modem.demuxStream(this.stream, out, new PassThrough())
@@ -140,8 +117,9 @@ export async function containerBench (print: Print): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'edge-bench-fn-'))
   chmodSync(dir, 0o755)
   writeFileSync(join(dir, 'index.js'), ECHO_JS, { mode: 0o644 })
-  const label = { [OWNER_LABEL]: `bench-${process.pid}` }
-  const image = await new DockerRuntime({ docker, owner: label[OWNER_LABEL], dir: join(dir, 'x') }).image('node')
+  // Containers made here are labelled as an owner of their own, and removed by it at the end.
+  const benchOwner = `bench-${process.pid}`
+  const image = await new DockerRuntime({ docker, owner: benchOwner, dir: join(dir, 'x') }).image('node')
   let net: Testnet | undefined
   try {
     // Bare dockerode: create + attach + start + first call, then removed before the next.
@@ -149,7 +127,7 @@ export async function containerBench (print: Print): Promise<void> {
     for (let i = 0; i < COLD_RUNS; i++) {
       const c = new RawContainer()
       const t = performance.now()
-      await c.start(docker, image, dir, label)
+      await c.start(docker, image, dir, benchOwner)
       await c.call()
       bare.push(performance.now() - t)
       await c.remove()
@@ -185,10 +163,10 @@ export async function containerBench (print: Print): Promise<void> {
 
     // Warm round trips: raw stdio to one container, the runtime in-process, the agent over HTTP.
     const raw = new RawContainer()
-    await raw.start(docker, image, dir, label)
+    await raw.start(docker, image, dir, benchOwner)
     const rawWarm = await sequential(async () => { await raw.call() })
     // An owner of its own: starting, a runtime removes every container of its owner.
-    const rt = new DockerRuntime({ docker, owner: `${label[OWNER_LABEL]}-rt`, dir: join(dir, 'rt') })
+    const rt = new DockerRuntime({ docker, owner: `${benchOwner}-rt`, dir: join(dir, 'rt') })
     await rt.start()
     const { spec, code } = await echoSpec(dir)
     await rt.prepare(spec, code)
@@ -200,7 +178,7 @@ export async function containerBench (print: Print): Promise<void> {
     const viaWrk = await measureWrk(`${net.agent(1).api}/v1/functions/warm/invoke`, { input: REQUEST.toString('base64'), policy: 'local' })
 
     // Throughput: 4 raw containers, one call in flight each, vs the agent with 4 warm containers and 16 clients.
-    const raws = [raw, ...await Promise.all([1, 2, 3].map(async () => { const c = new RawContainer(); await c.start(docker, image, dir, label); return c }))]
+    const raws = [raw, ...await Promise.all([1, 2, 3].map(async () => { const c = new RawContainer(); await c.start(docker, image, dir, benchOwner); return c }))]
     const rawRate = await throughput(4, async (k) => { await (raws[k % 4] as RawContainer).call() })
     await Promise.all(raws.map(async c => { await c.remove() }))
     const agentRate = viaWrk?.perSec ?? await throughput(16, async () => { await agent.invoke('warm', { input: REQUEST, policy: 'local' }) })
@@ -226,23 +204,22 @@ export async function containerBench (print: Print): Promise<void> {
     process.stdout.write(`\ntargets: cold start ≤ 1.1× bare dockerode (${(p50(cold) / p50(bare)).toFixed(2)}×); prewarmed first call < 5 ms (${f(p50(prewarmed))}); warm adds < 1.5 ms p50 (+${f(warmAdds)}, ${viaWrk !== undefined ? 'wrk' : 'Node client'})\n`)
   } finally {
     await net?.down()
-    for (const c of await docker.listContainers({ all: true, filters: { label: [`${OWNER_LABEL}=${label[OWNER_LABEL]}`] } })) await docker.getContainer(c.Id).remove({ force: true })
+    for (const c of await docker.listContainers({ all: true, filters: { label: [`${OWNER_LABEL}=${benchOwner}`] } })) await docker.getContainer(c.Id).remove({ force: true })
     rmSync(dir, { recursive: true, force: true })
   }
 }
 
 async function packEcho (dir: string): Promise<Uint8Array> {
-  const { packFunction } = await import('../protocol/index.js')
   return await packFunction(join(dir, 'index.js'))
 }
 
-async function echoSpec (dir: string): Promise<{ spec: import('../protocol/index.js').FunctionSpec, code: Uint8Array }> {
-  const { createHash } = await import('node:crypto')
+function echoSpecFor (code: Uint8Array): FunctionSpec {
+  return { name: 'echo', version: 1, runtime: 'node', entry: 'index.js', sha256: createHash('sha256').update(code).digest('hex'), size: Math.max(1, code.byteLength), memoryBytes: 128 << 20, timeoutMs: 5000, deployedAt: 1 }
+}
+
+async function echoSpec (dir: string): Promise<{ spec: FunctionSpec, code: Uint8Array }> {
   const code = await packEcho(dir)
-  return {
-    code,
-    spec: { name: 'echo', version: 1, runtime: 'node', entry: 'index.js', sha256: createHash('sha256').update(code).digest('hex'), size: code.byteLength, memoryBytes: 128 << 20, timeoutMs: 5000, deployedAt: 1 }
-  }
+  return { code, spec: echoSpecFor(code) }
 }
 
 async function sequential (call: () => Promise<void>): Promise<{ p50: number, p99: number }> {

@@ -1,6 +1,7 @@
 import { Agent as HttpAgent, request } from 'node:http'
 import { UserError } from './errors.js'
 import { SIGNED_RECORD_HEADER } from '../protocol/protocols.js'
+import type { ContainerOptions, RuntimeKind } from '../protocol/messages.js'
 
 const keepAlive = new HttpAgent({ keepAlive: true, maxSockets: 64 })
 
@@ -68,19 +69,11 @@ export interface FunctionSpec {
 
 /** How a deploy asks a function to run (as `edge deploy` takes it). */
 export interface DeploySettings {
-  runtime?: 'wasm' | 'node' | 'python' | 'binary'
+  runtime?: RuntimeKind
   memory?: string
   timeout?: string
   env?: Record<string, string>
-  container?: {
-    keepaliveMs?: number
-    concurrency?: number
-    maxContainers?: number
-    singleUse?: boolean
-    network?: boolean
-    cpus?: number
-    pids?: number
-  }
+  container?: ContainerOptions
 }
 
 export interface FunctionInfo {
@@ -142,7 +135,7 @@ export interface ManifestInfo {
   runtime?: string
   entry?: string
   env?: Record<string, string>
-  container?: NonNullable<DeploySettings['container']>
+  container?: ContainerOptions
   limits?: { memoryBytes: number, timeoutMs: number, concurrency: number }
   chunks?: string[]
   size?: number

@@ -121,7 +121,7 @@ function deploySettings (runtime: RuntimeKind, opts: DeployFlags): DeploySetting
   }
 }
 
-function containerText (c: NonNullable<DeploySettings['container']>): string {
+function containerText (c: ContainerOptions): string {
   return [
     c.keepaliveMs !== undefined ? `keepalive ${ms(c.keepaliveMs)}` : '',
     c.concurrency !== undefined ? `${c.concurrency} calls per container` : '',

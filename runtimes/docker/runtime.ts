@@ -67,6 +67,66 @@ export interface DockerRuntimeInit {
   tmpfsBytes?: number
 }
 
+export interface ContainerPlan {
+  spec: FunctionSpec
+  image: string
+  /** The function's unpacked code on the host, bound read-only at /fn. */
+  dir: string
+  owner: string
+  /** For functions whose manifest asks for network access. Default: `bridge`. */
+  network?: string
+  tmpfsBytes?: number
+  /** Limits this host cannot enforce, left out. */
+  unsupported?: ReadonlySet<'NanoCpus' | 'PidsLimit'>
+}
+
+/**
+ * How a container of a function is created: its runner, environment and labels, and the
+ * hardening every function gets (no network unless asked, read-only root with a small /tmp, no
+ * capabilities, no-new-privileges, an unprivileged user, memory without swap, CPU and pids limits).
+ */
+export function containerOptions (plan: ContainerPlan): Docker.ContainerCreateOptions {
+  const { spec } = plan
+  const flavour = FLAVOURS[spec.runtime]
+  if (flavour === undefined) throw new InvalidModuleError(`runtime ${spec.runtime} does not run in containers`)
+  const c = spec.container ?? {}
+  const memory = Math.max(MIN_MEMORY_BYTES, spec.memoryBytes)
+  const hostConfig: Docker.HostConfig = {
+    NetworkMode: c.network === true ? (plan.network ?? 'bridge') : 'none',
+    Memory: memory,
+    MemorySwap: memory,
+    ReadonlyRootfs: true,
+    Tmpfs: { '/tmp': `rw,noexec,nosuid,nodev,size=${plan.tmpfsBytes ?? 16 * MiB}` },
+    CapDrop: ['ALL'],
+    SecurityOpt: ['no-new-privileges'],
+    Binds: [`${plan.dir}:/fn:ro`],
+    // Output travels over the attach stream: no log files growing on the device's disk.
+    LogConfig: { Type: 'none', Config: {} }
+  }
+  if (plan.unsupported?.has('NanoCpus') !== true) hostConfig.NanoCpus = Math.round((c.cpus ?? 1) * 1e9)
+  if (plan.unsupported?.has('PidsLimit') !== true) hostConfig.PidsLimit = c.pids ?? 64
+  return {
+    name: `edge-${spec.name}-v${spec.version}-${randomBytes(4).toString('hex')}`,
+    Image: plan.image,
+    Cmd: flavour.cmd,
+    Env: [
+      ...Object.entries(spec.env ?? {}).map(([k, v]) => `${k}=${v}`),
+      `EDGE_ENTRY=${spec.entry ?? ''}`, `EDGE_FUNCTION=${spec.name}`, `EDGE_VERSION=${spec.version}`
+    ],
+    Labels: { [OWNER_LABEL]: plan.owner, 'edge.function': spec.name, 'edge.version': String(spec.version), 'edge.sha256': spec.sha256 },
+    User: RUN_AS,
+    WorkingDir: '/tmp',
+    AttachStdin: true,
+    AttachStdout: true,
+    AttachStderr: true,
+    OpenStdin: true,
+    StdinOnce: false,
+    Tty: false,
+    StopTimeout: 1,
+    HostConfig: hostConfig
+  }
+}
+
 interface Reply {
   id?: number
   ready?: boolean
@@ -565,43 +625,15 @@ export class DockerRuntime implements Runtime {
   }
 
   async #create (pool: Pool, image: string): Promise<Docker.Container> {
-    const { spec } = pool
-    const c = spec.container ?? {}
-    const memory = Math.max(MIN_MEMORY_BYTES, spec.memoryBytes)
-    const hostConfig: Docker.HostConfig = {
-      NetworkMode: c.network === true ? (this.#init.network ?? 'bridge') : 'none',
-      Memory: memory,
-      MemorySwap: memory,
-      ReadonlyRootfs: true,
-      Tmpfs: { '/tmp': `rw,noexec,nosuid,nodev,size=${this.#tmpfsBytes}` },
-      CapDrop: ['ALL'],
-      SecurityOpt: ['no-new-privileges'],
-      Binds: [`${pool.dir}:/fn:ro`],
-      // Output travels over the attach stream: no log files growing on the device's disk.
-      LogConfig: { Type: 'none', Config: {} }
-    }
-    if (!this.#unsupported.has('NanoCpus')) hostConfig.NanoCpus = Math.round((c.cpus ?? 1) * 1e9)
-    if (!this.#unsupported.has('PidsLimit')) hostConfig.PidsLimit = c.pids ?? 64
-    const options: Docker.ContainerCreateOptions = {
-      name: `edge-${spec.name}-v${spec.version}-${randomBytes(4).toString('hex')}`,
-      Image: image,
-      Cmd: pool.flavour.cmd,
-      Env: [
-        ...Object.entries(spec.env ?? {}).map(([k, v]) => `${k}=${v}`),
-        `EDGE_ENTRY=${spec.entry ?? ''}`, `EDGE_FUNCTION=${spec.name}`, `EDGE_VERSION=${spec.version}`
-      ],
-      Labels: { [OWNER_LABEL]: this.#init.owner, 'edge.function': spec.name, 'edge.version': String(spec.version), 'edge.sha256': spec.sha256 },
-      User: RUN_AS,
-      WorkingDir: '/tmp',
-      AttachStdin: true,
-      AttachStdout: true,
-      AttachStderr: true,
-      OpenStdin: true,
-      StdinOnce: false,
-      Tty: false,
-      StopTimeout: 1,
-      HostConfig: hostConfig
-    }
+    const options = containerOptions({
+      spec: pool.spec,
+      image,
+      dir: pool.dir,
+      owner: this.#init.owner,
+      tmpfsBytes: this.#tmpfsBytes,
+      unsupported: this.#unsupported,
+      ...(this.#init.network !== undefined ? { network: this.#init.network } : {})
+    })
     try {
       return await this.#docker.createContainer(options)
     } catch (err) {
