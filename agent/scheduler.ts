@@ -130,11 +130,12 @@ export class Scheduler {
     const { name, version } = parseTarget(target)
     const policy = POLICIES[options.policy ?? 'local-first']
     if (policy === undefined) throw new BadRequestError(`unknown policy '${options.policy ?? ''}': use one of ${Object.keys(POLICIES).join(', ')}`)
-    const known = await this.#resolveTrusted(name, version, options.timeoutMs ?? 30_000)
-    const timeoutMs = options.timeoutMs ?? Math.max(30_000, (known.spec?.timeoutMs ?? 0) * 2)
+    const { known, vouched } = await this.#resolveTrusted(name, version, options.timeoutMs ?? 30_000)
+    // The runtime as the signed manifest says (what gossip says of a function is not trusted).
+    const kind = vouched.runtime
+    const timeoutMs = options.timeoutMs ?? Math.max(30_000, vouched.timeoutMs * 2)
     const deadline = AbortSignal.timeout(timeoutMs)
-    const ranking = policy.rank({ self: this.#selfView(known), peers: this.#peerViews(known), ...(options.peer !== undefined ? { target: options.peer } : {}) })
-    const kind = known.spec?.runtime ?? RuntimeKind.wasm
+    const ranking = policy.rank({ self: this.#selfView(known, kind), peers: this.#peerViews(known, kind), ...(options.peer !== undefined ? { target: options.peer } : {}) })
     if (this.#init.runtimes.for(kind) === undefined && ranking.candidates.some(c => c.local)) {
       // A function this agent keeps but cannot run (a container function, and no Docker here): peers only.
       ranking.candidates = ranking.candidates.filter(c => !c.local)
@@ -180,7 +181,7 @@ export class Scheduler {
    * newer version from an untrusted key (gossip is open to every member of the swarm) is set aside,
    * not obeyed.
    */
-  async #resolveTrusted (name: string, version: number | undefined, timeoutMs: number): Promise<KnownFunction> {
+  async #resolveTrusted (name: string, version: number | undefined, timeoutMs: number): Promise<{ known: KnownFunction, vouched: Vouched }> {
     const signal = AbortSignal.timeout(timeoutMs)
     let refused: Error | undefined
     for (let i = 0; i < 8; i++) {
@@ -194,8 +195,7 @@ export class Scheduler {
         throw new UntrustedManifestError(`every known version of '${name}' is signed by a key this agent does not trust (${signers.join(', ')}): 'edge-agent trust add KEY' on it, then restart it, to run it`, { signer: signers[0] })
       }
       try {
-        await this.#init.trust.authorise(known.ref, { signal })
-        return known
+        return { known, vouched: await this.#init.trust.authorise(known.ref, { signal }) }
       } catch (err) {
         const signer = (err as { signer?: string }).signer
         if (signer === undefined) throw err
@@ -209,7 +209,7 @@ export class Scheduler {
   /** Makes `NAME` (its newest version) or `NAME@VERSION` ready to run here: trusted, held (fetched if need be) and prepared. */
   async prepareHere (target: string, timeoutMs = FETCH_DEADLINE_MS): Promise<FunctionSpec> {
     const { name, version } = parseTarget(target)
-    const known = await this.#resolveTrusted(name, version, timeoutMs)
+    const { known } = await this.#resolveTrusted(name, version, timeoutMs)
     const { spec } = await this.#ensureLocal(known.ref, [...known.holders], AbortSignal.timeout(timeoutMs))
     return spec
   }
@@ -290,20 +290,20 @@ export class Scheduler {
     return { spec, fetchMs: performance.now() - started }
   }
 
-  #selfView (known: KnownFunction): CandidateView {
-    const cap = this.#init.runtimes.capacity(known.spec?.runtime ?? RuntimeKind.wasm)
+  #selfView (known: KnownFunction, kind: RuntimeKind): CandidateView {
+    const cap = this.#init.runtimes.capacity(kind)
     return { peerId: this.#init.selfId, local: true, rttMs: 0, freeSlots: Math.max(0, cap.slots - cap.busy), holds: known.local, queue: cap.queued }
   }
 
-  #peerViews (known: KnownFunction): CandidateView[] {
+  #peerViews (known: KnownFunction, kind: RuntimeKind): CandidateView[] {
     const { peers } = this.#init
     return peers.list()
-      .filter(e => e.advert.runtimes.some(r => r.kind === (known.spec?.runtime ?? RuntimeKind.wasm)))
+      .filter(e => e.advert.runtimes.some(r => r.kind === kind))
       .map(e => ({
         peerId: e.peerId,
         local: false,
         rttMs: e.rttMs,
-        freeSlots: peers.freeSlots(e, known.spec?.runtime ?? RuntimeKind.wasm),
+        freeSlots: peers.freeSlots(e, kind),
         holds: known.holders.has(e.peerId),
         queue: e.advert.queue
       }))
