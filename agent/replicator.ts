@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import type { FunctionRef, FunctionSpec } from '../protocol/index.js'
 import type { FetchService } from './fetch.js'
+import { vouchedBy } from './trust.js'
 import type { ManifestStore } from './manifests.js'
 import type { PeerTable } from './peer-table.js'
 import type { FunctionRegistry, KnownFunction } from './registry.js'
@@ -90,7 +91,8 @@ export class Replicator {
       const body = resolved?.record.body
       if (resolved === undefined || body?.type !== 'manifest' || body.version !== version || body.sha256 !== sha256) throw new Error('no manifest in the DHT for this version')
       if (!this.#init.trusts(resolved.record.signer)) throw new Error(`signed by ${resolved.record.signer}, not trusted here`)
-      const spec: FunctionSpec = { name, version, runtime: body.runtime, sha256, size: body.size, memoryBytes: body.limits.memoryBytes, timeoutMs: body.limits.timeoutMs, deployedAt: body.deployedAt }
+      // Everything the manifest says of how it runs (a container function's entry, env and settings too).
+      const spec: FunctionSpec = { name, version, sha256, ...vouchedBy(body) }
       if (!registry.hasRoom(body.size, sha256)) throw new Error(`no room for ${body.size} bytes within this agent's storage quota`)
       const code = (await this.#init.fetcher.fetchChunks(body, holders)).code
       // The chunks were checked against the manifest's CIDs as they arrived: no need to hash again.

@@ -40,7 +40,7 @@ function setup (name: string, signerKnown: boolean, selfTrusts = true): { replic
     registry.setAdvertised(a.peerId, a.functions)
   }
   const chunks = chunk(CODE).map(c => c.cid.toString())
-  const body = { type: 'manifest', name, version: 1, sha256: spec.sha256, size: spec.size, runtime: 'wasm', limits: { memoryBytes: spec.memoryBytes, timeoutMs: spec.timeoutMs, concurrency: 0 }, deployedAt: spec.deployedAt, chunks }
+  const body = { type: 'manifest', name, version: 1, sha256: spec.sha256, size: spec.size, runtime: 'wasm', limits: { memoryBytes: spec.memoryBytes, timeoutMs: spec.timeoutMs, concurrency: 0 }, deployedAt: spec.deployedAt, chunks, entry: '_start', env: {}, labels: {} }
   const manifests = {
     find: async () => ({ record: { body, signer: SIGNER }, source: 'gossip' }),
     provide: async () => 1,
