@@ -9,6 +9,7 @@ import { connectDocker, containerOptions, DockerRuntime, OWNER_LABEL, RUN_AS } f
 import { up, type Testnet } from '../testnet/index.js'
 import { packFunction, type FunctionSpec } from '../protocol/index.js'
 import { measureWrk } from './wrk.js'
+import { pct, sorted } from './stats.js'
 
 /**
  * Container functions, against baselines measured in the same run (issue 5):
@@ -28,11 +29,6 @@ const ECHO_JS = 'module.exports = async (params) => params\n'
 const REQUEST = Buffer.from('{"hello":"edge"}')
 
 type Print = (title: string, headers: string[], rows: string[][]) => void
-
-function pct (samples: number[], p: number): number {
-  const sorted = [...samples].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? NaN
-}
 
 const f = (ms: number): string => ms < 10 ? ms.toFixed(3) : ms.toFixed(1)
 
@@ -183,7 +179,7 @@ export async function containerBench (print: Print): Promise<void> {
     await Promise.all(raws.map(async c => { await c.remove() }))
     const agentRate = viaWrk?.perSec ?? await throughput(16, async () => { await agent.invoke('warm', { input: REQUEST, policy: 'local' }) })
 
-    const p50 = (xs: number[]): number => pct(xs, 0.5)
+    const p50 = (xs: number[]): number => pct(sorted(xs), 0.5)
     print(`3. container cold start (node, ${COLD_RUNS} runs each, removed between runs)`, ['case', 'p50 ms', 'max ms', 'vs baseline'], [
       ['bare dockerode: create + attach + start + first call', f(p50(bare)), f(Math.max(...bare)), 'baseline'],
       ['through the agent (single-use function)', f(p50(cold)), f(Math.max(...cold)), `${(p50(cold) / p50(bare)).toFixed(2)}× (container start ${f(p50(init))} ms)`],
@@ -230,7 +226,8 @@ async function sequential (call: () => Promise<void>): Promise<{ p50: number, p9
     await call()
     samples.push(performance.now() - t)
   }
-  return { p50: pct(samples, 0.5), p99: pct(samples, 0.99) }
+  const ordered = sorted(samples)
+  return { p50: pct(ordered, 0.5), p99: pct(ordered, 0.99) }
 }
 
 async function throughput (concurrency: number, call: (k: number) => Promise<void>): Promise<number> {

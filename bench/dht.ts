@@ -6,6 +6,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { createNode } from '../agent/node.js'
 import { up } from '../testnet/index.js'
 import { bigModule } from '../test/helpers.js'
+import { pct } from './stats.js'
 
 /**
  * Issue 4's figures: the time to a first invoke on an agent that never held the code (fetch,
@@ -49,10 +50,6 @@ async function rawTransfer (swarmKey: Uint8Array, bytes: number): Promise<number
     await b.stop()
     rmSync(dir, { recursive: true, force: true })
   }
-}
-
-function pct (sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? NaN
 }
 
 export async function dhtBench (print: (title: string, headers: string[], rows: string[][]) => void): Promise<void> {

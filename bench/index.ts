@@ -9,6 +9,7 @@ import { dhtBench } from './dht.js'
 import { containerBench } from './containers.js'
 import { measureWrk, type Figures } from './wrk.js'
 import { createHash } from 'node:crypto'
+import { pct } from './stats.js'
 
 /**
  * npm run bench — figures against baselines measured in the same run:
@@ -29,10 +30,6 @@ const THROUGHPUT_CALLS = Number(process.env.BENCH_CALLS ?? 6000)
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16)
 const INPUT = Buffer.from('{"hello":"edge"}')
 
-
-function pct (sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? NaN
-}
 
 async function measure (call: () => Promise<unknown>): Promise<Figures> {
   for (let i = 0; i < 1000; i++) await call()

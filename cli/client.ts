@@ -1,7 +1,7 @@
 import { Agent as HttpAgent, request } from 'node:http'
 import { UserError } from './errors.js'
 import { SIGNED_RECORD_HEADER } from '../protocol/protocols.js'
-import type { ContainerOptions, RuntimeKind } from '../protocol/messages.js'
+import type { ContainerOptions, FunctionSpec, RuntimeKind } from '../protocol/messages.js'
 
 const keepAlive = new HttpAgent({ keepAlive: true, maxSockets: 64 })
 
@@ -53,19 +53,7 @@ function signed (record: Uint8Array | undefined): Record<string, string> | undef
 
 /** Typed client of the agent's HTTP API. The CLI talks to agents only through this. */
 
-export interface FunctionSpec {
-  name: string
-  version: number
-  runtime: string
-  sha256: string
-  size: number
-  memoryBytes: number
-  timeoutMs: number
-  deployedAt: number
-  entry?: string
-  env?: Record<string, string>
-  container?: Record<string, unknown>
-}
+export type { FunctionSpec } from '../protocol/messages.js'
 
 /** How a deploy asks a function to run (as `edge deploy` takes it). */
 export interface DeploySettings {

@@ -9,6 +9,7 @@ import { extract } from 'tar'
 import {
   BusyError, CONTAINER_RUNTIMES, DeadlineExceededError, FunctionError, FunctionNotFoundError, listArtifact, MAX_IO_BYTES, RuntimeKind, type FunctionSpec
 } from '../../protocol/index.js'
+import { enqueue, type Waiter } from '../queue.js'
 import { InvalidModuleError, type Runtime, type RunOptions, type RunResult, type RuntimeCapacityInfo } from '../runtime.js'
 import { ensureImage, imageProblem, RUN_AS, type ImageKind, type RuntimeImage } from './images.js'
 import { BINARY_RUNNER, NODE_RUNNER, PYTHON_RUNNER, RUNNER_DIR } from './runners.js'
@@ -219,10 +220,8 @@ class Box {
   }
 }
 
-interface Waiter {
+interface PoolWaiter extends Waiter<Box> {
   pool: Pool
-  resolve: (box: Box) => void
-  reject: (err: Error) => void
 }
 
 /**
@@ -245,7 +244,7 @@ export class DockerRuntime implements Runtime {
   readonly #pools = new Map<string, Pool>()
   readonly #images = new Map<ImageKind, Promise<string>>()
   readonly #removing = new Set<Promise<void>>()
-  #waiters: Waiter[] = []
+  #waiters: PoolWaiter[] = []
   #containers = 0
   #nextId = 1
   #started = false
@@ -374,9 +373,7 @@ export class DockerRuntime implements Runtime {
   }
 
   capacity (): RuntimeCapacityInfo {
-    let busy = 0
-    for (const pool of this.#pools.values()) for (const box of pool.boxes) busy += box.load
-    return { slots: this.#slots, busy: Math.min(busy, this.#slots), queued: this.#waiters.length }
+    return { slots: this.#slots, busy: Math.min(this.#busy(), this.#slots), queued: this.#waiters.length }
   }
 
   /** Containers of each function, and of all: for `edge status` and tests. */
@@ -434,22 +431,9 @@ export class DockerRuntime implements Runtime {
     }
     if (options.queue === false) throw new BusyError(`no container of ${pool.spec.name} is free`)
     if (this.#waiters.length >= this.#maxQueue) throw new BusyError(`every container is busy and ${this.#maxQueue} calls are queued`)
-    options.signal?.throwIfAborted()
-    return await new Promise<Box>((resolve, reject) => {
-      const onAbort = (): void => {
-        const i = this.#waiters.indexOf(waiter)
-        if (i >= 0) this.#waiters.splice(i, 1)
-        reject(new DeadlineExceededError('deadline exceeded while waiting for a container'))
-      }
-      const waiter: Waiter = {
-        pool,
-        resolve: (b) => { options.signal?.removeEventListener('abort', onAbort); resolve(b) },
-        reject: (e) => { options.signal?.removeEventListener('abort', onAbort); reject(e) }
-      }
-      options.signal?.addEventListener('abort', onAbort, { once: true })
-      this.#waiters.push(waiter)
-      this.#pump()
-    })
+    const waiting = enqueue<Box, PoolWaiter>(this.#waiters, { pool }, options.signal, 'a container')
+    this.#pump()
+    return await waiting
   }
 
   #busy (): number {
@@ -493,7 +477,7 @@ export class DockerRuntime implements Runtime {
   /** Gives waiting calls the containers that freed up. */
   #pump (): void {
     for (let i = 0; i < this.#waiters.length;) {
-      const w = this.#waiters[i] as Waiter
+      const w = this.#waiters[i] as PoolWaiter
       const box = this.#place(w.pool)
       if (box === undefined) { i++; continue }
       this.#waiters.splice(i, 1)

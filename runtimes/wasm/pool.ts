@@ -4,6 +4,7 @@ import { BusyError, DeadlineExceededError, FunctionError, FunctionNotFoundError,
 import { limitMemory, InvalidModuleError, MEMORY_IMPORT, type MemoryLimits } from './limits.js'
 import type { FromWorker, ToWorker } from './messages.js'
 import type { Runtime, RunOptions, RunResult, RuntimeCapacityInfo } from '../runtime.js'
+import { enqueue, type Waiter } from '../queue.js'
 import type { FunctionSpec } from '../../protocol/index.js'
 
 const log = logger('edge:runtimes:wasm')
@@ -87,7 +88,7 @@ export class WasmRuntime implements Runtime {
   readonly #heapMb: number
   #idle: Slot[] = []
   #all = new Set<Slot>()
-  #waiters: Array<{ resolve: (s: Slot) => void, reject: (e: Error) => void }> = []
+  #waiters: Array<Waiter<Slot>> = []
   #compiled = new Map<string, Compiled>()
   #nextId = 1
   #started = false
@@ -228,20 +229,7 @@ export class WasmRuntime implements Runtime {
     if (slot !== undefined) return slot
     if (options.queue === false) throw new BusyError('all wasm slots are busy')
     if (this.#waiters.length >= this.#maxQueue) throw new BusyError(`all wasm slots are busy and ${this.#maxQueue} calls are queued`)
-    options.signal?.throwIfAborted()
-    return await new Promise<Slot>((resolve, reject) => {
-      const waiter = {
-        resolve: (s: Slot) => { options.signal?.removeEventListener('abort', onAbort); resolve(s) },
-        reject: (e: Error) => { options.signal?.removeEventListener('abort', onAbort); reject(e) }
-      }
-      const onAbort = (): void => {
-        const i = this.#waiters.indexOf(waiter)
-        if (i >= 0) this.#waiters.splice(i, 1)
-        reject(new DeadlineExceededError('deadline exceeded while waiting for a free slot'))
-      }
-      options.signal?.addEventListener('abort', onAbort, { once: true })
-      this.#waiters.push(waiter)
-    })
+    return await enqueue(this.#waiters, {}, options.signal, 'a free slot')
   }
 
   #releaseSlot (slot: Slot): void {
