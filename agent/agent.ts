@@ -469,7 +469,7 @@ export class Agent {
       runtimes: caps.map(c => ({ kind: c.kind, slots: c.slots, busy: c.busy })),
       queue: this.runtimes.all().reduce((n, r) => n + r.capacity().queued, 0),
       labels: this.config.labels,
-      warm: this.runtimes.prepared().slice(0, 256),
+      warm: this.runtimes.warm().slice(0, 256),
       functions: this.registry.localSpecs().slice(0, 256).map(s => ({ name: s.name, version: s.version, sha256: s.sha256 })),
       trusted: this.config.trustedKeys.slice(0, 64)
     }

@@ -4,5 +4,5 @@ export { DEFAULT_API_PORT, DEFAULT_CONFIG, defaultDataDir, parseLabels, readConf
 export { createPeerKey, loadSwarmKey, newSwarmKey, validateSwarmKey, writeSwarmKey, SWARM_KEY_FILE } from './identity.js'
 export { ConfigError, NoCandidateError, OverloadedError } from './errors.js'
 export { PeerTable, type PeerEntry } from './peer-table.js'
-export { POLICIES, localFirst, near, localOnly, pinnedPeer, type CandidateView, type Policy } from './policies/index.js'
+export { POLICIES, localFirst, near, leastLoaded, powerOfTwo, warmAffinity, localOnly, pinnedPeer, type CandidateView, type Policy } from './policies/index.js'
 export { parseBytes, parseDuration } from '../protocol/index.js'

@@ -292,7 +292,8 @@ export class Scheduler {
 
   #selfView (known: KnownFunction, kind: RuntimeKind): CandidateView {
     const cap = this.#init.runtimes.capacity(kind)
-    return { peerId: this.#init.selfId, local: true, rttMs: 0, freeSlots: Math.max(0, cap.slots - cap.busy), holds: known.local, queue: cap.queued }
+    const warm = known.local && this.#init.runtimes.for(kind)?.warm().includes(known.ref.sha256) === true
+    return { peerId: this.#init.selfId, local: true, rttMs: 0, freeSlots: Math.max(0, cap.slots - cap.busy), slots: cap.slots, holds: known.local, warm, queue: cap.queued }
   }
 
   #peerViews (known: KnownFunction, kind: RuntimeKind): CandidateView[] {
@@ -304,7 +305,9 @@ export class Scheduler {
         local: false,
         rttMs: e.rttMs,
         freeSlots: peers.freeSlots(e, kind),
+        slots: e.advert.runtimes.find(r => r.kind === kind)?.slots ?? 0,
         holds: known.holders.has(e.peerId),
+        warm: e.advert.warm.includes(known.ref.sha256),
         queue: e.advert.queue
       }))
   }

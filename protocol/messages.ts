@@ -77,7 +77,7 @@ export interface Advert {
   runtimes: RuntimeCapacity[]
   queue: number
   labels: Record<string, string>
-  /** sha256 of functions with a compiled module ready. */
+  /** sha256 of functions that would run without a cold start (a compiled module, a started container). */
   warm: string[]
   /** Functions whose code this agent holds and serves over /edge/fetch/1. */
   functions: FunctionRef[]

@@ -43,6 +43,8 @@ export interface Runtime {
   isPrepared(spec: FunctionSpec): boolean
   /** sha256 of every prepared artifact. */
   prepared(): string[]
+  /** sha256 of the code that would run now without a cold start (a compiled module, a started container). */
+  warm(): string[]
   /** Drops every compiled variant of this code. */
   release(sha256: string): void
   invoke(spec: FunctionSpec, input: Uint8Array, options?: RunOptions): Promise<RunResult>

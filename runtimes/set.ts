@@ -53,6 +53,10 @@ export class RuntimeSet {
     return [...new Set(this.#runtimes.flatMap(r => r.prepared()))]
   }
 
+  warm (): string[] {
+    return [...new Set(this.#runtimes.flatMap(r => r.warm()))]
+  }
+
   release (sha256: string): void {
     for (const r of this.#runtimes) r.release(sha256)
   }

@@ -1,14 +1,20 @@
 import { localFirst } from './local-first.js'
 import { near } from './near.js'
+import { leastLoaded } from './least-loaded.js'
+import { powerOfTwo } from './p2c.js'
+import { warmAffinity } from './warm-affinity.js'
 import { localOnly, pinnedPeer } from './pinned.js'
 import type { Policy } from './policy.js'
 
 export type { Candidate, CandidateView, Policy, PolicyInput, Ranking } from './policy.js'
-export { localFirst, near, localOnly, pinnedPeer }
+export { localFirst, near, leastLoaded, powerOfTwo, warmAffinity, localOnly, pinnedPeer }
 
 export const POLICIES: Record<string, Policy> = {
   'local-first': localFirst,
   near,
+  'least-loaded': leastLoaded,
+  p2c: powerOfTwo,
+  'warm-affinity': warmAffinity,
   local: localOnly,
   peer: pinnedPeer
 }

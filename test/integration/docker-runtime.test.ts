@@ -101,8 +101,11 @@ describe('Docker runtime', { skip }, () => {
 
   test('keepalive: an idle container is removed, and the next call starts a new one', async () => {
     const spec = await deploy('probe-keepalive', 'test/fixtures/containers/node-probe', 'node', { container: { keepaliveMs: 300 } })
+    assert.ok(!rt.warm().includes(spec.sha256), 'prepared, but no container yet')
     const first = JSON.parse(text((await rt.invoke(spec, input({}))).output)) as { host: string }
+    assert.ok(rt.warm().includes(spec.sha256), 'warm while its container lives')
     await eventually(() => rt.containers().functions.every(f => f.name !== 'probe-keepalive'), 5000, 'the idle container to expire')
+    assert.ok(!rt.warm().includes(spec.sha256), 'cold again once its container expired')
     const again = await rt.invoke(spec, input({}))
     assert.equal(again.warm, false)
     assert.notEqual((JSON.parse(text(again.output)) as { host: string }).host, first.host)

@@ -124,6 +124,22 @@ describe('a swarm of three agents', () => {
     assert.equal(again.warm, true)
   })
 
+  test('warm-affinity and least-loaded send a call from an agent without the code to a warm holder', async () => {
+    const holders = new Set([net.agent(1).peerId, net.agent(3).peerId])
+    await eventually(async () => (await a2.list()).find(f => f.name === 'primes')?.holders.length === 2, 10_000, 'agent 2 to see both holders')
+    const warm = await a2.invoke('primes', { params: { n: 10 }, policy: 'warm-affinity', explain: true })
+    assert.equal(text(warm.outputBytes), '{"n":10,"primes":4}\n')
+    assert.ok(holders.has(warm.ranOn), 'ran where the function was warm')
+    assert.equal(warm.warm, true)
+    assert.equal(warm.policy, 'warm-affinity')
+    assert.match(warm.ranking?.candidates[0]?.reason ?? '', /^warm here/)
+    assert.match(warm.ranking?.candidates.find(c => c.local)?.reason ?? '', /cold/)
+    const idle = await a2.invoke('primes', { params: { n: 10 }, policy: 'least-loaded', explain: true })
+    assert.ok(holders.has(idle.ranOn), 'among idle places, a holder')
+    assert.match(idle.ranking?.candidates[0]?.reason ?? '', /^load 0%/)
+    await assert.rejects(a2.invoke('primes', { policy: 'fastest' }), /unknown policy 'fastest': use one of local-first, near, least-loaded, p2c, warm-affinity, local, peer/)
+  })
+
   test('a saturated agent offloads to a peer', async () => {
     await a2.deploy('sleep', fixture('sleep'), { timeout: '10s' })
     const blocker = a2.invoke('sleep', { input: Buffer.from('1500'), policy: 'local' })

@@ -1,9 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { localFirst, near, localOnly, pinnedPeer, type CandidateView } from '../../agent/index.js'
+import { localFirst, near, leastLoaded, powerOfTwo, warmAffinity, localOnly, pinnedPeer, type CandidateView } from '../../agent/index.js'
 
 function view (peerId: string, extra: Partial<CandidateView> = {}): CandidateView {
-  return { peerId, local: false, rttMs: 5, freeSlots: 2, holds: true, queue: 0, ...extra }
+  return { peerId, local: false, rttMs: 5, freeSlots: 2, slots: 2, holds: true, warm: false, queue: 0, ...extra }
 }
 const self = (extra: Partial<CandidateView> = {}): CandidateView => view('self', { local: true, rttMs: 0, holds: false, ...extra })
 const order = (r: { candidates: Array<{ peerId: string }> }): string[] => r.candidates.map(c => c.peerId)
@@ -49,4 +49,50 @@ test('--peer names one peer and no fallback; --local only here', () => {
   assert.deepEqual(order(pinnedPeer.rank({ self: self(), peers: [view('a'), view('b')], target: 'b' })), ['b'])
   assert.deepEqual(order(pinnedPeer.rank({ self: self(), peers: [view('a')], target: 'zzz' })), [])
   assert.deepEqual(order(localOnly.rank({ self: self({ freeSlots: 0 }), peers: [view('a')] })), ['self'])
+})
+
+test('least-loaded picks the smallest share of busy slots, this agent included', () => {
+  const r = leastLoaded.rank({
+    self: self({ slots: 4, freeSlots: 1 }),
+    peers: [view('half', { slots: 4, freeSlots: 2 }), view('idle', { slots: 8, freeSlots: 8, rttMs: 20 }), view('queued', { slots: 4, freeSlots: 2, queue: 1 }), view('full', { freeSlots: 0 })]
+  })
+  assert.deepEqual(order(r), ['idle', 'half', 'queued', 'self'])
+  assert.match(r.candidates[0]?.reason ?? '', /load 0%/)
+  assert.deepEqual(r.skipped.map(s => s.peerId), ['full'])
+})
+
+test('least-loaded breaks ties by holding the code, then by RTT, and queues here when nothing is free', () => {
+  const r = leastLoaded.rank({ self: self({ freeSlots: 0 }), peers: [view('far', { rttMs: 9 }), view('fetch', { rttMs: 1, holds: false }), view('near', { rttMs: 2 })] })
+  assert.deepEqual(order(r), ['near', 'far', 'fetch', 'self'])
+  assert.equal(r.candidates.at(-1)?.mayQueue, true)
+})
+
+test('p2c tries the less loaded of two random places first, then the rest by load', () => {
+  const peers = [view('a', { freeSlots: 1 }), view('b', { freeSlots: 2 }), view('c', { freeSlots: 1 }), view('d', { freeSlots: 2, rttMs: 1 })]
+  // Draws 'a' and then 'c' (index 1 of the other three), both half loaded: drawn order stands. The
+  // idle 'b' and 'd' follow, nearer first, though less loaded than either drawn place.
+  const fixed = (...xs: number[]) => () => xs.shift() ?? 0
+  const r = powerOfTwo.rank({ self: self({ freeSlots: 0 }), peers, random: fixed(0, 0.5) })
+  assert.deepEqual(order(r), ['a', 'c', 'd', 'b', 'self'])
+  // Draws 'a' (half loaded) and 'b' (idle): 'b' goes first.
+  const r2 = powerOfTwo.rank({ self: self({ freeSlots: 0 }), peers, random: fixed(0, 0) })
+  assert.deepEqual(order(r2).slice(0, 2), ['b', 'a'])
+  assert.match(r2.candidates[0]?.reason ?? '', /less loaded of two \(0% vs 50%\)/)
+})
+
+test('p2c spreads calls: over many draws, every idle place is tried first sometimes', () => {
+  const peers = ['a', 'b', 'c', 'd'].map(id => view(id))
+  const firsts = new Set<string>()
+  for (let i = 0; i < 200; i++) firsts.add(order(powerOfTwo.rank({ self: self({ freeSlots: 0 }), peers }))[0] ?? '')
+  assert.deepEqual([...firsts].sort(), ['a', 'b', 'c', 'd'])
+  // A single free place is the only choice.
+  assert.deepEqual(order(powerOfTwo.rank({ self: self({ freeSlots: 0 }), peers: [view('only')] })), ['only', 'self'])
+})
+
+test('warm-affinity sends calls where the function is warm, this agent first among warm places', () => {
+  const peers = [view('cold-near', { rttMs: 0.5 }), view('warm-busy', { warm: true, freeSlots: 1 }), view('warm-idle', { warm: true, rttMs: 9 }), view('warm-full', { warm: true, freeSlots: 0 })]
+  assert.deepEqual(order(warmAffinity.rank({ self: self(), peers })), ['warm-idle', 'warm-busy', 'self', 'cold-near'])
+  assert.deepEqual(order(warmAffinity.rank({ self: self({ warm: true, holds: true }), peers })), ['self', 'warm-idle', 'warm-busy', 'cold-near'])
+  // Nothing warm: as local-first.
+  assert.deepEqual(order(warmAffinity.rank({ self: self(), peers: [view('far', { rttMs: 9 }), view('near', { rttMs: 1 })] })), ['self', 'near', 'far'])
 })
