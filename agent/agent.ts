@@ -21,7 +21,9 @@ import { Metrics } from './metrics.js'
 import { createNode, type EdgeNode } from './node.js'
 import { PeerTable } from './peer-table.js'
 import { FunctionRegistry, sha256Hex } from './registry.js'
-import { Scheduler } from './scheduler.js'
+import { Scheduler, outcomeJson, type InvokeOptions } from './scheduler.js'
+import { Journal } from './journal.js'
+import { AsyncCalls, type RequestSummary } from './async-calls.js'
 import { ApiServer } from './api/server.js'
 import { ManifestStore } from './manifests.js'
 import { Replicator } from './replicator.js'
@@ -84,6 +86,8 @@ export class Agent {
   #api!: ApiServer
   manifests!: ManifestStore
   trust!: Trust
+  /** Async calls (`edge invoke --async`, `edge poll`), journaled under `<dataDir>/requests`. */
+  calls!: AsyncCalls
   #key!: PrivateKey
   #startedAt = 0
   #stopping: Promise<void> | undefined
@@ -160,6 +164,14 @@ export class Agent {
       metrics: this.metrics,
       hold: (spec, code, cids) => { this.#hold(spec, code, cids) }
     })
+    this.calls = new AsyncCalls({
+      journal: new Journal(dataDir),
+      run: async (target, input, options) => outcomeJson(await this.scheduler.invoke(target, input, options)),
+      concurrency: config.asyncConcurrency,
+      maxPending: config.asyncMaxPending,
+      resultsTtlMs: config.resultsTtlMs,
+      maxWaitMs: config.asyncMaxWaitMs
+    })
     this.#server = new InvokeServer(this.node, async (request, from, signal) => {
       try {
         const r = await this.scheduler.executeOffloaded(request, from, signal)
@@ -203,6 +215,7 @@ export class Agent {
     this.#connectivity.start()
     this.#replicator.start()
     await this.#prepareHeld()
+    await this.calls.start()
     await this.#api.start()
     this.#startedAt = Date.now()
     const info: RuntimeInfo = { pid: process.pid, peerId: this.peerId, addrs: this.addrs(), api: this.apiUrl, startedAt: this.#startedAt }
@@ -219,6 +232,7 @@ export class Agent {
     rmSync(join(this.dataDir, RUNTIME_FILE), { force: true })
     const steps: Array<[string, () => unknown]> = [
       ['api', async () => { await this.#api?.stop() }],
+      ['async calls', async () => { await this.calls?.stop() }],
       ['replicator', () => { this.#replicator?.stop() }],
       ['connectivity', () => { this.#connectivity?.stop() }],
       ['peer table', () => { this.peers?.stop() }],
@@ -475,6 +489,15 @@ export class Agent {
     }
   }
 
+  /**
+   * Accepts a call to run in the background: the function must be known and trusted now, and the
+   * call keeps the version it resolves to. Resolves once the call is in the journal.
+   */
+  async submit (target: string, input: Uint8Array, options: InvokeOptions): Promise<RequestSummary> {
+    const ref = await this.scheduler.check(target, { ...(options.policy !== undefined ? { policy: options.policy } : {}), timeoutMs: 10_000 })
+    return await this.calls.submit(`${ref.name}@${ref.version}`, input, options)
+  }
+
   status (): Record<string, unknown> {
     const mem = process.memoryUsage()
     return {
@@ -496,7 +519,8 @@ export class Agent {
       functions: this.registry.localSpecs().map(s => ({ name: s.name, version: s.version, sha256: s.sha256 })),
       peers: this.peers.size,
       connections: this.node.getConnections().length,
-      droppedMessages: this.#adverts.dropped + this.#announcements.dropped
+      droppedMessages: this.#adverts.dropped + this.#announcements.dropped,
+      async: { queued: this.calls.count('queued'), running: this.calls.count('running'), done: this.calls.count('done'), failed: this.calls.count('failed') }
     }
   }
 

@@ -39,6 +39,14 @@ export interface AgentConfig {
   keepaliveMs: number
   /** Docker network for functions whose manifest asks for network access. */
   dockerNetwork: string
+  /** Async calls run at once; the others wait in the journal. */
+  asyncConcurrency: number
+  /** Async calls accepted and not finished, beyond which new ones are refused. */
+  asyncMaxPending: number
+  /** How long a finished async call's result is kept for `edge poll`. */
+  resultsTtlMs: number
+  /** How long an async call may wait for a free place before it fails as overloaded. */
+  asyncMaxWaitMs: number
 }
 
 export const DEFAULT_API_PORT = 7070
@@ -62,7 +70,11 @@ export const DEFAULT_CONFIG: AgentConfig = {
   docker: true,
   dockerSlots: 0,
   keepaliveMs: 60_000,
-  dockerNetwork: 'bridge'
+  dockerNetwork: 'bridge',
+  asyncConcurrency: 4,
+  asyncMaxPending: 1000,
+  resultsTtlMs: 3_600_000,
+  asyncMaxWaitMs: 600_000
 }
 
 export function defaultDataDir (): string {

@@ -4,7 +4,7 @@ import {
   type FunctionRef, type FunctionSpec, type InvokeRequest, type InvokeResult, type InvokeTimings
 } from '../protocol/index.js'
 import { NoCandidateError, OverloadedError } from './errors.js'
-import { POLICIES, type Candidate, type CandidateView, type Ranking } from './policies/index.js'
+import { POLICIES, type Candidate, type CandidateView, type Policy, type Ranking } from './policies/index.js'
 import { short, type RemoteCall } from './invoke-client.js'
 import type { CodeLayout } from './fetch.js'
 import type { Vouched } from './trust.js'
@@ -94,6 +94,18 @@ function timings (r: { queueMs: number, runMs: number, initMs?: number }, fetchM
   return { queueMs: r.queueMs, fetchMs, runMs: r.runMs, ...(r.initMs === undefined ? {} : { initMs: r.initMs }) }
 }
 
+function policyNamed (name = 'local-first'): Policy {
+  const policy = POLICIES[name]
+  if (policy === undefined) throw new BadRequestError(`unknown policy '${name}': use one of ${Object.keys(POLICIES).join(', ')}`)
+  return policy
+}
+
+/** An outcome as the HTTP API answers it (the output in base64; the ranking only when asked). */
+export function outcomeJson (outcome: InvokeOutcome, explain = false): Record<string, unknown> {
+  const { output, ranking, ...rest } = outcome
+  return { ...rest, output: Buffer.from(output).toString('base64'), ...(explain ? { ranking } : {}) }
+}
+
 /** Errors after which the next candidate is tried: the call did not run there. */
 const RETRYABLE = new Set(['BusyError', 'PeerGoneError', 'FetchFailedError', 'FunctionNotFoundError', 'UntrustedManifestError'])
 
@@ -128,8 +140,7 @@ export class Scheduler {
   async invoke (target: string, input: Uint8Array, options: InvokeOptions = {}): Promise<InvokeOutcome> {
     const started = performance.now()
     const { name, version } = parseTarget(target)
-    const policy = POLICIES[options.policy ?? 'local-first']
-    if (policy === undefined) throw new BadRequestError(`unknown policy '${options.policy ?? ''}': use one of ${Object.keys(POLICIES).join(', ')}`)
+    const policy = policyNamed(options.policy)
     const { known, vouched } = await this.#resolveTrusted(name, version, options.timeoutMs ?? 30_000)
     // The runtime as the signed manifest says (what gossip says of a function is not trusted).
     const kind = vouched.runtime
@@ -173,6 +184,18 @@ export class Scheduler {
       lastError = new OverloadedError(`every place that could run '${name}' is busy (${attempts.length} tried): try again later`)
     }
     throw new InvocationError(lastError ?? new NoCandidateError('no candidate'), attempts)
+  }
+
+  /**
+   * Checks, without running anything, that a call could be made: the policy exists, and the
+   * function (its newest trusted version, or the one asked for) is known and trusted here. Returns
+   * the version a call would run, for async calls to keep.
+   */
+  async check (target: string, options: InvokeOptions = {}): Promise<FunctionRef> {
+    const { name, version } = parseTarget(target)
+    policyNamed(options.policy)
+    const { known } = await this.#resolveTrusted(name, version, options.timeoutMs ?? 30_000)
+    return known.ref
   }
 
   /**

@@ -148,6 +148,22 @@ export interface InvokeResponse {
   ranking?: { candidates: Array<{ peerId: string, local: boolean, reason: string }>, skipped: Array<{ peerId: string, reason: string }> }
 }
 
+/** An async call as the agent keeps it (`edge invoke --async`, `edge poll`). */
+export interface AsyncRequest {
+  id: string
+  /** NAME@VERSION, fixed when the call was accepted. */
+  target: string
+  state: 'queued' | 'running' | 'done' | 'failed'
+  options: { policy?: string, peer?: string, timeoutMs?: number }
+  submittedAt: number
+  startedAt?: number
+  finishedAt?: number
+  dispatches: number
+  waiting?: string
+  result?: InvokeResponse
+  error?: { name: string, code: string, message: string, stderr?: string }
+}
+
 export interface InvokeRequest {
   input?: Uint8Array
   params?: Record<string, unknown>
@@ -248,10 +264,29 @@ export class AgentClient {
   }
 
   async invoke (name: string, request: InvokeRequest = {}): Promise<InvokeResponse & { outputBytes: Uint8Array }> {
-    const { input, ...rest } = request
-    const body = JSON.stringify({ ...rest, ...(input !== undefined ? { input: Buffer.from(input).toString('base64') } : {}) })
     const timeout = (request.timeoutMs ?? 30_000) + 5_000
-    const res = await this.#request<InvokeResponse>('POST', `/v1/functions/${encodeURIComponent(name)}/invoke`, body, timeout)
+    const res = await this.#request<InvokeResponse>('POST', `/v1/functions/${encodeURIComponent(name)}/invoke`, invokeBody(request), timeout)
     return { ...res, outputBytes: Buffer.from(res.output, 'base64') }
   }
+
+  /** Hands a call to the agent to run in the background: resolves once the agent has journaled it. */
+  async invokeAsync (name: string, request: InvokeRequest = {}): Promise<AsyncRequest> {
+    return (await this.#request<{ request: AsyncRequest }>('POST', `/v1/functions/${encodeURIComponent(name)}/invoke`, invokeBody(request, { async: true }))).request
+  }
+
+  /** An async call's state, with its result once done; waits up to `waitMs` (at most 60 s) for it to finish. */
+  async poll (id: string, waitMs = 0): Promise<AsyncRequest> {
+    const q = waitMs > 0 ? `?wait=${Math.round(waitMs)}` : ''
+    return (await this.#request<{ request: AsyncRequest }>('GET', `/v1/requests/${encodeURIComponent(id)}${q}`, undefined, waitMs + 10_000)).request
+  }
+
+  /** Async calls this agent knows, newest first. */
+  async requests (): Promise<AsyncRequest[]> {
+    return (await this.#request<{ requests: AsyncRequest[] }>('GET', '/v1/requests')).requests
+  }
+}
+
+function invokeBody (request: InvokeRequest, extra: Record<string, unknown> = {}): string {
+  const { input, ...rest } = request
+  return JSON.stringify({ ...rest, ...extra, ...(input !== undefined ? { input: Buffer.from(input).toString('base64') } : {}) })
 }

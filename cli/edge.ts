@@ -3,6 +3,7 @@ import { Command } from 'commander'
 import { checkNode, runCli } from './main.js'
 import { registerFunctionCommands, registerKeyCommands } from './commands/functions.js'
 import { registerInvokeCommand } from './commands/invoke.js'
+import { registerAsyncCommands } from './commands/async.js'
 import { registerSwarmCommands } from './commands/swarm.js'
 import { registerTestnetCommands } from './commands/testnet.js'
 
@@ -20,6 +21,7 @@ const program = new Command('edge')
 registerFunctionCommands(program)
 registerKeyCommands(program)
 registerInvokeCommand(program)
+registerAsyncCommands(program)
 registerSwarmCommands(program)
 registerTestnetCommands(program)
 

@@ -5,6 +5,7 @@ import { logger } from '@libp2p/logger'
 import { BadRequestError, MAX_CODE_BYTES, MAX_IO_BYTES, MAX_RECORD_BYTES, RuntimeKind, SIGNED_RECORD_HEADER, validateContainerOptions, validateEnv } from '../../protocol/index.js'
 import { parseBytes, parseDuration } from '../../protocol/index.js'
 import type { Agent } from '../agent.js'
+import { outcomeJson } from '../scheduler.js'
 
 const log = logger('edge:agent:api')
 
@@ -37,6 +38,14 @@ class HttpError extends Error {
 
 type Handler = (req: IncomingMessage, url: URL, params: string[]) => Promise<unknown>
 
+/** A handler's answer with a status other than 200. */
+class Reply {
+  constructor (readonly status: number, readonly body: unknown) {}
+}
+
+/** The longest a poll may wait for an async call to finish. */
+const MAX_POLL_WAIT_MS = 60_000
+
 export interface ApiServerInit {
   host: string
   port: number
@@ -68,7 +77,9 @@ export class ApiServer {
       ['GET', new RegExp(`^/v1/functions/${name}/version$`), async (_req, _url, [fn]) => ({ name: fn, highest: this.#agent.registry.highestVersion(fn as string) })],
       ['POST', new RegExp(`^/v1/functions/${target}/invoke$`), async (req, _url, [fn]) => await this.#invoke(req, fn as string)],
       ['GET', new RegExp(`^/v1/functions/${target}/manifest$`), async (_req, _url, [fn]) => ({ manifest: await this.#agent.manifest(fn as string) })],
-      ['POST', new RegExp(`^/v1/functions/${target}/prewarm$`), async (req, _url, [fn]) => await this.#prewarm(req, fn as string)]
+      ['POST', new RegExp(`^/v1/functions/${target}/prewarm$`), async (req, _url, [fn]) => await this.#prewarm(req, fn as string)],
+      ['GET', /^\/v1\/requests$/, async () => ({ requests: this.#agent.calls.list().slice(0, 1000) })],
+      ['GET', /^\/v1\/requests\/([^/]+)$/, async (_req, url, [id]) => await this.#poll(url, id as string)]
     ]
   }
 
@@ -120,7 +131,8 @@ export class ApiServer {
         matchedPath = true
         if (method !== req.method) continue
         const body = await handler(req, url, m.slice(1).map(decodePart))
-        send(res, 200, body)
+        if (body instanceof Reply) send(res, body.status, body.body)
+        else send(res, 200, body)
         return
       }
       throw new HttpError(matchedPath ? 405 : 404, `${matchedPath ? 'method not allowed' : 'no such endpoint'}: ${req.method ?? ''} ${url.pathname}`)
@@ -190,13 +202,27 @@ export class ApiServer {
     }
     const policy = opt('policy')
     const peer = opt('peer')
-    const outcome = await this.#agent.scheduler.invoke(name, input, {
+    const options = {
       ...(policy !== undefined ? { policy } : {}),
       ...(peer !== undefined ? { peer, policy: 'peer' } : {}),
       ...(timeoutMs !== undefined ? { timeoutMs } : {})
-    })
-    const { output, ranking, ...rest } = outcome
-    return { ...rest, output: Buffer.from(output).toString('base64'), ...(body.explain === true ? { ranking } : {}) }
+    }
+    if (body.async !== undefined && typeof body.async !== 'boolean') throw new BadRequestError('async must be true or false')
+    if (body.async === true) return new Reply(202, { request: await this.#agent.submit(name, input, options) })
+    return outcomeJson(await this.#agent.scheduler.invoke(name, input, options), body.explain === true)
+  }
+
+  /** An async call's state, and its result once it has one; `?wait=MS` waits for it to finish. */
+  async #poll (url: URL, id: string): Promise<unknown> {
+    const wait = url.searchParams.get('wait')
+    let waitMs = 0
+    if (wait !== null) {
+      waitMs = Number(wait)
+      if (!Number.isInteger(waitMs) || waitMs < 0 || waitMs > MAX_POLL_WAIT_MS) throw new BadRequestError(`wait must be a number of ms from 0 to ${MAX_POLL_WAIT_MS}`)
+    }
+    const record = await this.#agent.calls.get(id, waitMs)
+    if (record === undefined) throw new HttpError(404, `no async call '${id}' on this agent (results are kept for ${Math.round(this.#agent.config.resultsTtlMs / 60_000)} min)`)
+    return { request: record }
   }
 }
 

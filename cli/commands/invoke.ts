@@ -20,6 +20,7 @@ interface InvokeOptions {
   policy?: string
   timeout?: string
   explain?: boolean
+  async?: boolean
 }
 
 /** -p key:value → params; a value that parses as JSON (number, bool, …) keeps its type. */
@@ -87,7 +88,8 @@ export function registerInvokeCommand (program: Command): void {
     .addOption(new Option('--peer <id>', 'run on this peer only').conflicts(['policy']))
     .option('--policy <name>', 'placement policy: local-first (default), near, least-loaded, p2c (power of two choices), warm-affinity, local, peer')
     .option('--timeout <duration>', 'overall deadline, e.g. 10s (default 30s)')
-    .option('--explain', 'show the candidates and why each was chosen or skipped')
+    .addOption(new Option('--explain', 'show the candidates and why each was chosen or skipped').conflicts(['async']))
+    .option('--async', 'hand the call to the agent to run in the background: prints its id for `edge poll ID`')
     .action(async (name: string, opts: InvokeOptions, cmd: Command) => {
       if (opts.data !== undefined && (opts.param !== undefined || opts.paramsFile !== undefined)) throw new UserError('use either --data or params (-p / --params-file), not both')
       const request: InvokeRequest = {}
@@ -104,25 +106,42 @@ export function registerInvokeCommand (program: Command): void {
       if (opts.timeout !== undefined) request.timeoutMs = parseTimeout(opts.timeout)
       if (opts.explain === true) request.explain = true
       const json = globals(cmd).json === true
+      if (opts.async === true) {
+        const accepted = await clientFor(cmd).invokeAsync(name, request)
+        if (json) printJson(accepted)
+        else {
+          process.stdout.write(`${accepted.id}\n`)
+          process.stderr.write(`accepted ${accepted.target} as ${accepted.id}: 'edge poll ${accepted.id}' for its result\n`)
+        }
+        return
+      }
       let res
       try {
         res = await clientFor(cmd).invoke(name, request)
       } catch (err) {
-        if (err instanceof ApiError && err.stderr !== undefined && err.stderr !== '' && !json) {
-          process.stderr.write(err.stderr.endsWith('\n') ? err.stderr : `${err.stderr}\n`)
-        }
+        if (err instanceof ApiError && !json) printStderr(err.stderr)
         throw err
       }
-      if (json) {
-        const { outputBytes, ...rest } = res
-        printJson({ ...rest, outputText: Buffer.from(outputBytes).toString('utf8') })
-        return
-      }
-      process.stdout.write(res.outputBytes)
-      if (res.ranking !== undefined) {
-        for (const c of res.ranking.candidates) process.stderr.write(`candidate ${c.local ? 'here' : shortId(c.peerId)}: ${c.reason}\n`)
-        for (const s of res.ranking.skipped) process.stderr.write(`skipped ${shortId(s.peerId)}: ${s.reason}\n`)
-      }
-      process.stderr.write(summary(res) + '\n')
+      printResult(res, json)
     })
+}
+
+/** A function's stderr, as it printed it, before the one-line error. */
+export function printStderr (stderr: string | undefined): void {
+  if (stderr !== undefined && stderr !== '') process.stderr.write(stderr.endsWith('\n') ? stderr : `${stderr}\n`)
+}
+
+/** A call's output on stdout; where and how it ran on stderr (or everything as JSON). */
+export function printResult (res: InvokeResponse & { outputBytes: Uint8Array }, json: boolean): void {
+  if (json) {
+    const { outputBytes, ...rest } = res
+    printJson({ ...rest, outputText: Buffer.from(outputBytes).toString('utf8') })
+    return
+  }
+  process.stdout.write(res.outputBytes)
+  if (res.ranking !== undefined) {
+    for (const c of res.ranking.candidates) process.stderr.write(`candidate ${c.local ? 'here' : shortId(c.peerId)}: ${c.reason}\n`)
+    for (const s of res.ranking.skipped) process.stderr.write(`skipped ${shortId(s.peerId)}: ${s.reason}\n`)
+  }
+  process.stderr.write(summary(res) + '\n')
 }
