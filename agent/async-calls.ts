@@ -12,6 +12,12 @@ const RETRY_MAX_MS = 5000
 /** Finished calls kept at most (the oldest go first), whatever the TTL. */
 const MAX_FINISHED = 10_000
 
+const INTERRUPTED: RequestError = {
+  name: 'InterruptedError',
+  code: 'INTERRUPTED',
+  message: 'the agent stopped while this call was running: it may have run in part or in full; submit it again if that is safe'
+}
+
 /** A request as listed: its record without input and result. */
 export type RequestSummary = Omit<RequestRecord, 'input' | 'result'>
 
@@ -57,14 +63,7 @@ export class AsyncCalls {
     const now = Date.now()
     for (const record of this.#init.journal.load()) {
       if (record.state === 'running') {
-        await this.#finish(record, {
-          state: 'failed',
-          error: {
-            name: 'InterruptedError',
-            code: 'INTERRUPTED',
-            message: 'the agent stopped while this call was running: it may have run in part or in full; submit it again if that is safe'
-          }
-        })
+        await this.#finish(record, { state: 'failed', error: INTERRUPTED })
       } else if (record.state === 'queued') {
         this.#requests.set(record.id, summarise(record))
         this.#queue.push(record.id)
@@ -166,13 +165,25 @@ export class AsyncCalls {
     record.startedAt = Date.now()
     record.dispatches++
     delete record.waiting
-    await this.#init.journal.write(record)
+    try {
+      await this.#init.journal.write(record)
+    } catch (err) {
+      // Not marked running (a full disk?): it must not run, or a crash could run it twice. Later.
+      log.error('cannot mark %s running: %s; trying again later', id, (err as Error).message)
+      this.#later(id, RETRY_MAX_MS)
+      return
+    }
     this.#requests.set(id, summarise(record))
     try {
       const result = await this.#init.run(record.target, Buffer.from(record.input, 'base64'), record.options)
       await this.#finish(record, { state: 'done', result })
     } catch (err) {
       const e = err as Error & { code?: string, stderr?: string }
+      if (this.#stopped && e.name !== 'FunctionError') {
+        // Cut off by the agent's own stop (its runtimes stop after this).
+        await this.#finish(record, { state: 'failed', error: INTERRUPTED })
+        return
+      }
       const waitedMs = Date.now() - record.submittedAt
       if (WAIT_AND_RETRY.has(e.name) && waitedMs < this.#init.maxWaitMs && !this.#stopped) {
         await this.#requeue(record, e.message)
@@ -190,12 +201,16 @@ export class AsyncCalls {
     record.waiting = why
     await this.#init.journal.write(record)
     this.#requests.set(record.id, summarise(record))
-    const delay = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** Math.min(10, record.dispatches - 1))
+    this.#later(record.id, Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** Math.min(10, record.dispatches - 1)))
+  }
+
+  /** Puts a queued call back in the queue after `ms`. */
+  #later (id: string, ms: number): void {
     const timer = setTimeout(() => {
       this.#timers.delete(timer)
-      this.#queue.push(record.id)
+      this.#queue.push(id)
       this.#pump()
-    }, delay)
+    }, ms)
     this.#timers.add(timer)
   }
 

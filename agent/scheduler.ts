@@ -315,7 +315,8 @@ export class Scheduler {
 
   #selfView (known: KnownFunction, kind: RuntimeKind): CandidateView {
     const cap = this.#init.runtimes.capacity(kind)
-    const warm = known.local && this.#init.runtimes.for(kind)?.warm().includes(known.ref.sha256) === true
+    const spec = known.local ? this.#init.registry.specOf(known.ref) : undefined
+    const warm = spec !== undefined && this.#init.runtimes.isWarm(spec)
     return { peerId: this.#init.selfId, local: true, rttMs: 0, freeSlots: Math.max(0, cap.slots - cap.busy), slots: cap.slots, holds: known.local, warm, queue: cap.queued }
   }
 

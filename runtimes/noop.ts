@@ -23,6 +23,7 @@ export class NoopRuntime implements Runtime {
   async prepare (spec: FunctionSpec): Promise<void> { this.#prepared.add(spec.sha256) }
   isPrepared (spec: FunctionSpec): boolean { return this.#prepared.has(spec.sha256) }
   prepared (): string[] { return [...this.#prepared] }
+  isWarm (spec: FunctionSpec): boolean { return this.isPrepared(spec) }
   warm (): string[] { return this.prepared() }
   release (sha256: string): void { this.#prepared.delete(sha256) }
   capacity (): RuntimeCapacityInfo { return { slots: this.#slots, busy: this.#busy, queued: 0 } }

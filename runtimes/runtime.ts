@@ -43,7 +43,9 @@ export interface Runtime {
   isPrepared(spec: FunctionSpec): boolean
   /** sha256 of every prepared artifact. */
   prepared(): string[]
-  /** sha256 of the code that would run now without a cold start (a compiled module, a started container). */
+  /** This function would run now without a cold start (a compiled module, a started container). */
+  isWarm(spec: FunctionSpec): boolean
+  /** sha256 of the code that would run now without a cold start, for adverts. */
   warm(): string[]
   /** Drops every compiled variant of this code. */
   release(sha256: string): void

@@ -53,6 +53,10 @@ export class RuntimeSet {
     return [...new Set(this.#runtimes.flatMap(r => r.prepared()))]
   }
 
+  isWarm (spec: FunctionSpec): boolean {
+    return this.for(spec.runtime)?.isWarm(spec) ?? false
+  }
+
   warm (): string[] {
     return [...new Set(this.#runtimes.flatMap(r => r.warm()))]
   }

@@ -178,6 +178,8 @@ class Box {
   load = 0
   /** A single-use container that has had its call. */
   spent = false
+  /** Its process is gone (the attach stream ended): no call is placed on it while the agent finds out why. */
+  exited = false
   lastUsed = 0
   initMs = 0
   idleTimer: NodeJS.Timeout | undefined
@@ -358,9 +360,14 @@ export class DockerRuntime implements Runtime {
     return [...new Set([...this.#pools.values()].map(p => p.spec.sha256))]
   }
 
-  /** Functions with a started container (busy or idle): their next call need not wait for a cold start. */
+  /** A started container (busy or idle): the function's next call need not wait for a cold start. */
+  isWarm (spec: FunctionSpec): boolean {
+    const pool = this.#pools.get(variant(spec))
+    return pool !== undefined && hasLive(pool)
+  }
+
   warm (): string[] {
-    return [...new Set([...this.#pools.values()].filter(p => [...p.boxes].some(b => b.state === 'ready' && !b.spent)).map(p => p.spec.sha256))]
+    return [...new Set([...this.#pools.values()].filter(hasLive).map(p => p.spec.sha256))]
   }
 
   /** Stops the code's containers and removes its unpacked files. */
@@ -467,7 +474,7 @@ export class DockerRuntime implements Runtime {
     if (this.#busy() >= this.#slots) return undefined
     let best: Box | undefined
     for (const box of pool.boxes) {
-      if (box.state === 'closing' || box.spent || box.load >= pool.perBox) continue
+      if (box.state === 'closing' || box.spent || box.exited || box.load >= pool.perBox) continue
       // A ready container before a starting one; then the least loaded; then the most recently used.
       if (best === undefined || rank(box) < rank(best)) best = box
     }
@@ -588,6 +595,7 @@ export class DockerRuntime implements Runtime {
       })
       this.#docker.modem.demuxStream(stream, stdout, stderr)
       const ended = (): void => {
+        box.exited = true
         reject(new FunctionError(`function ${spec.name} exited before it was ready`, { stderr: box.stderrTail }))
         void this.#died(box)
       }
@@ -684,6 +692,11 @@ export class DockerRuntime implements Runtime {
     }).finally(() => { this.#removing.delete(p) })
     this.#removing.add(p)
   }
+}
+
+function hasLive (pool: Pool): boolean {
+  for (const b of pool.boxes) if (b.state === 'ready' && !b.spent && !b.exited) return true
+  return false
 }
 
 function rank (box: Box): number {

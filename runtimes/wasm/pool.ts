@@ -153,6 +153,10 @@ export class WasmRuntime implements Runtime {
   }
 
   /** A compiled module instantiates in microseconds: every prepared function is warm. */
+  isWarm (spec: FunctionSpec): boolean {
+    return this.isPrepared(spec)
+  }
+
   warm (): string[] {
     return this.prepared()
   }

@@ -101,11 +101,11 @@ describe('Docker runtime', { skip }, () => {
 
   test('keepalive: an idle container is removed, and the next call starts a new one', async () => {
     const spec = await deploy('probe-keepalive', 'test/fixtures/containers/node-probe', 'node', { container: { keepaliveMs: 300 } })
-    assert.ok(!rt.warm().includes(spec.sha256), 'prepared, but no container yet')
+    assert.ok(!rt.isWarm(spec), 'prepared, but no container yet')
     const first = JSON.parse(text((await rt.invoke(spec, input({}))).output)) as { host: string }
-    assert.ok(rt.warm().includes(spec.sha256), 'warm while its container lives')
+    assert.ok(rt.isWarm(spec), 'warm while its container lives')
     await eventually(() => rt.containers().functions.every(f => f.name !== 'probe-keepalive'), 5000, 'the idle container to expire')
-    assert.ok(!rt.warm().includes(spec.sha256), 'cold again once its container expired')
+    assert.ok(!rt.isWarm(spec), 'cold again once its container expired')
     const again = await rt.invoke(spec, input({}))
     assert.equal(again.warm, false)
     assert.notEqual((JSON.parse(text(again.output)) as { host: string }).host, first.host)
@@ -196,6 +196,19 @@ describe('Docker runtime', { skip }, () => {
     await eventually(() => rt.containers().total === 0, 5000, 'the old runtime to notice')
     // The old runtime finds its containers gone and starts new ones as calls need them.
     assert.equal(JSON.parse(text((await rt.invoke(spec, input({}))).output)).uid, 65534)
+  })
+
+  test('a warm container removed behind the agent\'s back is replaced: the next call starts a new one', async () => {
+    const spec = await deploy('probe-gone', 'test/fixtures/containers/node-probe', 'node')
+    const first = JSON.parse(text((await rt.invoke(spec, input({}))).output)) as { host: string }
+    // Its hostname is the container's short id.
+    const info = (await ours()).find(c => c.Id.startsWith(first.host))
+    assert.ok(info !== undefined)
+    await (docker as Docker).getContainer(info.Id).remove({ force: true })
+    await eventually(() => !rt.isWarm(spec), 5000, 'the agent to see its container gone')
+    const again = await rt.invoke(spec, input({}))
+    assert.equal(again.warm, false)
+    assert.notEqual((JSON.parse(text(again.output)) as { host: string }).host, first.host)
   })
 
   test('stop removes every container', async () => {
