@@ -24,6 +24,7 @@ import { FunctionRegistry, sha256Hex } from './registry.js'
 import { Scheduler, outcomeJson, type InvokeOptions } from './scheduler.js'
 import { Journal } from './journal.js'
 import { AsyncCalls, type RequestSummary } from './async-calls.js'
+import type { CoapIngress } from './coap.js'
 import { ApiServer } from './api/server.js'
 import { ManifestStore } from './manifests.js'
 import { Replicator } from './replicator.js'
@@ -88,6 +89,7 @@ export class Agent {
   trust!: Trust
   /** Async calls (`edge invoke --async`, `edge poll`), journaled under `<dataDir>/requests`. */
   calls!: AsyncCalls
+  #coap: CoapIngress | undefined
   #key!: PrivateKey
   #startedAt = 0
   #stopping: Promise<void> | undefined
@@ -216,6 +218,7 @@ export class Agent {
     this.#replicator.start()
     await this.#prepareHeld()
     await this.calls.start()
+    await this.#startCoap()
     await this.#api.start()
     this.#startedAt = Date.now()
     const info: RuntimeInfo = { pid: process.pid, peerId: this.peerId, addrs: this.addrs(), api: this.apiUrl, startedAt: this.#startedAt }
@@ -232,6 +235,7 @@ export class Agent {
     rmSync(join(this.dataDir, RUNTIME_FILE), { force: true })
     const steps: Array<[string, () => unknown]> = [
       ['api', async () => { await this.#api?.stop() }],
+      ['coap', async () => { await this.#coap?.stop() }],
       ['async calls', async () => { await this.calls?.stop() }],
       ['replicator', () => { this.#replicator?.stop() }],
       ['connectivity', () => { this.#connectivity?.stop() }],
@@ -279,6 +283,20 @@ export class Agent {
       log('no container functions here: %s', this.dockerProblem)
       return undefined
     }
+  }
+
+  /** The CoAP ingress, when `--coap-listen` asks for one; loaded only then. */
+  async #startCoap (): Promise<void> {
+    if (this.config.coapListen === '') return
+    const { CoapIngress } = await import('./coap.js')
+    const coap = new CoapIngress({
+      invoke: async (target, input, options) => await this.scheduler.invoke(target, input, options),
+      submit: async (target, input, options) => await this.submit(target, input, options),
+      poll: async (id) => await this.calls.get(id)
+    }, this.config.coapListen)
+    await coap.start()
+    this.#coap = coap
+    log('CoAP ingress on %s', coap.url)
   }
 
   addrs (): string[] {
@@ -520,6 +538,7 @@ export class Agent {
       peers: this.peers.size,
       connections: this.node.getConnections().length,
       droppedMessages: this.#adverts.dropped + this.#announcements.dropped,
+      coap: this.#coap?.url ?? null,
       async: { queued: this.calls.count('queued'), running: this.calls.count('running'), done: this.calls.count('done'), failed: this.calls.count('failed') }
     }
   }

@@ -47,6 +47,8 @@ export interface AgentConfig {
   resultsTtlMs: number
   /** How long an async call may wait for a free place before it fails as overloaded. */
   asyncMaxWaitMs: number
+  /** HOST:PORT of the CoAP ingress (e.g. 0.0.0.0:5683); empty: no CoAP. */
+  coapListen: string
 }
 
 export const DEFAULT_API_PORT = 7070
@@ -74,7 +76,8 @@ export const DEFAULT_CONFIG: AgentConfig = {
   asyncConcurrency: 4,
   asyncMaxPending: 1000,
   resultsTtlMs: 3_600_000,
-  asyncMaxWaitMs: 600_000
+  asyncMaxWaitMs: 600_000,
+  coapListen: ''
 }
 
 export function defaultDataDir (): string {

@@ -114,6 +114,9 @@ export interface StatusInfo {
   peers: number
   connections: number
   droppedMessages: number
+  /** The CoAP ingress URL, when the agent serves CoAP. */
+  coap: string | null
+  async: { queued: number, running: number, done: number, failed: number }
 }
 
 export interface ManifestInfo {

@@ -68,7 +68,7 @@ program.command('init')
   .option('--quiet', 'print nothing on success')
   .action(async (opts: InitOptions) => { await init(opts) })
 
-interface StartOptions { docker: boolean, dockerSlots?: number, keepalive?: number, asyncConcurrency?: number, resultsTtl?: number, replicas?: number, storage?: number, versionsKept?: number, apiHost?: string, dataDir?: string, listen?: string[], announce?: string[], bootstrap?: string[], apiPort?: number, labels?: string, wasmSlots?: number, mdns: boolean }
+interface StartOptions { docker: boolean, dockerSlots?: number, keepalive?: number, asyncConcurrency?: number, resultsTtl?: number, coapListen?: string, replicas?: number, storage?: number, versionsKept?: number, apiHost?: string, dataDir?: string, listen?: string[], announce?: string[], bootstrap?: string[], apiPort?: number, labels?: string, wasmSlots?: number, mdns: boolean }
 
 program.command('start')
   .description('run the agent until SIGINT/SIGTERM')
@@ -86,6 +86,7 @@ program.command('start')
   .option('--docker-slots <n>', 'container calls at once, and containers kept (default: one per CPU, at least 2)', positive)
   .option('--keepalive <duration>', 'idle time before a warm container is removed, e.g. 30s (default 60s)', parseDuration)
   .option('--async-concurrency <n>', 'async calls run at once; the others wait in the journal (default 4)', positive)
+  .option('--coap-listen <host:port>', 'serve CoAP calls (POST coap://host/NAME) on this address, e.g. 0.0.0.0:5683 (default: no CoAP)')
   .option('--results-ttl <duration>', 'how long async results are kept for edge poll, e.g. 10m (default 1h)', parseDuration)
   .addOption(new Option('--no-docker', 'run WASM functions only, even where Docker is'))
   .addOption(new Option('--no-mdns', 'do not discover peers on the LAN with multicast DNS'))
@@ -109,6 +110,7 @@ program.command('start')
       ...(opts.keepalive !== undefined ? { keepaliveMs: opts.keepalive } : {}),
       ...(opts.asyncConcurrency !== undefined ? { asyncConcurrency: opts.asyncConcurrency } : {}),
       ...(opts.resultsTtl !== undefined ? { resultsTtlMs: opts.resultsTtl } : {}),
+      ...(opts.coapListen !== undefined ? { coapListen: opts.coapListen } : {}),
       mdns: opts.mdns && stored.mdns,
       docker: opts.docker && stored.docker
     }

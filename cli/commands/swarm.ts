@@ -40,10 +40,11 @@ export function registerSwarmCommands (program: Command): void {
       const lines = [
         `peer id    ${s.peerId}`,
         `version    ${s.version} (node ${s.node}, ${s.platform}/${s.arch}, ${s.cpus} cpus)`,
-        `api        ${s.api}`,
+        `api        ${s.api}${s.coap !== null ? `, CoAP ${s.coap}` : ''}`,
         ...s.addrs.map((a, i) => `${i === 0 ? 'addresses ' : '          '} ${a}`),
         `runtimes   ${rt}`,
         `functions  ${s.functions.length === 0 ? 'none held' : s.functions.map(f => `${f.name}@${f.version}`).join(', ')}`,
+        `async      ${s.async.queued} queued, ${s.async.running} running, ${s.async.done} done, ${s.async.failed} failed`,
         `peers      ${s.peers} in table, ${s.connections} connections`,
         `memory     rss ${bytes(s.rss)}, host ${bytes(s.memFree)} free of ${bytes(s.memTotal)}`,
         `uptime     ${ms(s.uptimeMs)}`,
