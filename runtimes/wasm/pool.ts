@@ -16,6 +16,8 @@ export interface WasmRuntimeInit {
   maxQueue?: number
   /** JS heap of each worker (WASM memory is capped per module, not by this). */
   workerHeapMb?: number
+  /** An idle worker beyond the first ends after this long. Default: 60 s. */
+  workerIdleMs?: number
 }
 
 interface Pending {
@@ -24,28 +26,44 @@ interface Pending {
   reject: (err: Error) => void
 }
 
+/**
+ * One slot: a call at a time, in a worker thread. The worker (~5 MB) starts when the slot is
+ * first used, and ends when the slot has idled for a while (the pool keeps one running).
+ */
 class Slot {
-  worker!: Worker
+  worker: Worker | undefined
   loaded = new Set<string>()
   pending: Pending | undefined
+  /** When the slot last became idle (performance.now()). */
+  idleSince = 0
   readonly #heapMb: number
   readonly #onDeath: (slot: Slot, err: Error) => void
 
   constructor (heapMb: number, onDeath: (slot: Slot, err: Error) => void) {
     this.#heapMb = heapMb
     this.#onDeath = onDeath
-    this.respawn()
   }
 
-  /** Replaces the worker with a fresh one (after a timeout or a crash); the old one is terminated. */
-  respawn (): void {
-    const old = this.worker as Worker | undefined
+  /** Starts the worker if the slot has none. */
+  ensure (): void {
+    if (this.worker === undefined) this.respawn()
+  }
+
+  /** Ends the worker; the slot starts a new one when next used. */
+  retire (): void {
+    const old = this.worker
+    this.worker = undefined
+    this.loaded = new Set()
     if (old !== undefined) {
       old.removeAllListeners()
       old.on('error', () => {})
       void old.terminate()
     }
-    this.loaded = new Set()
+  }
+
+  /** Replaces the worker with a fresh one (after a timeout or a crash); the old one is terminated. */
+  respawn (): void {
+    this.retire()
     const worker = new Worker(new URL('./worker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: this.#heapMb } })
     worker.unref()
     worker.on('message', (msg: FromWorker) => {
@@ -61,7 +79,7 @@ class Slot {
   }
 
   post (msg: ToWorker, transfer: ArrayBuffer[] = []): void {
-    this.worker.postMessage(msg, transfer)
+    this.worker?.postMessage(msg, transfer)
   }
 }
 
@@ -86,27 +104,42 @@ export class WasmRuntime implements Runtime {
   readonly #slots: number
   readonly #maxQueue: number
   readonly #heapMb: number
+  readonly #workerIdleMs: number
   #idle: Slot[] = []
   #all = new Set<Slot>()
   #waiters: Array<Waiter<Slot>> = []
   #compiled = new Map<string, Compiled>()
   #nextId = 1
   #started = false
+  #sweeper: NodeJS.Timeout | undefined
 
   constructor (init: WasmRuntimeInit = {}) {
     this.#slots = Math.max(1, init.slots ?? 2)
     this.#maxQueue = init.maxQueue ?? 64
     this.#heapMb = init.workerHeapMb ?? Number(process.env.EDGE_WORKER_HEAP_MB ?? 32)
+    this.#workerIdleMs = init.workerIdleMs ?? 60_000
+  }
+
+  /** Worker threads running now (slots start theirs when first used, and end them when idle). */
+  workers (): number {
+    let n = 0
+    for (const s of this.#all) if (s.worker !== undefined) n++
+    return n
   }
 
   async start (): Promise<void> {
     if (this.#started) return
     this.#started = true
     for (let i = 0; i < this.#slots; i++) this.#addSlot()
+    // One worker ready for the first call; the others start as calls need them.
+    this.#idle.at(-1)?.ensure()
+    this.#sweeper = setInterval(() => { this.#retireIdle() }, Math.max(10, this.#workerIdleMs / 2))
+    this.#sweeper.unref()
   }
 
   async stop (): Promise<void> {
     this.#started = false
+    clearInterval(this.#sweeper)
     for (const w of this.#waiters.splice(0)) w.reject(new BusyError('runtime stopped'))
     const slots = [...this.#all]
     this.#all.clear()
@@ -114,7 +147,7 @@ export class WasmRuntime implements Runtime {
     await Promise.all(slots.map(async (s) => {
       s.pending?.reject(new FunctionError('runtime stopped'))
       s.pending = undefined
-      await s.worker.terminate()
+      await s.worker?.terminate()
     }))
   }
 
@@ -234,18 +267,39 @@ export class WasmRuntime implements Runtime {
 
   async #acquire (options: RunOptions): Promise<Slot> {
     if (!this.#started) throw new BusyError('wasm runtime is not running')
-    const slot = this.#idle.pop()
-    if (slot !== undefined) return slot
-    if (options.queue === false) throw new BusyError('all wasm slots are busy')
-    if (this.#waiters.length >= this.#maxQueue) throw new BusyError(`all wasm slots are busy and ${this.#maxQueue} calls are queued`)
-    return await enqueue(this.#waiters, {}, options.signal, 'a free slot')
+    // The most recently used slot first: its worker is running, and the others may idle out.
+    let slot = this.#idle.pop()
+    if (slot === undefined) {
+      if (options.queue === false) throw new BusyError('all wasm slots are busy')
+      if (this.#waiters.length >= this.#maxQueue) throw new BusyError(`all wasm slots are busy and ${this.#maxQueue} calls are queued`)
+      slot = await enqueue<Slot, Waiter<Slot>>(this.#waiters, {}, options.signal, 'a free slot')
+    }
+    slot.ensure()
+    return slot
   }
 
   #releaseSlot (slot: Slot): void {
     if (!this.#all.has(slot)) return
     const waiter = this.#waiters.shift()
-    if (waiter !== undefined) waiter.resolve(slot)
-    else this.#idle.push(slot)
+    if (waiter !== undefined) {
+      waiter.resolve(slot)
+      return
+    }
+    slot.idleSince = performance.now()
+    this.#idle.push(slot)
+  }
+
+  /** Ends the workers of slots idle for longer than workerIdleMs, least recently used first, keeping one running. */
+  #retireIdle (): void {
+    const cutoff = performance.now() - this.#workerIdleMs
+    // #idle is in release order: the front idled longest.
+    for (const slot of this.#idle) {
+      if (this.workers() <= 1) return
+      if (slot.idleSince > cutoff) return
+      if (slot.worker === undefined) continue
+      slot.retire()
+      log('an idle wasm worker ended (%d running)', this.workers())
+    }
   }
 
   #addSlot (): Slot {

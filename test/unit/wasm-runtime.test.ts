@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { WasmRuntime, limitMemory } from '../../runtimes/index.js'
-import { example, fixture, specFor, text } from '../helpers.js'
+import { eventually, example, fixture, specFor, text } from '../helpers.js'
 
 const MiB = 1024 * 1024
 let rt: WasmRuntime
@@ -126,4 +126,24 @@ test('limitMemory moves the memory to an import bounded by the limit', () => {
 test('every call starts with zeroed memory, though workers reuse memories', async () => {
   const spec = await prepared('dirty', fixture('dirty'))
   for (let i = 0; i < 6; i++) assert.equal(text((await rt.invoke(spec, new Uint8Array(0))).output), 'clean\n')
+})
+
+test('workers start as calls need them and end when idle, one stays ready', async () => {
+  const lazy = new WasmRuntime({ slots: 3, workerIdleMs: 100 })
+  await lazy.start()
+  try {
+    assert.equal(lazy.workers(), 1, 'one worker ready at start')
+    const sleep = specFor('sleep', fixture('sleep'))
+    await lazy.prepare(sleep, fixture('sleep'))
+    const r = await Promise.all([1, 2, 3].map(async () => await lazy.invoke(sleep, Buffer.from('100'))))
+    assert.equal(lazy.workers(), 3)
+    assert.ok(r.every(x => !x.warm), 'each worker loads the module on its first call')
+    await eventually(() => lazy.workers() === 1, 5000, 'idle workers to end')
+    // The one left is the most recently used; a call finds it warm.
+    const again = await lazy.invoke(sleep, Buffer.from('1'))
+    assert.equal(again.warm, true)
+    assert.equal(lazy.workers(), 1)
+  } finally {
+    await lazy.stop()
+  }
 })
