@@ -90,13 +90,22 @@ export class Testnet {
     if (isOurAgent(a.pid, a.dataDir)) return a
     const bootstrap = options.bootstrap === false
       ? []
-      : this.state.agents.filter(o => o.index !== k && isOurAgent(o.pid, o.dataDir)).slice(0, 3).flatMap(o => ['--bootstrap', loopbackAddr(o)])
+      : this.state.agents.filter(o => o.index !== k && o.addrs.length > 0 && isOurAgent(o.pid, o.dataDir)).slice(0, 3).flatMap(o => ['--bootstrap', loopbackAddr(o)])
     const previous = a.addrs.length > 0 ? loopbackAddr(a).replace(/\/p2p\/.*$/, '') : '/ip4/127.0.0.1/tcp/0'
     rmSync(join(a.dataDir, 'agent.json'), { force: true })
     if (options.agentArgs !== undefined) a.args = options.agentArgs
     const pid = spawnAgent(['--data-dir', a.dataDir, '--listen', previous, '--api-port', '0', '--no-mdns', ...bootstrap, ...(a.args ?? [])], a.logFile)
-    const info = await waitForAgent(a.dataDir, pid, a.logFile, options.timeoutMs ?? 30_000)
-    Object.assign(a, { pid, peerId: info.peerId, api: info.api, addrs: info.addrs })
+    // Known at once, so that a testnet torn down while this agent starts stops it too.
+    a.pid = pid
+    this.save()
+    let info: RuntimeFile
+    try {
+      info = await waitForAgent(a.dataDir, pid, a.logFile, options.timeoutMs ?? 30_000)
+    } catch (err) {
+      await stopAgent(pid, a.dataDir, 'SIGKILL').catch(() => {})
+      throw err
+    }
+    Object.assign(a, { peerId: info.peerId, api: info.api, addrs: info.addrs })
     this.save()
     return a
   }

@@ -103,8 +103,7 @@ async function recipeFor (kind: ImageKind): Promise<Recipe> {
     return { paths: [node, ...await libraries(node)], exclude: () => false, links: node === '/usr/local/bin/node' ? {} : { '/usr/local/bin/node': node }, env }
   }
   if (kind === 'python3') {
-    const python = findBinary('python3')
-    if (python === undefined) throw new ImageBuildError('no python3 on this host: install it (apt-get install python3) to run python functions')
+    const python = hostPython()
     const { stdout } = await run(python, ['-c', 'import sysconfig; print(sysconfig.get_paths()["stdlib"])'])
     const stdlib = stdout.trim()
     const dynload = join(stdlib, 'lib-dynload')
@@ -120,9 +119,7 @@ async function recipeFor (kind: ImageKind): Promise<Recipe> {
       env: [...env, 'PYTHONDONTWRITEBYTECODE=1', 'PYTHONUNBUFFERED=1']
     }
   }
-  const busybox = ['/bin/busybox', '/usr/bin/busybox'].find(p => existsSync(p))
-  if (busybox === undefined) throw new ImageBuildError('no busybox on this host: install busybox-static (apt-get install busybox-static) to run binary functions')
-  if ((await libraries(busybox)).length > 0) throw new ImageBuildError(`${busybox} is not static: install busybox-static`)
+  const busybox = await hostBusybox()
   const { stdout } = await run(busybox, ['--list'])
   const links: Record<string, string> = {}
   for (const applet of stdout.split('\n').map(s => s.trim()).filter(Boolean)) {
@@ -131,10 +128,28 @@ async function recipeFor (kind: ImageKind): Promise<Recipe> {
   return { paths: [busybox], exclude: () => false, links: { ...links, ...(busybox === '/bin/busybox' ? {} : { '/bin/busybox': busybox }) }, env }
 }
 
-/** Why this host cannot build the image of `kind` (no python3, no static busybox), or undefined when it can. */
+function hostPython (): string {
+  const python = findBinary('python3')
+  if (python === undefined) throw new ImageBuildError('no python3 on this host: install it (apt-get install python3) to run python functions')
+  return python
+}
+
+async function hostBusybox (): Promise<string> {
+  const busybox = ['/bin/busybox', '/usr/bin/busybox'].find(p => existsSync(p))
+  if (busybox === undefined) throw new ImageBuildError('no busybox on this host: install busybox-static (apt-get install busybox-static) to run binary functions')
+  if ((await libraries(busybox)).length > 0) throw new ImageBuildError(`${busybox} is not static: install busybox-static`)
+  return busybox
+}
+
+/**
+ * Why this host cannot build the image of `kind` (no python3, no static busybox), or undefined
+ * when it can. Cheap, for every start: the recipe itself (an ldd of every python module) is worked
+ * out only when an image is built or checked.
+ */
 export async function imageProblem (kind: ImageKind): Promise<string | undefined> {
   try {
-    await recipeFor(kind)
+    if (kind === 'python3') hostPython()
+    else if (kind === 'binary') await hostBusybox()
     return undefined
   } catch (err) {
     return (err as Error).message
