@@ -25,6 +25,7 @@ import { Scheduler, outcomeJson, type InvokeOptions } from './scheduler.js'
 import { Journal } from './journal.js'
 import { AsyncCalls, type RequestSummary } from './async-calls.js'
 import type { CoapIngress } from './coap.js'
+import { CallLog } from './call-log.js'
 import { ApiServer } from './api/server.js'
 import { ManifestStore } from './manifests.js'
 import { Replicator } from './replicator.js'
@@ -90,6 +91,8 @@ export class Agent {
   /** Async calls (`edge invoke --async`, `edge poll`), journaled under `<dataDir>/requests`. */
   calls!: AsyncCalls
   #coap: CoapIngress | undefined
+  /** Recent calls that ran here, with their stderr (`edge logs`). */
+  readonly callLog = new CallLog()
   #key!: PrivateKey
   #startedAt = 0
   #stopping: Promise<void> | undefined
@@ -164,7 +167,8 @@ export class Agent {
       fetcher: this.#fetcher,
       trust: this.trust,
       metrics: this.metrics,
-      hold: (spec, code, cids) => { this.#hold(spec, code, cids) }
+      hold: (spec, code, cids) => { this.#hold(spec, code, cids) },
+      callLog: this.callLog
     })
     this.calls = new AsyncCalls({
       journal: new Journal(dataDir),

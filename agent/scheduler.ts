@@ -12,6 +12,8 @@ import type { PeerTable } from './peer-table.js'
 import type { FunctionRegistry, KnownFunction } from './registry.js'
 import type { RuntimeSet } from '../runtimes/index.js'
 import type { Metrics } from './metrics.js'
+import type { CallLog } from './call-log.js'
+import type { RunOptions, RunResult } from '../runtimes/runtime.js'
 
 const log = logger('edge:agent:scheduler')
 
@@ -88,6 +90,8 @@ export interface SchedulerInit {
   metrics: Metrics
   /** Keeps fetched code here (registry, runtime and manifest bookkeeping); throws StorageFullError when it cannot. */
   hold: (spec: FunctionSpec, code: Uint8Array, cids: string[]) => void
+  /** Where the calls that run here are written down, with what they printed (`edge logs`). */
+  callLog?: CallLog
 }
 
 function timings (r: { queueMs: number, runMs: number, initMs?: number }, fetchMs: number): InvokeTimings {
@@ -250,13 +254,29 @@ export class Scheduler {
     const holders = [...new Set([...request.holders, from])]
     const { spec, fetchMs } = await this.#ensureLocal(ref, holders, signal)
     if (this.#init.runtimes.for(spec.runtime) === undefined) throw new BusyError(`this agent cannot run ${spec.runtime} functions`)
-    const r = await this.#init.runtimes.invoke(spec, request.input, { queue: request.queue === true, signal })
+    const r = await this.#run(spec, request.input, { queue: request.queue === true, signal }, from)
     return { output: r.output, warm: r.warm && fetchMs === 0, timings: timings(r, fetchMs) }
+  }
+
+  /** Runs a call in the local runtime, and writes it down with what the function printed. */
+  async #run (spec: FunctionSpec, input: Uint8Array, options: RunOptions, from: string): Promise<RunResult> {
+    const started = performance.now()
+    const entry = { name: spec.name, version: spec.version, from }
+    try {
+      const r = await this.#init.runtimes.invoke(spec, input, options)
+      this.#init.callLog?.add({ ...entry, at: Date.now(), outcome: 'ok', warm: r.warm, runMs: r.runMs, stderr: r.stderr })
+      return r
+    } catch (err) {
+      const e = err as Error & { stderr?: string }
+      // A call refused as busy never ran.
+      if (e.name !== 'BusyError') this.#init.callLog?.add({ ...entry, at: Date.now(), outcome: 'error', warm: false, runMs: performance.now() - started, stderr: e.stderr ?? '', error: e.message })
+      throw err
+    }
   }
 
   async #runLocal (known: KnownFunction, input: Uint8Array, candidate: Candidate, signal: AbortSignal): Promise<Placement> {
     const { spec, fetchMs } = await this.#ensureLocal(known.ref, [...known.holders], signal)
-    const r = await this.#init.runtimes.invoke(spec, input, { queue: candidate.mayQueue, signal })
+    const r = await this.#run(spec, input, { queue: candidate.mayQueue, signal }, 'local')
     return { output: r.output, ranOn: this.#init.selfId, local: true, warm: r.warm && fetchMs === 0, timings: { ...timings(r, fetchMs), networkMs: 0 } }
   }
 

@@ -151,6 +151,20 @@ export interface InvokeResponse {
   ranking?: { candidates: Array<{ peerId: string, local: boolean, reason: string }>, skipped: Array<{ peerId: string, reason: string }> }
 }
 
+/** A call that ran on an agent (`edge logs`). */
+export interface CallLogEntry {
+  at: number
+  name: string
+  version: number
+  /** 'local', or the peer that offloaded the call. */
+  from: string
+  outcome: 'ok' | 'error'
+  warm: boolean
+  runMs: number
+  stderr: string
+  error?: string
+}
+
 /** An async call as the agent keeps it (`edge invoke --async`, `edge poll`). */
 export interface AsyncRequest {
   id: string
@@ -281,6 +295,14 @@ export class AgentClient {
   async poll (id: string, waitMs = 0): Promise<AsyncRequest> {
     const q = waitMs > 0 ? `?wait=${Math.round(waitMs)}` : ''
     return (await this.#request<{ request: AsyncRequest }>('GET', `/v1/requests/${encodeURIComponent(id)}${q}`, undefined, waitMs + 10_000)).request
+  }
+
+  /** Recent calls that ran on this agent, oldest first, with what each function printed on stderr. */
+  async logs (options: { name?: string, limit?: number } = {}): Promise<CallLogEntry[]> {
+    const q = new URLSearchParams()
+    if (options.name !== undefined) q.set('function', options.name)
+    if (options.limit !== undefined) q.set('limit', String(options.limit))
+    return (await this.#request<{ entries: CallLogEntry[] }>('GET', `/v1/logs${q.size > 0 ? `?${q.toString()}` : ''}`)).entries
   }
 
   /** Async calls this agent knows, newest first. */

@@ -78,6 +78,7 @@ export class ApiServer {
       ['POST', new RegExp(`^/v1/functions/${target}/invoke$`), async (req, _url, [fn]) => await this.#invoke(req, fn as string)],
       ['GET', new RegExp(`^/v1/functions/${target}/manifest$`), async (_req, _url, [fn]) => ({ manifest: await this.#agent.manifest(fn as string) })],
       ['POST', new RegExp(`^/v1/functions/${target}/prewarm$`), async (req, _url, [fn]) => await this.#prewarm(req, fn as string)],
+      ['GET', /^\/v1\/logs$/, async (_req, url) => ({ entries: this.#logs(url) })],
       ['GET', /^\/v1\/requests$/, async () => ({ requests: this.#agent.calls.list().slice(0, 1000) })],
       ['GET', /^\/v1\/requests\/([^/]+)$/, async (_req, url, [id]) => await this.#poll(url, id as string)]
     ]
@@ -210,6 +211,14 @@ export class ApiServer {
     if (body.async !== undefined && typeof body.async !== 'boolean') throw new BadRequestError('async must be true or false')
     if (body.async === true) return new Reply(202, { request: await this.#agent.submit(name, input, options) })
     return outcomeJson(await this.#agent.scheduler.invoke(name, input, options), body.explain === true)
+  }
+
+  /** Recent calls that ran here: `?function=NAME` of one function, `?limit=N` (default 100) of the newest. */
+  #logs (url: URL): unknown {
+    const name = url.searchParams.get('function') ?? undefined
+    const limit = Number(url.searchParams.get('limit') ?? 100)
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new BadRequestError('limit must be an integer from 1 to 1000')
+    return this.#agent.callLog.recent({ ...(name !== undefined ? { name } : {}), limit })
   }
 
   /** An async call's state, and its result once it has one; `?wait=MS` waits for it to finish. */

@@ -3,7 +3,7 @@ import { parseDuration } from '../../protocol/units.js'
 import type { AsyncRequest } from '../client.js'
 import { clientFor, globals } from '../context.js'
 import { UserError } from '../errors.js'
-import { ms, printJson, table } from '../output.js'
+import { ms, printJson, shortId, table } from '../output.js'
 import { printResult, printStderr } from './invoke.js'
 
 /** `edge poll`'s exit code for a call that has not finished yet (sysexits' EX_TEMPFAIL). */
@@ -53,6 +53,29 @@ export function registerAsyncCommands (program: Command): void {
       }
       if (!json) process.stderr.write(`${r.id} (${r.target}): ${state(r)}\n`)
       process.exitCode = EXIT_PENDING
+    })
+
+  program.command('logs')
+    .description('recent calls that ran on this agent (whoever asked), with what each function printed on stderr')
+    .argument('[name]', 'only this function')
+    .option('-n, --lines <n>', 'the newest N calls (default 20, at most 1000)', '20')
+    .action(async (name: string | undefined, opts: { lines: string }, cmd: Command) => {
+      const limit = Number(opts.lines)
+      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new UserError(`bad -n '${opts.lines}': a number from 1 to 1000`)
+      const entries = await clientFor(cmd).logs({ ...(name !== undefined ? { name } : {}), limit })
+      if (globals(cmd).json === true) {
+        printJson(entries)
+        return
+      }
+      if (entries.length === 0) {
+        process.stdout.write(`no calls of ${name ?? 'any function'} ran here yet\n`)
+        return
+      }
+      for (const e of entries) {
+        const from = e.from === 'local' ? 'asked here' : `for peer ${shortId(e.from)}`
+        process.stdout.write(`${new Date(e.at).toISOString()}  ${e.name}@${e.version}  ${e.outcome === 'ok' ? 'ok' : `failed: ${e.error ?? ''}`}  ${ms(e.runMs)}${e.warm ? ' warm' : ''}  ${from}\n`)
+        for (const line of e.stderr.replace(/\n$/, '').split('\n').filter(l => l !== '')) process.stdout.write(`    ${line}\n`)
+      }
     })
 
   program.command('requests')
