@@ -178,6 +178,7 @@ export class Agent {
       resultsTtlMs: config.resultsTtlMs,
       maxWaitMs: config.asyncMaxWaitMs
     })
+    this.metrics.watchAsync((state) => this.calls.count(state))
     this.#server = new InvokeServer(this.node, async (request, from, signal) => {
       try {
         const r = await this.scheduler.executeOffloaded(request, from, signal)

@@ -14,6 +14,20 @@ export class Metrics {
     new Gauge({ name: 'edge_peers', help: 'Peers in the peer table', registers: [this.registry], collect () { this.set(peerCount()) } })
   }
 
+  /** Async calls by state (queued, running, done, failed), read when scraped. */
+  watchAsync (count: (state: 'queued' | 'running' | 'done' | 'failed') => number): void {
+    // eslint-disable-next-line no-new
+    new Gauge({
+      name: 'edge_async_calls',
+      help: 'Async calls this agent has accepted, by state (finished ones until their results expire)',
+      labelNames: ['state'] as const,
+      registers: [this.registry],
+      collect () {
+        for (const state of ['queued', 'running', 'done', 'failed'] as const) this.set({ state }, count(state))
+      }
+    })
+  }
+
   invocation (where: 'local' | 'remote' | 'none', outcome: 'ok' | 'error', ms: number): void {
     this.#invocations.inc({ where, outcome })
     if (outcome === 'ok') this.#duration.observe({ where }, ms / 1000)

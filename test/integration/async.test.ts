@@ -86,5 +86,8 @@ describe('async calls', () => {
     assert.equal(done.code, 0, done.stderr)
     const status = JSON.parse((await edge(['--node', '1', '--json', 'status'])).stdout) as { async: Record<string, number> }
     assert.deepEqual(status.async, { queued: 0, running: 0, done: 1, failed: 1 })
+    const metrics = await (await fetch(`${net.agent(1).api}/metrics`)).text()
+    assert.match(metrics, /^edge_async_calls\{state="failed"\} 1$/m)
+    assert.match(metrics, /^edge_async_calls\{state="queued"\} 0$/m)
   })
 })
