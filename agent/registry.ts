@@ -48,7 +48,7 @@ export interface RegistryInit {
 
 /**
  * Functions known to this agent, every version kept. Code held locally lives in
- * `<dataDir>/functions/<sha256>.wasm` with an index file, so it survives restarts; it stays within
+ * `<dataDir>/functions/<sha256>.code` (a WASM module or a tar of a container function) with an index file, so it survives restarts; it stays within
  * a storage quota, evicting the least recently used code that enough other agents hold. Remote
  * knowledge (who holds what) is soft state rebuilt from adverts.
  */
@@ -92,6 +92,9 @@ export class FunctionRegistry {
     try {
       const index = JSON.parse(readFileSync(this.#indexFile(), 'utf8')) as Index
       for (const spec of index.functions) {
+        // Earlier agents named every artifact .wasm, whatever its runtime.
+        const legacy = join(this.#dir, `${spec.sha256}.wasm`)
+        if (!existsSync(this.codePath(spec.sha256)) && existsSync(legacy)) renameSync(legacy, this.codePath(spec.sha256))
         if (existsSync(this.codePath(spec.sha256))) {
           this.#local.set(versionKey(spec), spec)
           this.#specs.set(versionKey(spec), spec)
@@ -112,7 +115,7 @@ export class FunctionRegistry {
   }
 
   codePath (sha256: string): string {
-    return join(this.#dir, `${sha256}.wasm`)
+    return join(this.#dir, `${sha256}.code`)
   }
 
   /** Stops resolving to this version (its deployer is not trusted here): the newest trusted one wins. */

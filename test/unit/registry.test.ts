@@ -1,6 +1,6 @@
 import { test, beforeEach, afterEach } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FunctionRegistry } from '../../agent/registry.js'
@@ -57,6 +57,16 @@ test('held functions and tombstones survive a restart', async () => {
   assert.equal(second.localSpec('fn')?.sha256, spec.sha256)
   assert.deepEqual(await second.readCode(spec.sha256), A)
   assert.equal(second.isDeleted('gone', 5), true)
+})
+
+test('code held under the old .wasm name is kept, renamed to .code', async () => {
+  const spec = specFor('fn', A)
+  new FunctionRegistry(dir).hold(spec, A)
+  renameSync(join(dir, 'functions', `${spec.sha256}.code`), join(dir, 'functions', `${spec.sha256}.wasm`))
+  const again = new FunctionRegistry(dir)
+  assert.deepEqual(await again.readCode(spec.sha256), A)
+  assert.ok(existsSync(join(dir, 'functions', `${spec.sha256}.code`)))
+  assert.ok(!existsSync(join(dir, 'functions', `${spec.sha256}.wasm`)))
 })
 
 test('forgetting a peer drops what it held', () => {
