@@ -38,6 +38,8 @@ const log = logger('edge:agent')
 
 export const AGENT_VERSION = '0.1.0'
 export const RUNTIME_FILE = 'agent.json'
+/** Peers that join within this long of each other share one republish of the agent's DHT records. */
+const REPUBLISH_AFTER_JOIN_MS = 500
 
 export interface DeployOptions {
   /** Default: wasm. */
@@ -96,6 +98,7 @@ export class Agent {
   #key!: PrivateKey
   #startedAt = 0
   #stopping: Promise<void> | undefined
+  #republishTimer: NodeJS.Timeout | undefined
 
   constructor (dataDir: string, config: AgentConfig) {
     this.dataDir = dataDir
@@ -208,8 +211,9 @@ export class Agent {
     })
     this.#connectivity = new Connectivity(this.node, this.peers, { bootstrap: config.bootstrap })
     this.peers.addEventListener('peer:leave', (evt) => { this.registry.forgetPeer(evt.detail) })
-    // A lone agent cannot store records in the DHT: put ours again when peers appear.
-    this.peers.addEventListener('peer:join', () => { void this.manifests.republish() })
+    // A lone agent cannot store records in the DHT: put ours again when peers appear — once for
+    // peers that appear together (a swarm starting, a partition healing), not once for each.
+    this.peers.addEventListener('peer:join', () => { this.#republishSoon() })
     this.#api = new ApiServer(this, { host: config.apiHost, port: config.apiPort, token: apiToken })
 
     await this.runtimes.start()
@@ -242,7 +246,7 @@ export class Agent {
       ['api', async () => { await this.#api?.stop() }],
       ['coap', async () => { await this.#coap?.stop() }],
       ['async calls', async () => { await this.calls?.stop() }],
-      ['replicator', () => { this.#replicator?.stop() }],
+      ['replicator', () => { this.#replicator?.stop(); clearTimeout(this.#republishTimer) }],
       ['connectivity', () => { this.#connectivity?.stop() }],
       ['peer table', () => { this.peers?.stop() }],
       ['announcements', () => { this.#announcements?.stop() }],
@@ -288,6 +292,16 @@ export class Agent {
       log('no container functions here: %s', this.dockerProblem)
       return undefined
     }
+  }
+
+  /** Republishes what this agent keeps in the DHT in a moment, with the peers that joined by then. */
+  #republishSoon (): void {
+    if (this.#republishTimer !== undefined) return
+    this.#republishTimer = setTimeout(() => {
+      this.#republishTimer = undefined
+      void this.manifests.republish()
+    }, REPUBLISH_AFTER_JOIN_MS)
+    this.#republishTimer.unref()
   }
 
   /** The CoAP ingress, when `--coap-listen` asks for one; loaded only then. */
