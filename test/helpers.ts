@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { FunctionSpec } from '../protocol/index.js'
 
@@ -117,6 +118,22 @@ export async function dockerForTests (): Promise<{ docker: import('dockerode') |
     if (process.env.CI === 'true') throw err
     return { docker: undefined, skip: `Docker not available here: ${(err as Error).message}` }
   }
+}
+
+/**
+ * An emulated arm64 board for the ARM test: qemu-user running Node's linux-arm64 build, as
+ * `test/arm/setup.sh` prepares it. Skipped with the reason where it is not prepared, except in CI.
+ */
+export function arm64ForTests (): { node: string[], skip: string | false } {
+  const dir = process.env.EDGE_ARM_DIR ?? join(ROOT, '.cache', 'arm')
+  const qemu = ['/usr/bin/qemu-aarch64-static', '/usr/local/bin/qemu-aarch64-static'].find(p => existsSync(p))
+  const missing = qemu === undefined ? 'qemu-aarch64-static' : !existsSync(join(dir, 'node')) ? `${dir}/node` : !existsSync(join(dir, 'sysroot')) ? `${dir}/sysroot` : undefined
+  if (missing !== undefined) {
+    const why = `no emulated arm64 here (${missing} missing): run test/arm/setup.sh`
+    if (process.env.CI === 'true') throw new Error(why)
+    return { node: [], skip: why }
+  }
+  return { node: [qemu as string, '-L', join(dir, 'sysroot'), join(dir, 'node')], skip: false }
 }
 
 /** A container function from a directory (or file) of the examples or fixtures: its artifact and spec. */

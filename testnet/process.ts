@@ -20,11 +20,16 @@ export async function runAgentCommand (args: string[]): Promise<string> {
   })
 }
 
-/** Starts `edge-agent start ARGS` detached, logging to `logFile`; returns its pid. */
-export function spawnAgent (args: string[], logFile: string, env: NodeJS.ProcessEnv = {}): number {
+/**
+ * Starts `edge-agent start ARGS` detached, logging to `logFile`; returns its pid. `node` is the
+ * command line that runs Node: this process's own by default, or e.g. qemu-user running an ARM
+ * build of Node, to emulate a board.
+ */
+export function spawnAgent (args: string[], logFile: string, env: NodeJS.ProcessEnv = {}, node: string[] = [process.execPath]): number {
   const fd = openSync(logFile, 'a')
   try {
-    const child = spawn(process.execPath, [EDGE_AGENT_BIN, 'start', ...args], {
+    const [command, ...prefix] = node as [string, ...string[]]
+    const child = spawn(command, [...prefix, EDGE_AGENT_BIN, 'start', ...args], {
       detached: true,
       stdio: ['ignore', fd, fd],
       env: { ...process.env, ...env }
