@@ -121,19 +121,27 @@ export async function dockerForTests (): Promise<{ docker: import('dockerode') |
 }
 
 /**
- * An emulated arm64 board for the ARM test: qemu-user running Node's linux-arm64 build, as
- * `test/arm/setup.sh` prepares it. Skipped with the reason where it is not prepared, except in CI.
+ * The command line of Node on an emulated ARM board, for the ARM test: qemu-user running Node's
+ * linux build for it, as `test/arm/setup.sh` prepares them. Skipped with the reason where they are
+ * not prepared, except in CI.
  */
-export function arm64ForTests (): { node: string[], skip: string | false } {
-  const dir = process.env.EDGE_ARM_DIR ?? join(ROOT, '.cache', 'arm')
-  const qemu = ['/usr/bin/qemu-aarch64-static', '/usr/local/bin/qemu-aarch64-static'].find(p => existsSync(p))
-  const missing = qemu === undefined ? 'qemu-aarch64-static' : !existsSync(join(dir, 'node')) ? `${dir}/node` : !existsSync(join(dir, 'sysroot')) ? `${dir}/sysroot` : undefined
-  if (missing !== undefined) {
-    const why = `no emulated arm64 here (${missing} missing): run test/arm/setup.sh`
-    if (process.env.CI === 'true') throw new Error(why)
-    return { node: [], skip: why }
+export function armBoardsForTests (): { arm64: string[], armv7: string[], skip: string | false } {
+  const root = process.env.EDGE_ARM_DIR ?? join(ROOT, '.cache', 'arm')
+  const board = (name: string, qemuName: string): string[] | string => {
+    const qemu = [`/usr/bin/${qemuName}`, `/usr/local/bin/${qemuName}`].find(p => existsSync(p))
+    const dir = join(root, name)
+    const missing = qemu === undefined ? qemuName : [join(dir, 'node'), join(dir, 'sysroot')].find(p => !existsSync(p))
+    return missing !== undefined ? missing : [qemu as string, '-L', join(dir, 'sysroot'), join(dir, 'node')]
   }
-  return { node: [qemu as string, '-L', join(dir, 'sysroot'), join(dir, 'node')], skip: false }
+  const arm64 = board('arm64', 'qemu-aarch64-static')
+  const armv7 = board('armv7', 'qemu-arm-static')
+  const missing = [arm64, armv7].find((b): b is string => typeof b === 'string')
+  if (missing !== undefined) {
+    const why = `no emulated ARM boards here (${missing} missing): run test/arm/setup.sh`
+    if (process.env.CI === 'true') throw new Error(why)
+    return { arm64: [], armv7: [], skip: why }
+  }
+  return { arm64: arm64 as string[], armv7: armv7 as string[], skip: false }
 }
 
 /** A container function from a directory (or file) of the examples or fixtures: its artifact and spec. */
