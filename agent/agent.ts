@@ -181,7 +181,7 @@ export class Agent {
       resultsTtlMs: config.resultsTtlMs,
       maxWaitMs: config.asyncMaxWaitMs
     })
-    this.metrics.watchAsync((state) => this.calls.count(state))
+    this.metrics.watchAsync(() => this.calls.counts())
     this.#server = new InvokeServer(this.node, async (request, from, signal) => {
       try {
         const r = await this.scheduler.executeOffloaded(request, from, signal)
@@ -558,7 +558,7 @@ export class Agent {
       connections: this.node.getConnections().length,
       droppedMessages: this.#adverts.dropped + this.#announcements.dropped,
       coap: this.#coap?.url ?? null,
-      async: { queued: this.calls.count('queued'), running: this.calls.count('running'), done: this.calls.count('done'), failed: this.calls.count('failed') }
+      async: this.calls.counts()
     }
   }
 

@@ -101,7 +101,8 @@ export class AsyncCalls {
   /** Accepts a call: it is on disk when this resolves. */
   async submit (target: string, input: Uint8Array, options: CallOptions): Promise<RequestSummary> {
     if (this.#stopped) throw new BusyError('the agent is stopping')
-    const pending = this.count('queued') + this.count('running')
+    const { queued, running } = this.counts()
+    const pending = queued + running
     if (pending >= this.#init.maxPending) throw new BusyError(`${pending} async calls are waiting or running, the most this agent takes: poll them, or try again later`)
     const record: RequestRecord = {
       v: JOURNAL_VERSION,
@@ -139,9 +140,10 @@ export class AsyncCalls {
     return [...this.#requests.values()].sort((a, b) => b.submittedAt - a.submittedAt)
   }
 
-  count (state: RequestState): number {
-    let n = 0
-    for (const r of this.#requests.values()) if (r.state === state) n++
+  /** How many requests are in each state, in one pass. */
+  counts (): Record<RequestState, number> {
+    const n: Record<RequestState, number> = { queued: 0, running: 0, done: 0, failed: 0 }
+    for (const r of this.#requests.values()) n[r.state]++
     return n
   }
 

@@ -15,7 +15,7 @@ export class Metrics {
   }
 
   /** Async calls by state (queued, running, done, failed), read when scraped. */
-  watchAsync (count: (state: 'queued' | 'running' | 'done' | 'failed') => number): void {
+  watchAsync (counts: () => Record<'queued' | 'running' | 'done' | 'failed', number>): void {
     // eslint-disable-next-line no-new
     new Gauge({
       name: 'edge_async_calls',
@@ -23,7 +23,7 @@ export class Metrics {
       labelNames: ['state'] as const,
       registers: [this.registry],
       collect () {
-        for (const state of ['queued', 'running', 'done', 'failed'] as const) this.set({ state }, count(state))
+        for (const [state, n] of Object.entries(counts())) this.set({ state }, n)
       }
     })
   }

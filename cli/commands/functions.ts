@@ -46,19 +46,14 @@ function positiveNumber (text: string): number {
   return n
 }
 
-interface DeployFlags {
+/** `edge deploy`'s flags: the container settings as the manifest has them, but the keepalive as text (e.g. 30s). */
+interface DeployFlags extends Omit<ContainerOptions, 'keepaliveMs'> {
   runtime?: RuntimeKind
   entry?: string
   memory?: string
   timeout?: string
   env?: string[]
   keepalive?: string
-  concurrency?: number
-  maxContainers?: number
-  singleUse?: boolean
-  network?: boolean
-  cpus?: number
-  pids?: number
   key?: string
 }
 

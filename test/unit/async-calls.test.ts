@@ -65,7 +65,7 @@ test('a call is on disk, with its input, before it is acknowledged; its result r
   assert.equal(done?.state, 'done')
   assert.equal(Buffer.from(String(done?.result?.output), 'base64').toString(), 'hello')
   assert.equal(onDisk(accepted.id).input, undefined)
-  assert.equal(c.count('done'), 1)
+  assert.equal(c.counts().done, 1)
 })
 
 test('at most `concurrency` calls run at once; the rest wait in the queue', async () => {
@@ -76,7 +76,7 @@ test('at most `concurrency` calls run at once; the rest wait in the queue', asyn
   for (const n of ['1', '2', '3', '4']) ids.push((await c.submit('fn@1', Buffer.from(n), {})).id)
   await eventually(() => g.started.length === 2, 2000, 'two calls to start')
   assert.deepEqual(g.started.sort(), ['1', '2'], 'the first two taken')
-  assert.equal(c.count('queued'), 2)
+  assert.equal(c.counts().queued, 2)
   g.release()
   for (const id of ids) assert.equal((await c.get(id, 2000))?.state, 'done')
   assert.deepEqual(g.started.sort(), ['1', '2', '3', '4'])
