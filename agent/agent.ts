@@ -175,7 +175,7 @@ export class Agent {
     })
     this.calls = new AsyncCalls({
       journal: new Journal(dataDir),
-      run: async (target, input, options) => outcomeJson(await this.scheduler.invoke(target, input, options)),
+      run: async (target, input, options, signal) => outcomeJson(await this.scheduler.invoke(target, input, { ...options, signal })),
       concurrency: config.asyncConcurrency,
       maxPending: config.asyncMaxPending,
       resultsTtlMs: config.resultsTtlMs,
@@ -191,7 +191,7 @@ export class Agent {
         this.metrics.offloadedIn.inc({ outcome: (err as Error).name === 'BusyError' ? 'busy' : 'error' })
         throw err
       }
-    })
+    }, (fn) => this.scheduler.loadOf(fn))
     this.#adverts = new AdvertService(this.node, this.peers, {
       intervalMs: config.advertIntervalMs,
       snapshot: () => this.#advert(),
@@ -217,6 +217,7 @@ export class Agent {
     this.#api = new ApiServer(this, { host: config.apiHost, port: config.apiPort, token: apiToken })
 
     await this.runtimes.start()
+    this.scheduler.start()
     await this.node.start()
     await this.#fetcher.start()
     await this.#server.start()
@@ -246,6 +247,8 @@ export class Agent {
       ['api', async () => { await this.#api?.stop() }],
       ['coap', async () => { await this.#coap?.stop() }],
       ['async calls', async () => { await this.calls?.stop() }],
+      // Calls still running or waiting here are cut off as interrupted, not failed.
+      ['scheduler', () => { this.scheduler?.stop() }],
       ['replicator', () => { this.#replicator?.stop(); clearTimeout(this.#republishTimer) }],
       ['connectivity', () => { this.#connectivity?.stop() }],
       ['peer table', () => { this.peers?.stop() }],

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { logger } from '@libp2p/logger'
-import { BusyError } from '../protocol/index.js'
+import { BusyError, InterruptedError } from '../protocol/index.js'
 import { Journal, JOURNAL_VERSION, type CallOptions, type RequestError, type RequestRecord, type RequestState } from './journal.js'
 
 const log = logger('edge:agent:async')
@@ -24,7 +24,8 @@ export type RequestSummary = Omit<RequestRecord, 'input' | 'result'>
 export interface AsyncCallsInit {
   journal: Journal
   /** Runs one call (the scheduler, with its policies and offloading); resolves to what a call that waits answers. */
-  run: (target: string, input: Uint8Array, options: CallOptions) => Promise<Record<string, unknown>>
+  /** Runs a call; `signal` aborts (with InterruptedError) when the agent stops and the call is cut off. */
+  run: (target: string, input: Uint8Array, options: CallOptions, signal: AbortSignal) => Promise<Record<string, unknown>>
   /** Async calls running at once; the rest wait in the journal's queue. */
   concurrency: number
   /** Calls accepted but not finished, beyond which new ones are refused. */
@@ -52,6 +53,8 @@ export class AsyncCalls {
   readonly #timers = new Set<NodeJS.Timeout>()
   #sweeper: NodeJS.Timeout | undefined
   #stopped = true
+  /** Aborted when stop() gives up waiting for the calls still running. */
+  #interrupt = new AbortController()
 
   constructor (init: AsyncCallsInit) {
     this.#init = init
@@ -60,6 +63,7 @@ export class AsyncCalls {
   /** Reads the journal back: calls cut off by a crash are failed as interrupted, queued ones are run. */
   async start (): Promise<void> {
     this.#stopped = false
+    this.#interrupt = new AbortController()
     const now = Date.now()
     for (const record of this.#init.journal.load()) {
       if (record.state === 'running') {
@@ -90,12 +94,19 @@ export class AsyncCalls {
     for (const t of this.#timers) clearTimeout(t)
     this.#timers.clear()
     if (this.#inFlight.size === 0) return
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([
-      Promise.allSettled([...this.#inFlight]),
-      new Promise<void>(resolve => { timer = setTimeout(resolve, graceMs) })
-    ])
-    clearTimeout(timer)
+    const settled = async (ms: number): Promise<void> => {
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([
+        Promise.allSettled([...this.#inFlight]),
+        new Promise<void>(resolve => { timer = setTimeout(resolve, ms) })
+      ])
+      clearTimeout(timer)
+    }
+    await settled(graceMs)
+    if (this.#inFlight.size === 0) return
+    // Cut off what is still running, wherever it runs, and write it down as interrupted.
+    this.#interrupt.abort(new InterruptedError('the agent stopped while this call was running'))
+    await settled(1000)
   }
 
   /** Accepts a call: it is on disk when this resolves. */
@@ -177,7 +188,7 @@ export class AsyncCalls {
     }
     this.#requests.set(id, summarise(record))
     try {
-      const result = await this.#init.run(record.target, Buffer.from(record.input, 'base64'), record.options)
+      const result = await this.#init.run(record.target, Buffer.from(record.input, 'base64'), record.options, this.#interrupt.signal)
       await this.#finish(record, { state: 'done', result })
     } catch (err) {
       const e = err as Error & { code?: string, stderr?: string }

@@ -4,7 +4,7 @@ import { isIPv6 } from 'node:net'
 import { logger } from '@libp2p/logger'
 import { createServer, type IncomingMessage, type OutgoingMessage, type Server } from 'coap'
 import { generate, parse, type ParsedPacket } from 'coap-packet'
-import { BadRequestError, parseDuration } from '../protocol/index.js'
+import { BadRequestError, InterruptedError, parseDuration } from '../protocol/index.js'
 import type { InvokeOptions, InvokeOutcome } from './scheduler.js'
 import type { RequestRecord } from './journal.js'
 import type { RequestSummary } from './async-calls.js'
@@ -25,6 +25,7 @@ const CODES: Record<string, string> = {
   FunctionError: '5.00',
   BusyError: '5.03',
   OverloadedError: '5.03',
+  InterruptedError: '5.03',
   NoCandidateError: '5.03',
   PeerGoneError: '5.02',
   FetchFailedError: '5.02',
@@ -58,6 +59,8 @@ export class CoapIngress {
   readonly #port: number
   #socket: Socket | undefined
   #server: Server | undefined
+  /** Aborted when the ingress stops: its calls still running are cut off as interrupted. */
+  #stopping = new AbortController()
 
   constructor (backend: CoapBackend, listen: string) {
     this.#backend = backend
@@ -73,6 +76,7 @@ export class CoapIngress {
   }
 
   async start (): Promise<void> {
+    this.#stopping = new AbortController()
     const socket = createSocket({ type: isIPv6(this.#host) ? 'udp6' : 'udp4' })
     await new Promise<void>((resolve, reject) => {
       socket.once('error', (err: NodeJS.ErrnoException) => {
@@ -92,6 +96,7 @@ export class CoapIngress {
   }
 
   async stop (): Promise<void> {
+    this.#stopping.abort(new InterruptedError('the CoAP ingress is stopping'))
     this.#server?.close()
     this.#server = undefined
     const socket = this.#socket
@@ -121,14 +126,17 @@ export class CoapIngress {
         res.end(accepted.id)
         return
       }
-      const outcome = await this.#backend.invoke(target, input, options)
+      // UDP tells nothing of a client that left: the call ends at its deadline, or when this ingress stops.
+      const outcome = await this.#backend.invoke(target, input, { ...options, signal: this.#stopping.signal })
       res.code = '2.05'
       res.end(Buffer.from(outcome.output))
     } catch (err) {
-      const e = err as Error & { code?: string }
+      const e = err as Error & { code?: string, retryAfterMs?: number }
       const code = err instanceof CoapError ? err.code : CODES[e.name] ?? '5.00'
       if (code === '5.00' && e.name !== 'FunctionError') log.error('CoAP %s %s failed: %e', req.method, req.url, err)
       res.code = code
+      // 5.03 with Max-Age: when to try again (RFC 7252 5.9.3.4).
+      if (code === '5.03' && typeof e.retryAfterMs === 'number') res.setOption('Max-Age', Math.max(1, Math.ceil(e.retryAfterMs / 1000)))
       res.end(oneLine(e.message))
     }
   }

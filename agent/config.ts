@@ -16,7 +16,11 @@ export interface AgentConfig {
   labels: Record<string, string>
   /** Concurrent WASM calls (worker threads). 0 = one per CPU, at least 2. */
   wasmSlots: number
-  /** Calls that may wait for a local slot before the agent refuses new ones. */
+  /**
+   * Calls that may wait for a local slot, at most: a bound on memory only. What bounds the queue is
+   * its expected wait against each call's deadline (a call that could not start in time is refused
+   * or sent elsewhere).
+   */
   maxQueue: number
   /** Multicast DNS discovery on the LAN. */
   mdns: boolean
@@ -61,7 +65,7 @@ export const DEFAULT_CONFIG: AgentConfig = {
   apiToken: '',
   labels: {},
   wasmSlots: 0,
-  maxQueue: 64,
+  maxQueue: 1024,
   mdns: true,
   peerExpirySeconds: 3.5,
   advertIntervalMs: 1000,

@@ -1,20 +1,30 @@
 /**
- * A signal that aborts after `ms` or when `parent` aborts, whichever is first. Unlike
- * AbortSignal.any over a long-lived parent, it detaches from the parent when `done()` is called,
- * so that thousands of calls on one stream do not pile up listeners.
+ * A signal that aborts after `ms` (if given) or when any of `parents` aborts, whichever is first,
+ * with that parent's reason. Unlike AbortSignal.any over long-lived parents (a stream, the agent's
+ * stop), it detaches from them when `done()` is called, so that thousands of calls do not pile up
+ * listeners.
  */
-export function deadline (parent: AbortSignal, ms: number): { signal: AbortSignal, done: () => void } {
+export function deadline (parents: AbortSignal | ReadonlyArray<AbortSignal | undefined>, ms?: number): { signal: AbortSignal, done: () => void } {
   const controller = new AbortController()
-  const onAbort = (): void => { controller.abort(parent.reason) }
-  const timer = setTimeout(() => { controller.abort(new DOMException('deadline exceeded', 'TimeoutError')) }, ms)
-  timer.unref()
-  if (parent.aborted) onAbort()
-  else parent.addEventListener('abort', onAbort, { once: true })
-  return {
-    signal: controller.signal,
-    done: () => {
-      clearTimeout(timer)
-      parent.removeEventListener('abort', onAbort)
-    }
+  const list = (Array.isArray(parents) ? parents : [parents]).filter((p): p is AbortSignal => p !== undefined)
+  const detach = (): void => {
+    clearTimeout(timer)
+    for (const p of list) p.removeEventListener('abort', onAbort)
   }
+  const onAbort = function (this: AbortSignal): void {
+    detach()
+    controller.abort(this.reason)
+  }
+  const timer = ms === undefined
+    ? undefined
+    : setTimeout(() => { detach(); controller.abort(new DOMException('deadline exceeded', 'TimeoutError')) }, Math.max(0, ms))
+  timer?.unref()
+  const aborted = list.find(p => p.aborted)
+  if (aborted !== undefined) {
+    clearTimeout(timer)
+    controller.abort(aborted.reason)
+  } else {
+    for (const p of list) p.addEventListener('abort', onAbort, { once: true })
+  }
+  return { signal: controller.signal, done: detach }
 }

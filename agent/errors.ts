@@ -3,10 +3,16 @@ export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
-/** Every local slot is busy, the queue is full and no peer can take the call. */
+/** No place in the swarm (this agent, its peers) can start the call in time for its deadline. */
 export class OverloadedError extends Error {
   override name = 'OverloadedError'
   readonly code = 'OVERLOADED'
+  /** When the soonest place expects room again, in ms (an HTTP `Retry-After`). */
+  readonly retryAfterMs: number | undefined
+  constructor (message: string, init: { retryAfterMs?: number, cause?: unknown } = {}) {
+    super(message, { cause: init.cause })
+    this.retryAfterMs = init.retryAfterMs
+  }
 }
 
 export class NoCandidateError extends Error {

@@ -1,8 +1,8 @@
 import { logger } from '@libp2p/logger'
 import { peerIdFromString } from '@libp2p/peer-id'
 import {
-  DeadlineExceededError, errorFromWire, FramedStream, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, PeerGoneError,
-  validateInvokeResponse, WIRE_VERSION, type FunctionRef, type InvokeResult, type WireCode
+  abortError, errorFromWire, FramedStream, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, PeerGoneError,
+  validateInvokeResponse, WIRE_VERSION, type FunctionRef, type InvokeResult, type PeerLoad, type WireCode
 } from '../protocol/index.js'
 import type { EdgeNode } from './node.js'
 
@@ -21,6 +21,19 @@ class Channel {
   constructor (framed: FramedStream) {
     this.framed = framed
   }
+}
+
+const reported = new WeakMap<Error, PeerLoad>()
+
+/** The load the peer reported with the error it answered (BUSY and others), if it did. */
+export function reportedLoad (err: unknown): PeerLoad | undefined {
+  return err instanceof Error ? reported.get(err) : undefined
+}
+
+/** Attaches the load a peer answered with to the error built from its answer. */
+export function withReportedLoad<E extends Error> (err: E, load: PeerLoad | undefined): E {
+  if (load !== undefined) reported.set(err, load)
+  return err
 }
 
 export interface RemoteCall {
@@ -50,7 +63,9 @@ export class InvokeClient {
 
   /**
    * Sends one call and waits for its answer. Throws the wire error's class (BusyError, FunctionError,
-   * …), PeerGoneError when the stream died first, or DeadlineExceededError.
+   * …; `reportedLoad(err)` has the peer's load when it sent it), PeerGoneError when the stream died
+   * first, or — when the signal aborts — its reason (cancelled, interrupted) or DeadlineExceededError.
+   * A call given up on is cancelled at the peer, so that it stops taking a slot there.
    */
   async call (peer: string, call: RemoteCall, options: { signal: AbortSignal }): Promise<InvokeResult> {
     const channel = await this.#channel(peer, options.signal)
@@ -58,8 +73,12 @@ export class InvokeClient {
     return await new Promise<InvokeResult>((resolve, reject) => {
       const onAbort = (): void => {
         channel.pending.delete(id)
-        reject(new DeadlineExceededError(`no answer from ${short(peer)} before the deadline`))
+        if (!channel.framed.closed) {
+          channel.framed.write({ v: WIRE_VERSION, type: 'cancel', id }).catch((err: Error) => { log('could not cancel call %d on %s: %s', id, short(peer), err.message) })
+        }
+        reject(abortError(options.signal, `no answer from ${short(peer)} before the deadline`))
       }
+      if (options.signal.aborted) { reject(abortError(options.signal, `deadline exceeded before the call to ${short(peer)} was sent`)); return }
       options.signal.addEventListener('abort', onAbort, { once: true })
       channel.pending.set(id, {
         resolve: (r) => { options.signal.removeEventListener('abort', onAbort); resolve(r) },
@@ -110,7 +129,9 @@ export class InvokeClient {
           if (pending === undefined) return
           channel.pending.delete(response.id)
           if (response.type === 'result') pending.resolve(response)
-          else pending.reject(errorFromWire(response.code as WireCode, response.message, response.stderr))
+          else {
+            pending.reject(withReportedLoad(errorFromWire(response.code as WireCode, response.message, response.stderr, response.retryAfterMs), response.load))
+          }
         } catch (err) {
           log.error('bad response from %s: %s', short(peer), (err as Error).message)
           if (id !== undefined) channel.pending.get(id)?.reject(err as Error)

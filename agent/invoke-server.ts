@@ -1,7 +1,7 @@
 import { logger } from '@libp2p/logger'
 import {
-  FramedStream, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, validateInvokeRequest, wireCodeOf, WIRE_VERSION,
-  type InvokeRequest, type InvokeResult
+  CancelledError, FramedStream, InterruptedError, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, validateInvokeFrame, wireCodeOf, WIRE_VERSION,
+  type FunctionRef, type InvokeRequest, type InvokeResult, type PeerLoad
 } from '../protocol/index.js'
 import { deadline } from './deadline.js'
 import type { EdgeNode } from './node.js'
@@ -12,66 +12,121 @@ const log = logger('edge:agent:invoke-server')
 /** Runs an offloaded call here and only here (one hop: it is never offloaded again). */
 export type ExecuteOffloaded = (request: InvokeRequest, from: string, signal: AbortSignal) => Promise<Omit<InvokeResult, 'v' | 'type' | 'id'>>
 
+/** This agent's load for the runtime that runs `fn` (undefined when it does not know the function). */
+export type LoadOf = (fn: FunctionRef) => Omit<PeerLoad, 'yours'> | undefined
+
 /**
  * Serves `/edge/invoke/1`. Callers keep long-lived streams and send many requests on each, tagged
- * by id; responses go back in completion order. A malformed frame closes the stream; a request
- * that fails validation gets a BAD_REQUEST answer.
+ * by id; responses go back in completion order, each with this agent's load, so that callers see
+ * a freed slot before the next advert. A `cancel` frame stops a call that its caller gave up on. A
+ * malformed frame closes the stream; a request that fails validation gets a BAD_REQUEST answer.
  */
 export class InvokeServer {
   readonly #node: EdgeNode
   readonly #execute: ExecuteOffloaded
+  readonly #loadOf: LoadOf
   readonly #streams = new Set<FramedStream>()
+  /** Calls running or queued here, per caller: answers tell each caller how many of its own are left. */
+  readonly #perCaller = new Map<string, number>()
+  /** Aborted when the agent stops: calls cut off so are interrupted, not failed. */
+  #stopping = new AbortController()
+  /** Calls being handled, until their answer is written. */
+  readonly #handling = new Set<Promise<void>>()
 
-  constructor (node: EdgeNode, execute: ExecuteOffloaded) {
+  constructor (node: EdgeNode, execute: ExecuteOffloaded, loadOf: LoadOf = () => undefined) {
     this.#node = node
     this.#execute = execute
+    this.#loadOf = loadOf
   }
 
   async start (): Promise<void> {
+    this.#stopping = new AbortController()
     await this.#node.handle(INVOKE_PROTOCOL, (stream, connection) => { this.#accept(stream, connection) }, {
       maxInboundStreams: 256,
       maxOutboundStreams: 64
     })
   }
 
-  async stop (): Promise<void> {
+  /**
+   * Stops taking calls, cuts off those running (their callers are answered INTERRUPTED, and try
+   * elsewhere), gives the answers a moment to leave, then closes the streams.
+   */
+  async stop (graceMs = 1000): Promise<void> {
     await this.#node.unhandle(INVOKE_PROTOCOL)
+    this.#stopping.abort(new InterruptedError('the agent running the call is stopping'))
+    if (this.#handling.size > 0) {
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([Promise.allSettled([...this.#handling]), new Promise<void>(resolve => { timer = setTimeout(resolve, graceMs) })])
+      clearTimeout(timer)
+    }
     for (const s of this.#streams) s.abort(new Error('agent stopping'))
   }
 
   #accept (stream: Stream, connection: Connection): void {
     const from = connection.remotePeer.toString()
-    const controller = new AbortController()
+    // The calls of this stream by id, to cancel them; all of them end when the stream does.
+    const calls = new Map<number, AbortController>()
     const framed: FramedStream = new FramedStream(stream, {
       maxFrameBytes: MAX_INVOKE_FRAME_BYTES,
-      onMessage: (message) => { void this.#handle(framed, message, from, controller.signal) },
+      onMessage: (message) => {
+        const handled = this.#handle(framed, message, from, calls).finally(() => { this.#handling.delete(handled) })
+        this.#handling.add(handled)
+      },
       onClose: () => {
         this.#streams.delete(framed)
-        controller.abort()
+        for (const c of calls.values()) c.abort(new CancelledError(`the stream from ${from} closed`))
+        calls.clear()
       }
     })
     this.#streams.add(framed)
   }
 
-  async #handle (framed: FramedStream, message: unknown, from: string, streamSignal: AbortSignal): Promise<void> {
+  async #handle (framed: FramedStream, message: unknown, from: string, calls: Map<number, AbortController>): Promise<void> {
     const id = typeof (message as { id?: unknown })?.id === 'number' ? (message as { id: number }).id : 0
-    let response: unknown
+    let response: Record<string, unknown>
     let done: (() => void) | undefined
+    let fn: FunctionRef | undefined
+    let counted = false
     try {
-      const request = validateInvokeRequest(message)
-      const call = deadline(streamSignal, request.deadlineMs)
-      done = call.done
-      const result = await this.#execute(request, from, call.signal)
+      const frame = validateInvokeFrame(message)
+      if (frame.type === 'cancel') {
+        calls.get(frame.id)?.abort(new CancelledError('the caller cancelled the call'))
+        return
+      }
+      fn = frame.fn
+      if (calls.has(id)) throw Object.assign(new Error(`call id ${id} is already running on this stream`), { name: 'InvalidMessageError' })
+      const controller = new AbortController()
+      calls.set(id, controller)
+      const call = deadline([controller.signal, this.#stopping.signal], frame.deadlineMs)
+      done = () => { call.done(); calls.delete(id) }
+      this.#perCaller.set(from, (this.#perCaller.get(from) ?? 0) + 1)
+      counted = true
+      const result = await this.#execute(frame, from, call.signal)
       response = { v: WIRE_VERSION, type: 'result', id, ...result }
     } catch (err) {
-      const e = err as Error & { stderr?: string }
+      const e = err as Error & { stderr?: string, retryAfterMs?: number }
       const code = e.name === 'InvalidMessageError' ? 'BAD_REQUEST' : wireCodeOf(err)
       if (code === 'INTERNAL') log.error('offloaded call from %s failed: %e', from, err)
-      response = { v: WIRE_VERSION, type: 'error', id, code, message: e.message, ...(e.stderr !== undefined && e.stderr !== '' ? { stderr: e.stderr.slice(0, 64 * 1024) } : {}) }
+      response = {
+        v: WIRE_VERSION,
+        type: 'error',
+        id,
+        code,
+        message: e.message,
+        ...(e.stderr !== undefined && e.stderr !== '' ? { stderr: e.stderr.slice(0, 64 * 1024) } : {}),
+        ...(typeof e.retryAfterMs === 'number' ? { retryAfterMs: Math.max(0, Math.ceil(e.retryAfterMs)) } : {})
+      }
     } finally {
       done?.()
+      if (counted) {
+        const left = (this.#perCaller.get(from) ?? 1) - 1
+        if (left > 0) this.#perCaller.set(from, left)
+        else this.#perCaller.delete(from)
+      }
     }
     if (framed.closed) return
+    const load = fn === undefined ? undefined : this.#loadOf(fn)
+    if (load !== undefined) response.load = { ...load, yours: this.#perCaller.get(from) ?? 0 }
     await framed.write(response).catch((err: Error) => { log('could not answer %s: %s', from, err.message) })
   }
 }

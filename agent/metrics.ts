@@ -28,7 +28,7 @@ export class Metrics {
     })
   }
 
-  invocation (where: 'local' | 'remote' | 'none', outcome: 'ok' | 'error', ms: number): void {
+  invocation (where: 'local' | 'remote' | 'none', outcome: 'ok' | 'error' | 'overloaded', ms: number): void {
     this.#invocations.inc({ where, outcome })
     if (outcome === 'ok') this.#duration.observe({ where }, ms / 1000)
   }

@@ -1,5 +1,21 @@
 import { TypedEventEmitter } from 'main-event'
-import type { Advert, RuntimeKind } from '../protocol/index.js'
+import type { Advert, PeerLoad, RuntimeKind } from '../protocol/index.js'
+
+/**
+ * A peer's load as this agent sees it, per runtime kind: what others put on it (from its advert or
+ * from the load it reported in its latest answer to us) apart from what we ourselves have in flight
+ * there, which we know exactly.
+ */
+export interface LoadView {
+  slots: number
+  /** Slots busy with calls that are not ours. */
+  othersBusy: number
+  /** Calls waiting there that are not ours. */
+  othersQueued: number
+  /** Local clock (ms) of the report this comes from. */
+  at: number
+  source: 'advert' | 'answer'
+}
 
 export interface PeerEntry {
   peerId: string
@@ -8,8 +24,10 @@ export interface PeerEntry {
   receivedAt: number
   /** Smoothed round-trip time from libp2p ping, in ms; undefined until measured. */
   rttMs: number | undefined
-  /** Calls we sent this peer since its latest advert: its advert does not count them yet. */
-  sentSinceAdvert: number
+  /** Calls this agent has sent the peer and not had answered, per runtime kind. */
+  inFlight: Map<RuntimeKind, number>
+  /** Load by others, per runtime kind. */
+  load: Map<RuntimeKind, LoadView>
 }
 
 export interface PeerTableEvents {
@@ -28,6 +46,13 @@ const RTT_ALPHA = 0.3
 /**
  * The soft view of the swarm built from gossiped adverts. Entries expire when a peer stops
  * advertising; nothing here is authoritative, it only ranks candidates for late binding.
+ *
+ * Load accounting: a peer's free slots are its slots less those busy with others' calls (by its
+ * latest advert or answer) less the calls this agent has in flight there, counted exactly — a call
+ * that returns frees its slot at once, and a BUSY answer with the peer's load corrects the view at
+ * once. Our own calls are never counted twice: what a peer reports includes them, and they are
+ * taken out (exactly for answers, which say how many of ours are still there; as many as we have in
+ * flight for adverts).
  */
 export class PeerTable extends TypedEventEmitter<PeerTableEvents> {
   readonly #peers = new Map<string, PeerEntry>()
@@ -59,13 +84,32 @@ export class PeerTable extends TypedEventEmitter<PeerTableEvents> {
       if (older) return false
       known.advert = advert
       known.receivedAt = now
-      known.sentSinceAdvert = 0
+      this.#fromAdvert(known, now)
       return true
     }
-    const entry: PeerEntry = { peerId: advert.peerId, advert, receivedAt: now, rttMs: undefined, sentSinceAdvert: 0 }
+    const entry: PeerEntry = { peerId: advert.peerId, advert, receivedAt: now, rttMs: undefined, inFlight: new Map(), load: new Map() }
+    this.#fromAdvert(entry, now)
     this.#peers.set(advert.peerId, entry)
     this.safeDispatchEvent('peer:join', { detail: entry })
     return true
+  }
+
+  /** An advert counts the calls we had in flight when it was sent: take them out. */
+  #fromAdvert (entry: PeerEntry, now: number): void {
+    const { advert } = entry
+    const kinds = new Set(advert.runtimes.map(r => r.kind))
+    for (const kind of entry.load.keys()) if (!kinds.has(kind)) entry.load.delete(kind)
+    for (const rt of advert.runtimes) {
+      const ours = entry.inFlight.get(rt.kind) ?? 0
+      const ourRunning = Math.min(ours, rt.busy)
+      entry.load.set(rt.kind, {
+        slots: rt.slots,
+        othersBusy: Math.max(0, rt.busy - ourRunning),
+        othersQueued: Math.max(0, advert.queue - (ours - ourRunning)),
+        at: now,
+        source: 'advert'
+      })
+    }
   }
 
   recordRtt (peerId: string, rttMs: number): void {
@@ -74,9 +118,33 @@ export class PeerTable extends TypedEventEmitter<PeerTableEvents> {
     entry.rttMs = entry.rttMs === undefined ? rttMs : entry.rttMs * (1 - RTT_ALPHA) + rttMs * RTT_ALPHA
   }
 
-  noteSent (peerId: string): void {
+  /** A call of ours is on its way to the peer: one of its slots (or a place in its queue) is taken. */
+  callStarted (peerId: string, kind: RuntimeKind): void {
     const entry = this.#peers.get(peerId)
-    if (entry !== undefined) entry.sentSinceAdvert++
+    if (entry !== undefined) entry.inFlight.set(kind, (entry.inFlight.get(kind) ?? 0) + 1)
+  }
+
+  /**
+   * A call of ours there ended (answered, refused, cancelled or lost). With the load the peer
+   * reported in its answer, the view of what others put on it is replaced by that fresher one.
+   */
+  callEnded (peerId: string, kind: RuntimeKind, load?: PeerLoad): void {
+    const entry = this.#peers.get(peerId)
+    if (entry === undefined) return
+    entry.inFlight.set(kind, Math.max(0, (entry.inFlight.get(kind) ?? 0) - 1))
+    if (load !== undefined) this.#fromAnswer(entry, kind, load)
+  }
+
+  #fromAnswer (entry: PeerEntry, kind: RuntimeKind, load: PeerLoad): void {
+    // `yours` are ours still there (running first, then queued, as far as we can tell).
+    const ourRunning = Math.min(load.yours, load.busy)
+    entry.load.set(kind, {
+      slots: load.slots,
+      othersBusy: Math.max(0, load.busy - ourRunning),
+      othersQueued: Math.max(0, load.queued - (load.yours - ourRunning)),
+      at: this.#now(),
+      source: 'answer'
+    })
   }
 
   /** Drops peers silent for longer than the expiry; returns their ids. */
@@ -109,11 +177,23 @@ export class PeerTable extends TypedEventEmitter<PeerTableEvents> {
     return this.#peers.size
   }
 
-  /** Free slots for a runtime by the peer's last advert, less what we sent it since. */
+  /** Calls of ours in flight at the peer for a runtime kind. */
+  inFlight (entry: PeerEntry, kind: RuntimeKind): number {
+    return entry.inFlight.get(kind) ?? 0
+  }
+
+  /** Free slots for a runtime: its slots, less those busy with others' calls, less our calls in flight. */
   freeSlots (entry: PeerEntry, kind: RuntimeKind): number {
-    const rt = entry.advert.runtimes.find(r => r.kind === kind)
-    if (rt === undefined) return 0
-    return Math.max(0, rt.slots - rt.busy - entry.sentSinceAdvert)
+    const load = entry.load.get(kind)
+    if (load === undefined) return 0
+    return Math.max(0, load.slots - load.othersBusy - this.inFlight(entry, kind))
+  }
+
+  /** Calls waiting there for a slot: others' queued calls, and ours beyond its free slots. */
+  queued (entry: PeerEntry, kind: RuntimeKind): number {
+    const load = entry.load.get(kind)
+    if (load === undefined) return 0
+    return load.othersQueued + Math.max(0, load.othersBusy + this.inFlight(entry, kind) - load.slots)
   }
 
   ageMs (entry: PeerEntry): number {

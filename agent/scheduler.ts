@@ -1,11 +1,14 @@
 import { logger } from '@libp2p/logger'
 import {
-  BadRequestError, BusyError, parseTarget, DeadlineExceededError, FunctionNotFoundError, RuntimeKind, UntrustedManifestError,
-  type FunctionRef, type FunctionSpec, type InvokeRequest, type InvokeResult, type InvokeTimings
+  abortError, BadRequestError, BusyError, parseTarget, DeadlineExceededError, FunctionNotFoundError, InterruptedError, RuntimeKind, UntrustedManifestError,
+  type FunctionRef, type FunctionSpec, type InvokeRequest, type InvokeResult, type InvokeTimings, type PeerLoad
 } from '../protocol/index.js'
 import { NoCandidateError, OverloadedError } from './errors.js'
 import { POLICIES, type Candidate, type CandidateView, type Policy, type Ranking } from './policies/index.js'
-import { short, type RemoteCall } from './invoke-client.js'
+import { reportedLoad, short, type RemoteCall } from './invoke-client.js'
+import { deadline } from './deadline.js'
+import { Backlog, fetchEstimateMs, RunTimes } from './load-estimates.js'
+import type { Runtime } from '../runtimes/runtime.js'
 import type { CodeLayout } from './fetch.js'
 import type { Vouched } from './trust.js'
 import type { PeerTable } from './peer-table.js'
@@ -21,10 +24,10 @@ const log = logger('edge:agent:scheduler')
 const FETCH_DEADLINE_MS = 60_000
 
 async function raceSignal<T> (p: Promise<T>, signal: AbortSignal): Promise<T> {
-  signal.throwIfAborted()
+  if (signal.aborted) throw abortError(signal, 'deadline exceeded while fetching the code')
   let onAbort: (() => void) | undefined
   const aborted = new Promise<never>((_resolve, reject) => {
-    onAbort = () => { reject(new DeadlineExceededError('deadline exceeded while fetching the code')) }
+    onAbort = () => { reject(abortError(signal, 'deadline exceeded while fetching the code')) }
     signal.addEventListener('abort', onAbort, { once: true })
   })
   try {
@@ -40,12 +43,19 @@ export interface InvokeOptions {
   peer?: string
   /** Overall deadline for the call, all attempts included. */
   timeoutMs?: number
+  /**
+   * Whoever asked gave up (an HTTP client that left, the async runner stopping): the call stops
+   * wherever it is — queued, running here, or on a peer, which is told — and fails with the reason.
+   */
+  signal?: AbortSignal
 }
 
 export interface Attempt {
   peerId: string
-  outcome: 'ok' | 'busy' | 'gone' | 'failed' | 'timeout'
+  outcome: 'ok' | 'busy' | 'gone' | 'failed' | 'timeout' | 'cancelled' | 'interrupted'
   message?: string
+  /** With busy: when that place expected room again. */
+  retryAfterMs?: number
 }
 
 export interface InvokeOutcome {
@@ -110,18 +120,31 @@ export function outcomeJson (outcome: InvokeOutcome, explain = false): Record<st
   return { ...rest, output: Buffer.from(output).toString('base64'), ...(explain ? { ranking } : {}) }
 }
 
-/** Errors after which the next candidate is tried: the call did not run there. */
-const RETRYABLE = new Set(['BusyError', 'PeerGoneError', 'FetchFailedError', 'FunctionNotFoundError', 'UntrustedManifestError'])
+/**
+ * Errors after which the next candidate is tried: the call did not run there, or was cut off
+ * there (the peer died, or stopped: InterruptedError from a peer).
+ */
+const RETRYABLE = new Set(['BusyError', 'PeerGoneError', 'FetchFailedError', 'FunctionNotFoundError', 'UntrustedManifestError', 'InterruptedError'])
+
+const OUTCOME: Record<string, Attempt['outcome']> = {
+  BusyError: 'busy',
+  PeerGoneError: 'gone',
+  DeadlineExceededError: 'timeout',
+  CancelledError: 'cancelled',
+  InterruptedError: 'interrupted'
+}
 
 export class InvocationError extends Error {
   readonly attempts: Attempt[]
   readonly code: string
   readonly stderr: string | undefined
-  constructor (cause: Error & { code?: string, stderr?: string }, attempts: Attempt[]) {
+  readonly retryAfterMs: number | undefined
+  constructor (cause: Error & { code?: string, stderr?: string, retryAfterMs?: number }, attempts: Attempt[]) {
     super(cause.message, { cause })
     this.name = cause.name
     this.code = cause.code ?? 'INTERNAL'
     this.stderr = cause.stderr
+    this.retryAfterMs = cause.retryAfterMs
     this.attempts = attempts
   }
 }
@@ -135,9 +158,24 @@ export class InvocationError extends Error {
 export class Scheduler {
   readonly #init: SchedulerInit
   readonly #preparing = new Map<string, Promise<FunctionSpec>>()
+  /** Observed run times per function, here and on peers: the expected wait of a queue is its work, not its length. */
+  readonly runTimes = new RunTimes()
+  /** The work each local runtime has taken on (running and queued calls with their estimates). */
+  readonly #backlogs = new Map<Runtime, Backlog>()
+  /** Aborted by stop(): every call still here is cut off as interrupted. */
+  #stopping = new AbortController()
 
   constructor (init: SchedulerInit) {
     this.#init = init
+  }
+
+  start (): void {
+    this.#stopping = new AbortController()
+  }
+
+  /** Cuts off every call still waiting or running through this scheduler: they fail as interrupted. */
+  stop (): void {
+    this.#stopping.abort(new InterruptedError('the agent is stopping: the call was cut off'))
   }
 
   /** Runs `NAME` (its newest version) or `NAME@VERSION`. */
@@ -149,14 +187,33 @@ export class Scheduler {
     // The runtime as the signed manifest says (what gossip says of a function is not trusted).
     const kind = vouched.runtime
     const timeoutMs = options.timeoutMs ?? Math.max(30_000, vouched.timeoutMs * 2)
-    const deadline = AbortSignal.timeout(timeoutMs)
-    const ranking = policy.rank({ self: this.#selfView(known, kind), peers: this.#peerViews(known, kind), ...(options.peer !== undefined ? { target: options.peer } : {}) })
+    const call = deadline([options.signal, this.#stopping.signal], timeoutMs - (performance.now() - started))
+    try {
+      return await this.#place(known, kind, fetchEstimateMs(vouched.size), input, policy, options, started, timeoutMs, call.signal)
+    } finally {
+      call.done()
+    }
+  }
+
+  async #place (known: KnownFunction, kind: RuntimeKind, fetchMs: number, input: Uint8Array, policy: Policy, options: InvokeOptions, started: number, timeoutMs: number, deadline: AbortSignal): Promise<InvokeOutcome> {
+    const name = known.ref.name
+    const ranking = policy.rank({
+      self: this.#selfView(known, kind, fetchMs),
+      peers: this.#peerViews(known, kind, fetchMs),
+      deadlineMs: timeoutMs - (performance.now() - started),
+      ...(options.peer !== undefined ? { target: options.peer } : {})
+    })
     if (this.#init.runtimes.for(kind) === undefined && ranking.candidates.some(c => c.local)) {
       // A function this agent keeps but cannot run (a container function, and no Docker here): peers only.
       ranking.candidates = ranking.candidates.filter(c => !c.local)
       ranking.skipped.push({ peerId: this.#init.selfId, reason: `no ${kind} runtime here (${kind === RuntimeKind.wasm ? 'turned off' : 'no Docker'})` })
     }
     if (ranking.candidates.length === 0) {
+      if (ranking.overloaded !== undefined) {
+        this.#init.metrics.invocation('none', 'overloaded', performance.now() - started)
+        const wait = ranking.overloaded.retryAfterMs
+        throw new OverloadedError(`every place that could run '${name}' is busy: the soonest expects a free slot in ~${wait} ms, and the call would not finish within its ${timeoutMs} ms: try again later, or give it a longer --timeout`, { retryAfterMs: wait })
+      }
       const why = ranking.skipped.map(s => `${short(s.peerId)}: ${s.reason}`).join('; ')
       throw new NoCandidateError(`no place can run '${name}' now${why === '' ? '' : ` (${why})`}`)
     }
@@ -166,8 +223,8 @@ export class Scheduler {
       if (deadline.aborted) break
       try {
         const outcome = candidate.local
-          ? await this.#runLocal(known, input, candidate, deadline)
-          : await this.#runRemote(known, input, candidate, deadline, started + timeoutMs)
+          ? await this.#runLocal(known, input, candidate, deadline, started + timeoutMs)
+          : await this.#runRemote(known, kind, input, candidate, deadline, started + timeoutMs)
         attempts.push({ peerId: candidate.peerId, outcome: 'ok' })
         const totalMs = performance.now() - started
         this.#init.metrics.invocation(outcome.local ? 'local' : 'remote', 'ok', totalMs)
@@ -175,18 +232,19 @@ export class Scheduler {
       } catch (err) {
         const e = err as Error
         lastError = e
-        const outcome = e.name === 'BusyError' ? 'busy' : e.name === 'PeerGoneError' ? 'gone' : e.name === 'DeadlineExceededError' ? 'timeout' : 'failed'
-        attempts.push({ peerId: candidate.peerId, outcome, message: e.message })
-        if (!RETRYABLE.has(e.name)) break
+        const retryAfterMs = (e as { retryAfterMs?: unknown }).retryAfterMs
+        attempts.push({ peerId: candidate.peerId, outcome: OUTCOME[e.name] ?? 'failed', message: e.message, ...(typeof retryAfterMs === 'number' ? { retryAfterMs } : {}) })
+        if (!RETRYABLE.has(e.name) || deadline.aborted) break
         log('attempt on %s: %s, trying the next candidate', short(candidate.peerId), e.message)
       }
     }
-    this.#init.metrics.invocation('none', 'error', performance.now() - started)
     if (deadline.aborted && lastError?.name !== 'FunctionError') {
-      lastError = new DeadlineExceededError(`'${name}' did not complete within ${timeoutMs} ms`)
+      lastError = abortError(deadline, `'${name}' did not complete within ${timeoutMs} ms`)
     } else if (lastError?.name === 'BusyError') {
-      lastError = new OverloadedError(`every place that could run '${name}' is busy (${attempts.length} tried): try again later`)
+      const soonest = Math.min(...attempts.map(a => a.retryAfterMs ?? Number.POSITIVE_INFINITY))
+      lastError = new OverloadedError(`every place that could run '${name}' is busy (${attempts.length} tried): try again later`, Number.isFinite(soonest) ? { retryAfterMs: soonest } : {})
     }
+    this.#init.metrics.invocation('none', lastError?.name === 'OverloadedError' ? 'overloaded' : 'error', performance.now() - started)
     throw new InvocationError(lastError ?? new NoCandidateError('no candidate'), attempts)
   }
 
@@ -243,27 +301,71 @@ export class Scheduler {
 
   /** Runs a call offloaded to us by a peer, here or nowhere. */
   async executeOffloaded (request: InvokeRequest, from: string, signal: AbortSignal): Promise<{ output: Uint8Array, warm: boolean, timings: InvokeTimings }> {
+    const deadlineAt = performance.now() + request.deadlineMs
     const ref = request.fn
     if (this.#init.registry.isDeleted(ref.name, ref.version)) throw new FunctionNotFoundError(`function ${ref.name} v${ref.version} was deleted`)
     const kind = this.#init.registry.specOf(ref)?.runtime
     if (kind !== undefined) {
-      if (this.#init.runtimes.for(kind) === undefined) throw new BusyError(`this agent cannot run ${kind} functions`)
-      const cap = this.#init.runtimes.capacity(kind)
-      if (request.queue !== true && cap.busy >= cap.slots) throw new BusyError('all slots busy')
+      const runtime = this.#init.runtimes.for(kind)
+      if (runtime === undefined) throw new BusyError(`this agent cannot run ${kind} functions`)
+      const cap = runtime.capacity()
+      if (request.queue !== true && cap.busy >= cap.slots) throw new BusyError('all slots busy', { retryAfterMs: this.#backlog(runtime).expectedWaitMs(cap.slots, cap.busy, this.runTimes.estimate(ref.sha256, kind)) })
     }
     const holders = [...new Set([...request.holders, from])]
     const { spec, fetchMs } = await this.#ensureLocal(ref, holders, signal)
     if (this.#init.runtimes.for(spec.runtime) === undefined) throw new BusyError(`this agent cannot run ${spec.runtime} functions`)
-    const r = await this.#run(spec, request.input, { queue: request.queue === true, signal }, from)
+    const r = await this.#run(spec, request.input, { queue: request.queue === true, signal }, from, deadlineAt)
     return { output: r.output, warm: r.warm && fetchMs === 0, timings: timings(r, fetchMs) }
   }
 
-  /** Runs a call in the local runtime, and writes it down with what the function printed. */
-  async #run (spec: FunctionSpec, input: Uint8Array, options: RunOptions, from: string): Promise<RunResult> {
+  /** This agent's load for the runtime that runs `ref`, for answers to peers; undefined for a function it does not know. */
+  loadOf (ref: FunctionRef): Omit<PeerLoad, 'yours'> | undefined {
+    const kind = this.#init.registry.specOf(ref)?.runtime
+    if (kind === undefined) return undefined
+    const cap = this.#init.runtimes.capacity(kind)
+    return { slots: cap.slots, busy: cap.busy, queued: cap.queued }
+  }
+
+  #backlog (runtime: Runtime): Backlog {
+    let b = this.#backlogs.get(runtime)
+    if (b === undefined) {
+      b = new Backlog()
+      this.#backlogs.set(runtime, b)
+    }
+    return b
+  }
+
+  /** Expected ms before a call of `kind` handed to the local runtime now would get a slot. */
+  #localWaitMs (kind: RuntimeKind, runMs: number): number {
+    const runtime = this.#init.runtimes.for(kind)
+    if (runtime === undefined) return Number.POSITIVE_INFINITY
+    const cap = runtime.capacity()
+    return this.#backlog(runtime).expectedWaitMs(cap.slots, cap.busy, runMs)
+  }
+
+  /**
+   * Runs a call in the local runtime, and writes it down with what the function printed. A call
+   * that may wait for a slot is refused (BUSY, with when room is expected) when the work queued
+   * ahead of it would not let it finish by `deadlineAt`.
+   */
+  async #run (spec: FunctionSpec, input: Uint8Array, options: RunOptions, from: string, deadlineAt: number): Promise<RunResult> {
     const started = performance.now()
     const entry = { name: spec.name, version: spec.version, from }
+    const runtime = this.#init.runtimes.for(spec.runtime)
+    const estimate = this.runTimes.estimate(spec.sha256, spec.runtime)
+    const backlog = runtime === undefined ? undefined : this.#backlog(runtime)
+    if (runtime !== undefined && backlog !== undefined && options.queue === true) {
+      const cap = runtime.capacity()
+      const wait = backlog.expectedWaitMs(cap.slots, cap.busy, estimate)
+      const left = deadlineAt - started
+      if (wait > 0 && wait + estimate > left) {
+        throw new BusyError(`the calls queued here would take ~${Math.round(wait)} ms before this one starts, past the ${Math.max(0, Math.round(left))} ms left to its deadline`, { retryAfterMs: wait })
+      }
+    }
+    const work = backlog?.add(estimate)
     try {
-      const r = await this.#init.runtimes.invoke(spec, input, options)
+      const r = await this.#init.runtimes.invoke(spec, input, { ...options, onStart: () => { work?.started() } })
+      this.runTimes.observe(spec.sha256, spec.runtime, r.runMs)
       this.#init.callLog?.add({ ...entry, at: Date.now(), outcome: 'ok', warm: r.warm, runMs: r.runMs, stderr: r.stderr })
       return r
     } catch (err) {
@@ -271,21 +373,33 @@ export class Scheduler {
       // A call refused as busy never ran.
       if (e.name !== 'BusyError') this.#init.callLog?.add({ ...entry, at: Date.now(), outcome: 'error', warm: false, runMs: performance.now() - started, stderr: e.stderr ?? '', error: e.message })
       throw err
+    } finally {
+      work?.done()
     }
   }
 
-  async #runLocal (known: KnownFunction, input: Uint8Array, candidate: Candidate, signal: AbortSignal): Promise<Placement> {
+  async #runLocal (known: KnownFunction, input: Uint8Array, candidate: Candidate, signal: AbortSignal, deadlineAt: number): Promise<Placement> {
     const { spec, fetchMs } = await this.#ensureLocal(known.ref, [...known.holders], signal)
-    const r = await this.#run(spec, input, { queue: candidate.mayQueue, signal }, 'local')
+    const r = await this.#run(spec, input, { queue: candidate.mayQueue, signal }, 'local', deadlineAt)
     return { output: r.output, ranOn: this.#init.selfId, local: true, warm: r.warm && fetchMs === 0, timings: { ...timings(r, fetchMs), networkMs: 0 } }
   }
 
-  async #runRemote (known: KnownFunction, input: Uint8Array, candidate: Candidate, signal: AbortSignal, deadlineAt: number): Promise<Placement> {
+  async #runRemote (known: KnownFunction, kind: RuntimeKind, input: Uint8Array, candidate: Candidate, signal: AbortSignal, deadlineAt: number): Promise<Placement> {
     const holders = [...known.holders]
     if (known.local) holders.unshift(this.#init.selfId)
-    this.#init.peers.noteSent(candidate.peerId)
+    const { peers } = this.#init
+    // Counted exactly: the slot is ours from now until the answer (or its absence) comes back.
+    peers.callStarted(candidate.peerId, kind)
     const sent = performance.now()
-    const r = await this.#init.client.call(candidate.peerId, { fn: known.ref, input, deadlineMs: deadlineAt - sent, holders: holders.slice(0, 16), queue: candidate.mayQueue }, { signal })
+    let r: InvokeResult
+    try {
+      r = await this.#init.client.call(candidate.peerId, { fn: known.ref, input, deadlineMs: deadlineAt - sent, holders: holders.slice(0, 16), queue: candidate.mayQueue }, { signal })
+    } catch (err) {
+      peers.callEnded(candidate.peerId, kind, reportedLoad(err))
+      throw err
+    }
+    peers.callEnded(candidate.peerId, kind, r.load)
+    this.runTimes.observe(known.ref.sha256, kind, r.timings.runMs)
     const roundTrip = performance.now() - sent
     const remoteMs = r.timings.queueMs + r.timings.fetchMs + r.timings.runMs
     return { output: r.output, ranOn: candidate.peerId, local: false, warm: r.warm, timings: { ...r.timings, networkMs: Math.max(0, roundTrip - remoteMs) } }
@@ -333,26 +447,62 @@ export class Scheduler {
     return { spec, fetchMs: performance.now() - started }
   }
 
-  #selfView (known: KnownFunction, kind: RuntimeKind): CandidateView {
+  #selfView (known: KnownFunction, kind: RuntimeKind, fetchMs: number): CandidateView {
     const cap = this.#init.runtimes.capacity(kind)
     const spec = known.local ? this.#init.registry.specOf(known.ref) : undefined
     const warm = spec !== undefined && this.#init.runtimes.isWarm(spec)
-    return { peerId: this.#init.selfId, local: true, rttMs: 0, freeSlots: Math.max(0, cap.slots - cap.busy), slots: cap.slots, holds: known.local, warm, queue: cap.queued }
+    const freeSlots = cap.queued > 0 ? 0 : Math.max(0, cap.slots - cap.busy)
+    const runMs = this.runTimes.estimate(known.ref.sha256, kind)
+    return {
+      peerId: this.#init.selfId,
+      local: true,
+      rttMs: 0,
+      freeSlots,
+      slots: cap.slots,
+      holds: known.local,
+      warm,
+      queue: cap.queued,
+      inFlight: cap.busy,
+      waitMs: freeSlots > 0 ? 0 : this.#localWaitMs(kind, runMs),
+      runMs,
+      fetchMs: known.local ? 0 : fetchMs
+    }
   }
 
-  #peerViews (known: KnownFunction, kind: RuntimeKind): CandidateView[] {
-    const { peers } = this.#init
-    return peers.list()
-      .filter(e => e.advert.runtimes.some(r => r.kind === kind))
-      .map(e => ({
-        peerId: e.peerId,
-        local: false,
-        rttMs: e.rttMs,
-        freeSlots: peers.freeSlots(e, kind),
-        slots: e.advert.runtimes.find(r => r.kind === kind)?.slots ?? 0,
-        holds: known.holders.has(e.peerId),
-        warm: e.advert.warm.includes(known.ref.sha256),
-        queue: e.advert.queue
-      }))
+  #peerViews (known: KnownFunction, kind: RuntimeKind, fetchMs: number): CandidateView[] {
+    return peerViews(this.#init.peers, { sha256: known.ref.sha256, kind, holders: known.holders, runMs: this.runTimes.estimate(known.ref.sha256, kind), fetchMs })
   }
+
+}
+
+/**
+ * How a call of one function sees each peer of the table that runs its kind: free slots and queue
+ * by exact accounting, the expected wait for a slot, run and fetch.
+ */
+export function peerViews (peers: PeerTable, fn: { sha256: string, kind: RuntimeKind, holders: ReadonlySet<string>, runMs: number, fetchMs: number }): CandidateView[] {
+  const { kind, runMs } = fn
+  const views: CandidateView[] = []
+  for (const e of peers.list()) {
+    const load = e.load.get(kind)
+    if (load === undefined) continue
+    const freeSlots = peers.freeSlots(e, kind)
+    const queue = peers.queued(e, kind)
+    const holds = fn.holders.has(e.peerId)
+    views.push({
+      peerId: e.peerId,
+      local: false,
+      rttMs: e.rttMs,
+      freeSlots,
+      slots: load.slots,
+      holds,
+      warm: e.advert.warm.includes(fn.sha256),
+      queue,
+      inFlight: peers.inFlight(e, kind),
+      // Full: half a call on average before one of its slots frees, then the queue ahead.
+      waitMs: freeSlots > 0 ? 0 : (queue + 0.5) * runMs / Math.max(1, load.slots),
+      runMs,
+      fetchMs: holds ? 0 : fn.fetchMs
+    })
+  }
+  return views
 }

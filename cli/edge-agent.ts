@@ -68,7 +68,7 @@ program.command('init')
   .option('--quiet', 'print nothing on success')
   .action(async (opts: InitOptions) => { await init(opts) })
 
-interface StartOptions { docker: boolean, dockerSlots?: number, keepalive?: number, asyncConcurrency?: number, resultsTtl?: number, coapListen?: string, replicas?: number, storage?: number, versionsKept?: number, apiHost?: string, dataDir?: string, listen?: string[], announce?: string[], bootstrap?: string[], apiPort?: number, labels?: string, wasmSlots?: number, mdns: boolean }
+interface StartOptions { docker: boolean, dockerSlots?: number, keepalive?: number, asyncConcurrency?: number, resultsTtl?: number, advertInterval?: number, peerExpiry?: number, coapListen?: string, replicas?: number, storage?: number, versionsKept?: number, apiHost?: string, dataDir?: string, listen?: string[], announce?: string[], bootstrap?: string[], apiPort?: number, labels?: string, wasmSlots?: number, mdns: boolean }
 
 program.command('start')
   .description('run the agent until SIGINT/SIGTERM')
@@ -87,6 +87,8 @@ program.command('start')
   .option('--keepalive <duration>', 'idle time before a warm container is removed, e.g. 30s (default 60s)', parseDuration)
   .option('--async-concurrency <n>', 'async calls run at once; the others wait in the journal (default 4)', positive)
   .option('--coap-listen <host:port>', 'serve CoAP calls (POST coap://host/NAME) on this address, e.g. 0.0.0.0:5683 (default: no CoAP)')
+  .option('--advert-interval <duration>', 'how often this agent gossips its load and functions, e.g. 1s (default 1s)', parseDuration)
+  .option('--peer-expiry <duration>', 'silence after which a peer leaves the peer table, e.g. 3.5s (default 3.5s)', parseDuration)
   .option('--results-ttl <duration>', 'how long async results are kept for edge poll, e.g. 10m (default 1h)', parseDuration)
   .addOption(new Option('--no-docker', 'run WASM functions only, even where Docker is'))
   .addOption(new Option('--no-mdns', 'do not discover peers on the LAN with multicast DNS'))
@@ -110,6 +112,8 @@ program.command('start')
       ...(opts.keepalive !== undefined ? { keepaliveMs: opts.keepalive } : {}),
       ...(opts.asyncConcurrency !== undefined ? { asyncConcurrency: opts.asyncConcurrency } : {}),
       ...(opts.resultsTtl !== undefined ? { resultsTtlMs: opts.resultsTtl } : {}),
+      ...(opts.advertInterval !== undefined ? { advertIntervalMs: Math.max(50, opts.advertInterval) } : {}),
+      ...(opts.peerExpiry !== undefined ? { peerExpirySeconds: Math.max(0.2, opts.peerExpiry / 1000) } : {}),
       ...(opts.coapListen !== undefined ? { coapListen: opts.coapListen } : {}),
       mdns: opts.mdns && stored.mdns,
       docker: opts.docker && stored.docker

@@ -10,6 +10,8 @@ export const WireCode = {
   BAD_REQUEST: 'BAD_REQUEST',
   FETCH_FAILED: 'FETCH_FAILED',
   UNTRUSTED: 'UNTRUSTED',
+  CANCELLED: 'CANCELLED',
+  INTERRUPTED: 'INTERRUPTED',
   INTERNAL: 'INTERNAL'
 } as const
 export type WireCode = typeof WireCode[keyof typeof WireCode]
@@ -22,10 +24,38 @@ export class MessageTooLargeError extends Error {
   override name = 'MessageTooLargeError'
 }
 
-/** A peer (or the local runtime) has no free slot right now. */
+/** A peer (or the local runtime) has no free slot right now, or could not start the call before its deadline. */
 export class BusyError extends Error {
   override name = 'BusyError'
   readonly code = WireCode.BUSY
+  /** When room is expected again, in ms, if known. */
+  readonly retryAfterMs: number | undefined
+  constructor (message: string, init: { retryAfterMs?: number, cause?: unknown } = {}) {
+    super(message, { cause: init.cause })
+    this.retryAfterMs = init.retryAfterMs
+  }
+}
+
+/** Whoever asked for the call gave up on it (an HTTP client that left, a cancel frame): it was stopped. */
+export class CancelledError extends Error {
+  override name = 'CancelledError'
+  readonly code = WireCode.CANCELLED
+}
+
+/** The agent running (or sending) the call is stopping: the call was cut off, not failed by the function. */
+export class InterruptedError extends Error {
+  override name = 'InterruptedError'
+  readonly code = WireCode.INTERRUPTED
+}
+
+/**
+ * What to fail a call with when its signal aborts: the reason itself when it is one of ours
+ * (cancelled, interrupted, …), else a deadline.
+ */
+export function abortError (signal: AbortSignal, message: string): Error {
+  const reason: unknown = signal.reason
+  if (reason instanceof Error && typeof (reason as { code?: unknown }).code === 'string' && reason.name !== 'AbortError' && reason.name !== 'TimeoutError') return reason
+  return new DeadlineExceededError(message)
 }
 
 export class FunctionNotFoundError extends Error {
@@ -83,9 +113,11 @@ export class PeerGoneError extends Error {
   override name = 'PeerGoneError'
 }
 
-export function errorFromWire (code: WireCode, message: string, stderr?: string): Error {
+export function errorFromWire (code: WireCode, message: string, stderr?: string, retryAfterMs?: number): Error {
   switch (code) {
-    case WireCode.BUSY: return new BusyError(message)
+    case WireCode.BUSY: return new BusyError(message, retryAfterMs === undefined ? {} : { retryAfterMs })
+    case WireCode.CANCELLED: return new CancelledError(message)
+    case WireCode.INTERRUPTED: return new InterruptedError(message)
     case WireCode.NOT_FOUND: return new FunctionNotFoundError(message)
     case WireCode.TIMEOUT: return new DeadlineExceededError(message)
     case WireCode.FUNCTION_ERROR: return new FunctionError(message, stderr === undefined ? {} : { stderr })

@@ -122,8 +122,29 @@ export interface InvokeRequest {
   deadlineMs: number
   /** Peers known to hold the code, for the callee to fetch from. */
   holders: string[]
-  /** Wait in the callee's bounded queue when its slots are busy (pinned calls), instead of BUSY at once. */
+  /** Wait in the callee's queue when its slots are busy, instead of BUSY at once; the callee still refuses a wait longer than the deadline. */
   queue?: boolean
+}
+
+/** The caller gave up on call `id` (its client left, its deadline passed, its agent is stopping): stop it and free its slot. */
+export interface InvokeCancel {
+  v: number
+  type: 'cancel'
+  id: number
+}
+
+export type InvokeFrame = InvokeRequest | InvokeCancel
+
+/**
+ * The callee's load as it answers a call (a result or an error): the runtime that runs the
+ * function, after this call gave its slot back. Fresher than any advert, and free to carry.
+ */
+export interface PeerLoad {
+  slots: number
+  busy: number
+  queued: number
+  /** Calls of this caller still running or queued there, this one not included. */
+  yours: number
 }
 
 export interface InvokeTimings {
@@ -141,6 +162,7 @@ export interface InvokeResult {
   output: Uint8Array
   warm: boolean
   timings: InvokeTimings
+  load?: PeerLoad
 }
 
 export interface InvokeFailure {
@@ -150,6 +172,9 @@ export interface InvokeFailure {
   code: string
   message: string
   stderr?: string
+  load?: PeerLoad
+  /** With BUSY: when the callee expects to have room again, in ms. */
+  retryAfterMs?: number
 }
 
 export type InvokeResponse = InvokeResult | InvokeFailure

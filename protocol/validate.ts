@@ -1,6 +1,6 @@
 import { BadRequestError, InvalidMessageError } from './errors.js'
 import { parseCid } from './chunks.js'
-import { RuntimeKind, type Advert, type ContainerOptions, type ChunkHeader, type DeleteAnnouncement, type FetchChunk, type FetchChunkRequest, type FunctionAnnouncement, type FunctionRef, type FunctionSpec, type InvokeRequest, type InvokeResponse, type RuntimeCapacity } from './messages.js'
+import { RuntimeKind, type Advert, type ContainerOptions, type ChunkHeader, type DeleteAnnouncement, type FetchChunk, type FetchChunkRequest, type FunctionAnnouncement, type FunctionRef, type FunctionSpec, type InvokeFrame, type InvokeRequest, type InvokeResponse, type PeerLoad, type RuntimeCapacity } from './messages.js'
 import { MAX_CODE_BYTES, MAX_IO_BYTES, WIRE_VERSION } from './protocols.js'
 
 /**
@@ -214,18 +214,41 @@ export function validateInvokeRequest (value: unknown): InvokeRequest {
   }
 }
 
+/** A frame from a caller on /edge/invoke/1: a call, or the cancel of one. */
+export function validateInvokeFrame (value: unknown): InvokeFrame {
+  if (obj(value, 'message').type === 'cancel') {
+    const o = header(value, 'cancel')
+    return { v: WIRE_VERSION, type: 'cancel', id: int(o.id, 'id') }
+  }
+  return validateInvokeRequest(value)
+}
+
+const MAX_SLOTS = 1 << 20
+
+function peerLoad (value: unknown): PeerLoad {
+  const o = obj(value, 'load')
+  return {
+    slots: int(o.slots, 'load.slots', 0, MAX_SLOTS),
+    busy: int(o.busy, 'load.busy', 0, MAX_SLOTS),
+    queued: int(o.queued, 'load.queued', 0, MAX_SLOTS),
+    yours: int(o.yours, 'load.yours', 0, MAX_SLOTS)
+  }
+}
+
 export function validateInvokeResponse (value: unknown): InvokeResponse {
   const o = obj(value, 'message')
   if (o.type === 'error') {
     header(value, 'error')
-    const failure = {
+    return {
       v: WIRE_VERSION,
       type: 'error' as const,
       id: int(o.id, 'id'),
       code: str(o.code, 'code', 32),
-      message: str(o.message, 'message', 4096)
+      message: str(o.message, 'message', 4096),
+      ...(o.stderr === undefined ? {} : { stderr: str(o.stderr, 'stderr', 64 * 1024) }),
+      ...(o.load === undefined ? {} : { load: peerLoad(o.load) }),
+      ...(o.retryAfterMs === undefined ? {} : { retryAfterMs: int(o.retryAfterMs, 'retryAfterMs', 0, MAX_TIMEOUT_MS * 4) })
     }
-    return o.stderr === undefined ? failure : { ...failure, stderr: str(o.stderr, 'stderr', 64 * 1024) }
   }
   header(value, 'result')
   const t = obj(o.timings, 'timings')
@@ -240,7 +263,8 @@ export function validateInvokeResponse (value: unknown): InvokeResponse {
       fetchMs: num(t.fetchMs, 'timings.fetchMs'),
       runMs: num(t.runMs, 'timings.runMs'),
       ...(t.initMs === undefined ? {} : { initMs: num(t.initMs, 'timings.initMs') })
-    }
+    },
+    ...(o.load === undefined ? {} : { load: peerLoad(o.load) })
   }
 }
 

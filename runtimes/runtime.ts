@@ -10,7 +10,10 @@ export class InvalidModuleError extends Error {
 }
 
 export interface RunOptions {
+  /** Aborts the call, queued or running; its reason (cancelled, interrupted) is what the call fails with, else a deadline. */
   signal?: AbortSignal
+  /** Called once when the call leaves the queue and starts running (for the scheduler's estimate of the wait). */
+  onStart?: () => void
   /** When every slot is busy: wait in the bounded queue (true) or throw BusyError at once (false). */
   queue?: boolean
 }

@@ -3,6 +3,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { AgentClient } from '../cli/client.js'
 import { isOurAgent, runAgentCommand, sleep, spawnAgent, stopAgent } from './process.js'
+import { applyCaps, cappedCommand, cgroupDirs, childCgroup, findCgroupRoots, removeCgroups, testnetCgroupName, validateCaps, type Caps, type CgroupDirs, type Controller } from './cgroups.js'
+
+export type { Caps, CgroupDirs } from './cgroups.js'
+export { CgroupBusyError, CgroupPermissionError, CgroupUnavailableError, findCgroupRoots } from './cgroups.js'
 
 /**
  * A local swarm of N agent processes on 127.0.0.1: own data dirs and ports, one swarm key, all
@@ -19,6 +23,10 @@ export interface TestnetAgent {
   addrs: string[]
   /** Extra `edge-agent start` arguments, kept for restarts. */
   args: string[]
+  /** CPU and memory caps, applied at every start. */
+  caps?: Caps
+  /** The cgroup that holds the caps (made at start, removed by `down`). */
+  cgroup?: CgroupDirs
 }
 
 export interface TestnetState {
@@ -26,6 +34,8 @@ export interface TestnetState {
   createdAt: number
   swarmKey: string
   agents: TestnetAgent[]
+  /** The group that holds the agents' groups, when any agent has caps. */
+  cgroup?: CgroupDirs
 }
 
 export interface UpOptions {
@@ -36,6 +46,10 @@ export interface UpOptions {
   agentArgs?: (index: number) => string[]
   /** Swarm key file for every agent, else one is made. */
   swarmKey?: string
+  /** CPUs for agent `index` (0.3, 1.5), as a smaller device would have; needs root (cgroups). */
+  cpu?: (index: number) => number | undefined
+  /** Memory in bytes for agent `index`; needs root (cgroups). */
+  memoryBytes?: (index: number) => number | undefined
   readyTimeoutMs?: number
   onProgress?: (message: string) => void
 }
@@ -94,7 +108,10 @@ export class Testnet {
     const previous = a.addrs.length > 0 ? loopbackAddr(a).replace(/\/p2p\/.*$/, '') : '/ip4/127.0.0.1/tcp/0'
     rmSync(join(a.dataDir, 'agent.json'), { force: true })
     if (options.agentArgs !== undefined) a.args = options.agentArgs
-    const pid = spawnAgent(['--data-dir', a.dataDir, '--listen', previous, '--api-port', '0', '--no-mdns', ...bootstrap, ...(a.args ?? [])], a.logFile)
+    // The same caps at every start; the group is made again if it went (as after a reboot).
+    if (a.cgroup !== undefined) applyCaps(a.cgroup, a.caps ?? {})
+    const node = a.cgroup !== undefined ? cappedCommand(a.cgroup, [process.execPath]) : undefined
+    const pid = spawnAgent(['--data-dir', a.dataDir, '--listen', previous, '--api-port', '0', '--no-mdns', ...bootstrap, ...(a.args ?? [])], a.logFile, {}, node)
     // Known at once, so that a testnet torn down while this agent starts stops it too.
     a.pid = pid
     this.save()
@@ -134,8 +151,10 @@ export class Testnet {
     throw new Error(`testnet did not converge within ${timeoutMs} ms:${missing}`)
   }
 
+  /** Stops every agent, removes their cgroups, then the testnet's folder (kept if a cgroup is busy, so that `down` can be retried). */
   async down (): Promise<void> {
     await Promise.all(this.state.agents.map(async (a) => { await stopAgent(a.pid, a.dataDir) }))
+    await removeCgroups([...this.state.agents.flatMap(a => cgroupDirs(a.cgroup)), ...cgroupDirs(this.state.cgroup)])
     rmSync(this.state.dir, { recursive: true, force: true })
   }
 }
@@ -174,15 +193,32 @@ export async function waitForAgent (dataDir: string, pid: number, logFile: strin
 /** Starts N agents and waits until each sees all the others. Cleans up everything if it fails. */
 export async function up (options: UpOptions): Promise<Testnet> {
   if (!Number.isInteger(options.peers) || options.peers < 1 || options.peers > 64) throw new RangeError('--peers must be between 1 and 64')
+  // Caps are checked, and root for them, before anything is made or started.
+  const caps: Caps[] = []
+  for (let k = 1; k <= options.peers; k++) {
+    const c: Caps = {}
+    const cpu = options.cpu?.(k)
+    const memoryBytes = options.memoryBytes?.(k)
+    if (cpu !== undefined) c.cpu = cpu
+    if (memoryBytes !== undefined) c.memoryBytes = memoryBytes
+    validateCaps(c, `agent ${k}`)
+    caps.push(c)
+  }
+  const need: Controller[] = [...(caps.some(c => c.cpu !== undefined) ? ['cpu' as const] : []), ...(caps.some(c => c.memoryBytes !== undefined) ? ['memory' as const] : [])]
+  const cgroupRoots = need.length > 0 ? findCgroupRoots(need) : undefined
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'edge-testnet-'))
   mkdirSync(dir, { recursive: true })
   const progress = options.onProgress ?? (() => {})
   const swarmKey = options.swarmKey ?? join(dir, 'swarm.key')
   const state: TestnetState = { dir, createdAt: Date.now(), swarmKey, agents: [] }
+  if (cgroupRoots !== undefined) state.cgroup = childCgroup(cgroupRoots, testnetCgroupName())
   const net = new Testnet(state)
   try {
     for (let k = 1; k <= options.peers; k++) {
-      state.agents.push({ index: k, dataDir: join(dir, `agent-${k}`), logFile: join(dir, `agent-${k}.log`), pid: 0, peerId: '', api: '', addrs: [], args: options.agentArgs?.(k) ?? [] })
+      const a: TestnetAgent = { index: k, dataDir: join(dir, `agent-${k}`), logFile: join(dir, `agent-${k}.log`), pid: 0, peerId: '', api: '', addrs: [], args: options.agentArgs?.(k) ?? [] }
+      const c = caps[k - 1] ?? {}
+      if (state.cgroup !== undefined && (c.cpu !== undefined || c.memoryBytes !== undefined)) Object.assign(a, { caps: c, cgroup: childCgroup(state.cgroup, `agent-${k}`, c) })
+      state.agents.push(a)
     }
     // Agent 1 makes the swarm key (unless one is given); the others are initialised with it, in parallel.
     const first = state.agents[0] as TestnetAgent

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { timingSafeEqual } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import { logger } from '@libp2p/logger'
-import { BadRequestError, MAX_CODE_BYTES, MAX_IO_BYTES, MAX_RECORD_BYTES, RuntimeKind, SIGNED_RECORD_HEADER, validateContainerOptions, validateEnv } from '../../protocol/index.js'
+import { BadRequestError, CancelledError, MAX_CODE_BYTES, MAX_IO_BYTES, MAX_RECORD_BYTES, RuntimeKind, SIGNED_RECORD_HEADER, validateContainerOptions, validateEnv } from '../../protocol/index.js'
 import { parseBytes, parseDuration } from '../../protocol/index.js'
 import type { Agent } from '../agent.js'
 import { outcomeJson } from '../scheduler.js'
@@ -23,6 +23,8 @@ const STATUS: Record<string, number> = {
   PeerGoneError: 502,
   FetchFailedError: 502,
   DeadlineExceededError: 504,
+  InterruptedError: 503,
+  CancelledError: 499,
   VersionConflictError: 409,
   StorageFullError: 507
 }
@@ -36,7 +38,8 @@ class HttpError extends Error {
   }
 }
 
-type Handler = (req: IncomingMessage, url: URL, params: string[]) => Promise<unknown>
+/** `signal` aborts (CancelledError) when the client goes away before its answer. */
+type Handler = (req: IncomingMessage, url: URL, params: string[], signal: AbortSignal) => Promise<unknown>
 
 /** A handler's answer with a status other than 200. */
 class Reply {
@@ -75,7 +78,7 @@ export class ApiServer {
       ['PUT', new RegExp(`^/v1/functions/${name}$`), async (req, url, [fn]) => await this.#deploy(req, url, fn as string)],
       ['DELETE', new RegExp(`^/v1/functions/${target}$`), async (req, _url, [fn]) => await this.#agent.delete(fn as string, signedRecord(req))],
       ['GET', new RegExp(`^/v1/functions/${name}/version$`), async (_req, _url, [fn]) => ({ name: fn, highest: this.#agent.registry.highestVersion(fn as string) })],
-      ['POST', new RegExp(`^/v1/functions/${target}/invoke$`), async (req, _url, [fn]) => await this.#invoke(req, fn as string)],
+      ['POST', new RegExp(`^/v1/functions/${target}/invoke$`), async (req, _url, [fn], signal) => await this.#invoke(req, fn as string, signal)],
       ['GET', new RegExp(`^/v1/functions/${target}/manifest$`), async (_req, _url, [fn]) => ({ manifest: await this.#agent.manifest(fn as string) })],
       ['POST', new RegExp(`^/v1/functions/${target}/prewarm$`), async (req, _url, [fn]) => await this.#prewarm(req, fn as string)],
       ['GET', /^\/v1\/logs$/, async (_req, url) => ({ entries: this.#logs(url) })],
@@ -117,6 +120,8 @@ export class ApiServer {
 
   async #handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://agent')
+    const client = new AbortController()
+    res.once('close', () => { if (!res.writableFinished) client.abort(new CancelledError('the client closed the connection before the answer')) })
     try {
       const token = this.#init.token ?? ''
       if (token !== '' && !tokenMatches(req.headers.authorization, token)) throw new HttpError(401, 'missing or wrong API token: set EDGE_API_TOKEN')
@@ -131,17 +136,22 @@ export class ApiServer {
         if (m === null) continue
         matchedPath = true
         if (method !== req.method) continue
-        const body = await handler(req, url, m.slice(1).map(decodePart))
+        const body = await handler(req, url, m.slice(1).map(decodePart), client.signal)
         if (body instanceof Reply) send(res, body.status, body.body)
         else send(res, 200, body)
         return
       }
       throw new HttpError(matchedPath ? 405 : 404, `${matchedPath ? 'method not allowed' : 'no such endpoint'}: ${req.method ?? ''} ${url.pathname}`)
     } catch (err) {
-      const e = err as Error & { code?: string, stderr?: string, attempts?: unknown, status?: number }
+      const e = err as Error & { code?: string, stderr?: string, attempts?: unknown, status?: number, retryAfterMs?: number }
+      if (client.signal.aborted) {
+        log('%s %s: %s', req.method, url.pathname, e.message)
+        return
+      }
       const status = e.status ?? STATUS[e.name] ?? 500
       if (status === 500 && e.name !== 'FunctionError') log.error('%s %s failed: %e', req.method, url.pathname, err)
-      send(res, status, { error: { name: e.name, code: e.code ?? e.name, message: e.message, stderr: e.stderr, attempts: e.attempts } })
+      const retryAfter = status === 429 || status === 503 ? { 'retry-after': String(Math.max(1, Math.ceil((e.retryAfterMs ?? 1000) / 1000))) } : undefined
+      send(res, status, { error: { name: e.name, code: e.code ?? e.name, message: e.message, stderr: e.stderr, attempts: e.attempts, ...(e.retryAfterMs !== undefined ? { retryAfterMs: Math.ceil(e.retryAfterMs) } : {}) } }, retryAfter)
     }
   }
 
@@ -177,7 +187,7 @@ export class ApiServer {
     return await this.#agent.prewarm(target, count)
   }
 
-  async #invoke (req: IncomingMessage, name: string): Promise<unknown> {
+  async #invoke (req: IncomingMessage, name: string, signal: AbortSignal): Promise<unknown> {
     const body = await jsonBody(req, Math.ceil(MAX_IO_BYTES * 4 / 3) + 64 * 1024)
     let input: Uint8Array
     if (body.input !== undefined) {
@@ -210,7 +220,7 @@ export class ApiServer {
     }
     if (body.async !== undefined && typeof body.async !== 'boolean') throw new BadRequestError('async must be true or false')
     if (body.async === true) return new Reply(202, { request: await this.#agent.submit(name, input, options) })
-    return outcomeJson(await this.#agent.scheduler.invoke(name, input, options), body.explain === true)
+    return outcomeJson(await this.#agent.scheduler.invoke(name, input, { ...options, signal }), body.explain === true)
   }
 
   /** Recent calls that ran here: `?function=NAME` of one function, `?limit=N` (default 100) of the newest. */
@@ -280,9 +290,9 @@ function tokenMatches (header: string | undefined, token: string): boolean {
   return given.length === want.length && timingSafeEqual(given, want)
 }
 
-function send (res: ServerResponse, status: number, body: unknown): void {
+function send (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body)
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text)
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers }).end(text)
 }
 
 async function readBody (req: IncomingMessage, limit: number): Promise<Uint8Array> {

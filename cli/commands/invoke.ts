@@ -86,7 +86,7 @@ export function registerInvokeCommand (program: Command): void {
     .addOption(new Option('--near', 'run on the nearest place (lowest RTT) that has the function and a free slot').conflicts(['local', 'peer', 'policy']))
     .addOption(new Option('--local', 'run on this agent only').conflicts(['peer', 'policy']))
     .addOption(new Option('--peer <id>', 'run on this peer only').conflicts(['policy']))
-    .option('--policy <name>', 'placement policy: local-first (default), near, least-loaded, p2c (power of two choices), warm-affinity, local, peer')
+    .option('--policy <name>', 'placement policy: local-first (default), near, least-loaded, p2c (power of two choices), warm-affinity, weighted (random, in proportion to 1 / expected latency), local, peer')
     .option('--timeout <duration>', 'overall deadline, e.g. 10s (default 30s)')
     .addOption(new Option('--explain', 'show the candidates and why each was chosen or skipped').conflicts(['async']))
     .option('--async', 'hand the call to the agent to run in the background: prints its id for `edge poll ID`')

@@ -4,10 +4,11 @@ import type { Command } from 'commander'
 import { AgentClient } from '../client.js'
 import { UserError } from '../errors.js'
 import { globals } from '../context.js'
-import { printJson, shortId, table } from '../output.js'
+import { bytes, printJson, shortId, table } from '../output.js'
 import { summary } from './invoke.js'
 import { defaultTestnetHome, Testnet, up } from '../../testnet/index.js'
 import { isOurAgent } from '../../testnet/process.js'
+import { parseBytes } from '../../protocol/units.js'
 
 const EXAMPLES = fileURLToPath(new URL('../../../examples/', import.meta.url))
 
@@ -18,9 +19,66 @@ function load (): Testnet {
 }
 
 function describe (net: Testnet): string {
-  return table(['NODE', 'PEER', 'PID', 'STATE', 'API', 'LOG'], net.agents.map(a => [
-    String(a.index), shortId(a.peerId), String(a.pid), isOurAgent(a.pid, a.dataDir) ? 'running' : 'stopped', a.api, a.logFile
+  return table(['NODE', 'PEER', 'PID', 'STATE', 'CPU', 'MEM', 'API', 'LOG'], net.agents.map(a => [
+    String(a.index), shortId(a.peerId), String(a.pid), isOurAgent(a.pid, a.dataDir) ? 'running' : 'stopped',
+    a.caps?.cpu !== undefined ? String(a.caps.cpu) : '-', bytes(a.caps?.memoryBytes), a.api, a.logFile
   ]))
+}
+
+/**
+ * A value per agent 1…`peers` from `--flag SPEC`: one value for all (`0.3`), values per agent
+ * (`1:0.5,2:0.3`), or both (`0.3,1:1.0`: 0.3, but 1.0 for agent 1). Agents without one get undefined.
+ */
+export function parsePerAgent<T> (flag: string, spec: string, peers: number, parse: (text: string) => T): Array<T | undefined> {
+  const fail = (why: string): never => { throw new UserError(`${flag} '${spec}': ${why}`) }
+  let all: T | undefined
+  const each = new Map<number, T>()
+  for (const item of spec.split(',').map(s => s.trim())) {
+    if (item === '') fail('an empty item; use e.g. 0.3 or 1:0.5,2:0.3')
+    const colon = item.indexOf(':')
+    if (colon < 0) {
+      if (all !== undefined) fail('two values for every agent')
+      all = parse(item)
+      continue
+    }
+    const key = item.slice(0, colon).trim()
+    const value = item.slice(colon + 1).trim()
+    const k = Number(key)
+    if (!/^\d+$/.test(key) || k < 1) fail(`'${key}' is not an agent number (1…${peers})`)
+    if (k > peers) fail(`there is no agent ${k} (--peers ${peers})`)
+    if (value === '') fail(`no value for agent ${k}; use e.g. ${k}:${flag === '--memory' ? '256MiB' : '0.5'}`)
+    if (each.has(k)) fail(`two values for agent ${k}`)
+    each.set(k, parse(value))
+  }
+  return Array.from({ length: peers }, (_v, i) => each.get(i + 1) ?? all)
+}
+
+/** A CPU cap as given to --cpu: a positive number of CPUs. */
+export function parseCpu (text: string): number {
+  const cpu = /^\d+(\.\d+)?$|^\.\d+$/.test(text) ? Number(text) : NaN
+  if (!(cpu > 0)) throw new UserError(`--cpu '${text}': not a positive number of CPUs; use e.g. 0.3 or 1:0.5,2:0.3`)
+  return cpu
+}
+
+/** A memory cap as given to --memory: a size (256MiB, 1GiB, bytes). */
+export function parseMemory (text: string): number {
+  try {
+    return parseBytes(text)
+  } catch {
+    throw new UserError(`--memory '${text}': not a size; use e.g. 256MiB or 1:256MiB,2:1GiB`)
+  }
+}
+
+const CGROUP_ERRORS = new Set(['CgroupPermissionError', 'CgroupUnavailableError', 'CgroupBusyError'])
+
+/** Cgroup failures are the user's to act on (root, a mount, a leftover process): one line, exit 1. */
+async function withCgroups<T> (run: () => Promise<T>): Promise<T> {
+  try {
+    return await run()
+  } catch (err) {
+    if (CGROUP_ERRORS.has((err as Error).name)) throw new UserError((err as Error).message, { cause: err })
+    throw err
+  }
 }
 
 function nodeIndex (net: Testnet, text: string): number {
@@ -54,23 +112,29 @@ export function registerTestnetCommands (program: Command): void {
     .option('--demo', 'deploy the example function and invoke it with --near from another agent')
     .option('--wasm-slots <n>', 'WASM slots per agent')
     .option('--docker-peers <n>', 'only agents 1…n run container functions (the others start with --no-docker), for mixed swarms', (v) => Number(v))
-    .action(async (opts: { peers: number, demo?: boolean, wasmSlots?: string, dockerPeers?: number }, cmd: Command) => {
+    .option('--cpu <spec>', 'cap each agent at this many CPUs, as a smaller device: 0.3, or per agent 1:0.5,2:0.3, or 0.3,1:1.0 (needs root: cgroups)')
+    .option('--memory <spec>', 'cap each agent\'s memory: 256MiB, or per agent as for --cpu (needs root: cgroups)')
+    .action(async (opts: { peers: number, demo?: boolean, wasmSlots?: string, dockerPeers?: number, cpu?: string, memory?: string }, cmd: Command) => {
       if (!Number.isInteger(opts.peers) || opts.peers < 1 || opts.peers > 64) throw new UserError('--peers must be a number from 1 to 64')
+      const cpus = opts.cpu !== undefined ? parsePerAgent('--cpu', opts.cpu, opts.peers, parseCpu) : []
+      const memory = opts.memory !== undefined ? parsePerAgent('--memory', opts.memory, opts.peers, parseMemory) : []
       const dockerPeers = opts.dockerPeers ?? opts.peers
       if (!Number.isInteger(dockerPeers) || dockerPeers < 0) throw new UserError('--docker-peers must be a whole number')
       const home = defaultTestnetHome()
       const existing = Testnet.load(home)
       if (existing !== undefined) {
         if (existing.agents.some(a => isOurAgent(a.pid, a.dataDir))) throw new UserError(`a testnet is already running in ${home}: 'edge testnet down' first`)
-        await existing.down()
+        await withCgroups(async () => { await existing.down() })
       }
       const started = Date.now()
-      const net = await up({
+      const net = await withCgroups(async () => await up({
         peers: opts.peers,
         dir: home,
         agentArgs: (k) => [...(opts.wasmSlots !== undefined ? ['--wasm-slots', opts.wasmSlots] : []), ...(k > dockerPeers ? ['--no-docker'] : [])],
+        cpu: (k) => cpus[k - 1],
+        memoryBytes: (k) => memory[k - 1],
         onProgress: (m) => { if (globals(cmd).json !== true) process.stderr.write(`${m}\n`) }
-      })
+      }))
       if (globals(cmd).json === true) printJson(net.state)
       else {
         process.stdout.write(`testnet of ${opts.peers} agents up in ${((Date.now() - started) / 1000).toFixed(1)} s; every agent sees the other ${opts.peers - 1}\n`)
@@ -94,7 +158,7 @@ export function registerTestnetCommands (program: Command): void {
     .action(async () => {
       const net = Testnet.load(defaultTestnetHome())
       if (net === undefined) { process.stdout.write('no testnet running\n'); return }
-      await net.down()
+      await withCgroups(async () => { await net.down() })
       process.stdout.write(`stopped ${net.agents.length} agents, removed ${net.state.dir}\n`)
     })
 
@@ -115,7 +179,7 @@ export function registerTestnetCommands (program: Command): void {
     .action(async (k: string) => {
       const net = load()
       const i = nodeIndex(net, k)
-      const a = await net.start(i)
+      const a = await withCgroups(async () => await net.start(i))
       await net.waitForMesh()
       process.stdout.write(`agent ${i} running (pid ${a.pid}, api ${a.api}) and sees every running agent\n`)
     })

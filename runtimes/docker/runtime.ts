@@ -7,7 +7,7 @@ import { logger } from '@libp2p/logger'
 import type Docker from 'dockerode'
 import { extract } from 'tar'
 import {
-  BusyError, CONTAINER_RUNTIMES, DeadlineExceededError, FunctionError, FunctionNotFoundError, listArtifact, MAX_IO_BYTES, RuntimeKind, type FunctionSpec
+  abortError, BusyError, CONTAINER_RUNTIMES, FunctionError, FunctionNotFoundError, listArtifact, MAX_IO_BYTES, RuntimeKind, type FunctionSpec
 } from '../../protocol/index.js'
 import { enqueue, type Waiter } from '../queue.js'
 import { InvalidModuleError, type Runtime, type RunOptions, type RunResult, type RuntimeCapacityInfo } from '../runtime.js'
@@ -417,6 +417,7 @@ export class DockerRuntime implements Runtime {
     const queuedAt = performance.now()
     const box = await this.#assign(pool, options)
     const startedAt = performance.now()
+    options.onStart?.()
     const cold = box.state === 'starting'
     try {
       if (cold) await raceAbort(box.ready, options.signal, () => { this.#destroy(box, `call to ${spec.name} abandoned: deadline exceeded`) })
@@ -521,7 +522,12 @@ export class DockerRuntime implements Runtime {
       const timer = setTimeout(() => {
         this.#destroy(box, `function ${spec.name} timed out after ${spec.timeoutMs} ms and was stopped`)
       }, spec.timeoutMs)
-      const onAbort = (): void => { this.#destroy(box, `call to ${spec.name} abandoned: deadline exceeded`) }
+      const onAbort = (): void => {
+        // This call fails as its signal says (cancelled, interrupted, deadline); the container it
+        // was running in cannot be trusted to stop, so it goes.
+        box.calls.get(id)?.reject(abortError(signal as AbortSignal, `call to ${spec.name} abandoned: deadline exceeded`))
+        this.#destroy(box, `call to ${spec.name} abandoned`)
+      }
       const settle = (): void => {
         clearTimeout(timer)
         signal?.removeEventListener('abort', onAbort)
@@ -717,11 +723,11 @@ function readable (path: string): void {
 
 async function raceAbort (p: Promise<void>, signal: AbortSignal | undefined, onAbort: () => void): Promise<void> {
   if (signal === undefined) { await p; return }
-  signal.throwIfAborted()
+  if (signal.aborted) throw abortError(signal, 'deadline exceeded before the container started')
   let listener: (() => void) | undefined
   try {
     await Promise.race([p, new Promise<never>((_resolve, reject) => {
-      listener = () => { onAbort(); reject(new DeadlineExceededError('deadline exceeded while the container started')) }
+      listener = () => { onAbort(); reject(abortError(signal, 'deadline exceeded while the container started')) }
       signal.addEventListener('abort', listener, { once: true })
     })])
   } finally {

@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads'
 import { logger } from '@libp2p/logger'
-import { BusyError, DeadlineExceededError, FunctionError, FunctionNotFoundError, MAX_IO_BYTES, RuntimeKind } from '../../protocol/index.js'
+import { abortError, BusyError, FunctionError, FunctionNotFoundError, MAX_IO_BYTES, RuntimeKind } from '../../protocol/index.js'
 import { limitMemory, InvalidModuleError, MEMORY_IMPORT, type MemoryLimits } from './limits.js'
 import type { FromWorker, ToWorker } from './messages.js'
 import type { Runtime, RunOptions, RunResult, RuntimeCapacityInfo } from '../runtime.js'
@@ -215,6 +215,7 @@ export class WasmRuntime implements Runtime {
     const queuedAt = performance.now()
     const slot = await this.#acquire(options)
     const startedAt = performance.now()
+    options.onStart?.()
     const warm = slot.loaded.has(key)
     try {
       if (!warm) {
@@ -247,7 +248,7 @@ export class WasmRuntime implements Runtime {
       const timer = setTimeout(() => {
         kill(new FunctionError(`function ${spec.name} timed out after ${spec.timeoutMs} ms and was stopped`))
       }, spec.timeoutMs)
-      const onAbort = (): void => { kill(new DeadlineExceededError(`call to ${spec.name} abandoned: deadline exceeded`)) }
+      const onAbort = (): void => { kill(abortError(signal as AbortSignal, `call to ${spec.name} abandoned: deadline exceeded`)) }
       signal?.addEventListener('abort', onAbort, { once: true })
       const done = (): void => {
         clearTimeout(timer)

@@ -139,7 +139,7 @@ describe('a swarm of three agents', () => {
     // looks half busy until its next advert); the call runs on the first, an idle one.
     assert.equal(idle.ranOn, idle.ranking?.candidates[0]?.peerId)
     assert.match(idle.ranking?.candidates[0]?.reason ?? '', /^load 0%/)
-    await assert.rejects(a2.invoke('primes', { policy: 'fastest' }), /unknown policy 'fastest': use one of local-first, near, least-loaded, p2c, warm-affinity, local, peer/)
+    await assert.rejects(a2.invoke('primes', { policy: 'fastest' }), /unknown policy 'fastest': use one of local-first, near, least-loaded, p2c, warm-affinity, weighted, local, peer/)
   })
 
   test('a saturated agent offloads to a peer', async () => {

@@ -44,7 +44,7 @@ function gate (): { run: Run, started: string[], release: () => void } {
     run: async (target, input) => {
       started.push(text(input))
       await opened
-      return await echo(target, input, {})
+      return await echo(target, input, {}, new AbortController().signal)
     }
   }
 }
@@ -98,7 +98,7 @@ test('after a crash, queued calls run and a call that was running is failed as i
   writeFileSync(join(dir, 'requests', `${junk}.json`), 'not json')
 
   const ran: string[] = []
-  const c = start(async (target, input) => { ran.push(text(input)); return await echo(target, input, {}) })
+  const c = start(async (target, input) => { ran.push(text(input)); return await echo(target, input, {}, new AbortController().signal) })
   await c.start()
   assert.equal((await c.get(queued.id, 2000))?.state, 'done')
   const interrupted = await c.get(running.id)
@@ -117,7 +117,7 @@ test('a call that finds every place busy waits and is tried again; past its wait
   let busyFor = 2
   const c = start(async (target, input) => {
     if (busyFor-- > 0) throw new OverloadedError('every place that could run \'fn\' is busy')
-    return await echo(target, input, {})
+    return await echo(target, input, {}, new AbortController().signal)
   })
   await c.start()
   const { id } = await c.submit('fn@1', Buffer.from('x'), {})

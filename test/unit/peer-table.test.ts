@@ -54,16 +54,62 @@ test('a restarted peer (seq from 0, later clock) replaces its old advert', () =>
   assert.equal(table.upsert(advert('a', 0, 600)), true)
 })
 
-test('free slots count the calls we sent since the last advert', () => {
+test('a call of ours takes a slot until it is answered, and gives it back at once', () => {
   const table = new PeerTable({ expiryMs: 3500 })
   table.upsert(advert('a', 1, 1, 1))
   const entry = table.get('a')!
   assert.equal(table.freeSlots(entry, 'wasm'), 3)
-  table.noteSent('a')
-  table.noteSent('a')
+  table.callStarted('a', 'wasm')
+  table.callStarted('a', 'wasm')
   assert.equal(table.freeSlots(entry, 'wasm'), 1)
+  assert.equal(table.inFlight(entry, 'wasm'), 2)
+  // No advert in between: the answer alone frees the slot.
+  table.callEnded('a', 'wasm')
+  assert.equal(table.freeSlots(entry, 'wasm'), 2)
+  table.callEnded('a', 'wasm')
+  assert.equal(table.freeSlots(entry, 'wasm'), 3)
+})
+
+test('an advert never counts our own calls in flight twice', () => {
+  const table = new PeerTable({ expiryMs: 3500 })
+  table.upsert(advert('a', 1, 1, 0))
+  const entry = table.get('a')!
+  table.callStarted('a', 'wasm')
+  table.callStarted('a', 'wasm')
+  // The peer advertises 3 busy of 4: two of them are ours, one is someone else's.
   table.upsert(advert('a', 2, 2, 3))
   assert.equal(table.freeSlots(entry, 'wasm'), 1)
+  assert.equal(entry.load.get('wasm')?.othersBusy, 1)
+  // Ours come back: the other caller's call still holds its slot.
+  table.callEnded('a', 'wasm')
+  table.callEnded('a', 'wasm')
+  assert.equal(table.freeSlots(entry, 'wasm'), 3)
+})
+
+test('the load in an answer replaces the advert at once: a BUSY answer shows the peer full', () => {
+  const table = new PeerTable({ expiryMs: 3500 })
+  table.upsert(advert('a', 1, 1, 0))
+  const entry = table.get('a')!
+  table.callStarted('a', 'wasm')
+  table.callStarted('a', 'wasm')
+  // Refused: all 4 slots busy, one of them with our other call, and 2 calls of others queued.
+  table.callEnded('a', 'wasm', { slots: 4, busy: 4, queued: 2, yours: 1 })
+  assert.equal(table.freeSlots(entry, 'wasm'), 0)
+  assert.equal(table.queued(entry, 'wasm'), 2)
+  assert.deepEqual({ ...entry.load.get('wasm'), at: 0 }, { slots: 4, othersBusy: 3, othersQueued: 2, at: 0, source: 'answer' })
+  // Our other call returns with the peer now idle but for one call of others.
+  table.callEnded('a', 'wasm', { slots: 4, busy: 1, queued: 0, yours: 0 })
+  assert.equal(table.freeSlots(entry, 'wasm'), 3)
+})
+
+test('our calls beyond a peer\'s free slots count as queued there', () => {
+  const table = new PeerTable({ expiryMs: 3500 })
+  table.upsert(advert('a', 1, 1, 3))
+  const entry = table.get('a')!
+  table.callStarted('a', 'wasm')
+  table.callStarted('a', 'wasm')
+  assert.equal(table.freeSlots(entry, 'wasm'), 0)
+  assert.equal(table.queued(entry, 'wasm'), 1)
 })
 
 test('RTT is smoothed', () => {

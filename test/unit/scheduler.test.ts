@@ -9,8 +9,9 @@ import { PeerTable } from '../../agent/peer-table.js'
 import { Metrics } from '../../agent/metrics.js'
 import { NoopRuntime } from '../../runtimes/noop.js'
 import { RuntimeSet } from '../../runtimes/set.js'
-import { BusyError, DeadlineExceededError, FunctionError, PeerGoneError, WIRE_VERSION, type Advert, type InvokeResult } from '../../protocol/index.js'
+import { BusyError, CancelledError, DeadlineExceededError, FunctionError, PeerGoneError, WIRE_VERSION, type Advert, type InvokeResult } from '../../protocol/index.js'
 import { specFor, text } from '../helpers.js'
+import { withReportedLoad } from '../../agent/invoke-client.js'
 
 const CODE = Buffer.from('pretend this is wasm')
 const SPEC = specFor('fn', CODE)
@@ -114,12 +115,21 @@ test('a function that fails on a peer is not retried elsewhere', async () => {
   assert.deepEqual(client.sent, ['a'])
 })
 
-test('when every place is busy the call fails as overloaded', async () => {
+test('when every place is busy or too slow for the deadline the call fails as overloaded', async () => {
+  runtime = new NoopRuntime({ slots: 1, delayMs: 400 })
   registry.hold(SPEC, CODE)
   addPeers(['a', 1])
-  const release = runtime.saturate()
-  await assert.rejects(scheduler(new FakePeers({ a: 'busy' })).invoke('fn', Buffer.from('x')), { name: 'OverloadedError' })
-  release()
+  const peer = new FakePeers({ a: 'busy' })
+  const s = scheduler(peer)
+  s.runTimes.observe(SPEC.sha256, 'wasm', 400)
+  const running = s.invoke('fn', Buffer.from('x'), { policy: 'local' })
+  await new Promise(resolve => setTimeout(resolve, 20))
+  await assert.rejects(s.invoke('fn', Buffer.from('x'), { timeoutMs: 600 }), (err: Error & { attempts: Array<{ peerId: string, outcome: string }> }) => {
+    assert.equal(err.name, 'OverloadedError')
+    assert.deepEqual(err.attempts.map(a => [a.peerId, a.outcome]), [['a', 'busy']], 'the local queue, ~780 ms, was not tried for a 600 ms deadline')
+    return true
+  })
+  await running
 })
 
 test('a peer that never answers is abandoned at the deadline', async () => {
@@ -169,4 +179,129 @@ test('an offloaded call that finds every slot busy answers BUSY and is not offlo
   await assert.rejects(scheduler(client).executeOffloaded({ v: 1, type: 'invoke', id: 1, fn: SPEC, input: Buffer.from('x'), deadlineMs: 1000, holders: [] }, 'a', AbortSignal.timeout(1000)), { name: 'BusyError' })
   release()
   assert.deepEqual(client.sent, [])
+})
+
+/** A peer with one slot that answers after `ms`, reporting its load as a real one does. */
+class OneSlotPeer implements RemoteInvoker {
+  readonly sent: string[] = []
+  readonly running = new Set<string>()
+  constructor (readonly ms: number) {}
+  async call (peer: string, call: { input: Uint8Array }, options: { signal: AbortSignal }): Promise<InvokeResult> {
+    this.sent.push(peer)
+    if (this.running.has(peer)) throw withReportedLoad(new BusyError('all slots busy'), { slots: 1, busy: 1, queued: 0, yours: 1 })
+    this.running.add(peer)
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(resolve, this.ms)
+      options.signal.addEventListener('abort', () => { clearTimeout(t); reject(options.signal.reason as Error) }, { once: true })
+    }).finally(() => { this.running.delete(peer) })
+    return { v: 1, type: 'result', id: 1, output: call.input, warm: true, timings: { queueMs: 0, fetchMs: 0, runMs: this.ms }, load: { slots: 1, busy: 0, queued: 0, yours: 0 } }
+  }
+}
+
+function oneSlotAdvert (peerId: string): Advert {
+  return { ...advert(peerId), runtimes: [{ kind: 'wasm', slots: 1, busy: 0 }] }
+}
+
+test('a finished remote call frees its slot on the peer before the next advert: back-to-back calls all offload', async () => {
+  registry.hold(SPEC, CODE)
+  peers.upsert(oneSlotAdvert('a'))
+  registry.setAdvertised('a', advert('a').functions)
+  peers.recordRtt('a', 1)
+  const release = runtime.saturate()
+  const client = new OneSlotPeer(20)
+  const s = scheduler(client)
+  const ran: string[] = []
+  // No advert arrives between the calls: only our own accounting says the slot is free again.
+  for (let i = 0; i < 5; i++) ran.push((await s.invoke('fn', Buffer.from('x'))).ranOn)
+  release()
+  assert.deepEqual(ran, ['a', 'a', 'a', 'a', 'a'])
+  assert.equal(peers.inFlight(peers.get('a')!, 'wasm'), 0)
+})
+
+test('a call in flight holds the peer\'s slot: a concurrent call goes elsewhere, not into a BUSY answer', async () => {
+  registry.hold(SPEC, CODE)
+  peers.upsert(oneSlotAdvert('a'))
+  peers.upsert(oneSlotAdvert('b'))
+  for (const id of ['a', 'b']) registry.setAdvertised(id, advert(id).functions)
+  peers.recordRtt('a', 1)
+  peers.recordRtt('b', 2)
+  const release = runtime.saturate()
+  const client = new OneSlotPeer(50)
+  const s = scheduler(client)
+  const [x, y] = await Promise.all([s.invoke('fn', Buffer.from('1')), s.invoke('fn', Buffer.from('2'))])
+  release()
+  assert.deepEqual([x.ranOn, y.ranOn].sort(), ['a', 'b'])
+  assert.deepEqual(x.attempts.concat(y.attempts).map(a => a.outcome), ['ok', 'ok'], 'no call was sent to a peer we knew was full')
+})
+
+test('a BUSY answer with the peer\'s load marks it full at once: the next call does not try it', async () => {
+  registry.hold(SPEC, CODE)
+  addPeers(['a', 1], ['b', 5])
+  const release = runtime.saturate()
+  const sent: string[] = []
+  const client: RemoteInvoker = {
+    call: async (peer, call) => {
+      sent.push(peer)
+      // 'a' is full with others' calls, though its last advert said idle: it says so in its answer.
+      if (peer === 'a') throw withReportedLoad(new BusyError('all slots busy'), { slots: 2, busy: 2, queued: 0, yours: 0 })
+      // A 20 ms function: waiting for the local slot (~10 ms left) would not beat b (5 ms away).
+      return { v: 1, type: 'result', id: 1, output: call.input, warm: true, timings: { queueMs: 0, fetchMs: 0, runMs: 20 } }
+    }
+  }
+  const s = scheduler(client)
+  const first = await s.invoke('fn', Buffer.from('x'))
+  const second = await s.invoke('fn', Buffer.from('x'))
+  release()
+  assert.deepEqual([first.ranOn, second.ranOn], ['b', 'b'])
+  assert.deepEqual(sent, ['a', 'b', 'b'])
+  assert.ok(second.ranking.skipped.some(x => x.peerId === 'a'))
+})
+
+test('the local queue is bounded by its expected wait against the deadline, not by a count', async () => {
+  runtime = new NoopRuntime({ slots: 1, delayMs: 150 })
+  registry.hold(SPEC, CODE)
+  const s = scheduler(new FakePeers({}))
+  s.runTimes.observe(SPEC.sha256, 'wasm', 150)
+  // One running and two queued: ~150 ms + 300 ms of work ahead of the next call.
+  const ahead = [1, 2, 3].map(async () => await s.invoke('fn', Buffer.from('x'), { policy: 'local', timeoutMs: 5000 }).catch((err: Error) => err))
+  await new Promise(resolve => setTimeout(resolve, 20))
+  const callsBefore = runtime.calls
+  await assert.rejects(s.invoke('fn', Buffer.from('x'), { policy: 'local', timeoutMs: 300 }), (err: Error & { retryAfterMs?: number }) => {
+    assert.equal(err.name, 'OverloadedError')
+    assert.ok((err.retryAfterMs ?? 0) > 150, `retry after ${err.retryAfterMs}`)
+    return true
+  })
+  assert.equal(runtime.calls, callsBefore, 'the refused call never reached the runtime')
+  // A deadline that the queue can meet is admitted, however long the queue.
+  const admitted = await s.invoke('fn', Buffer.from('x'), { policy: 'local', timeoutMs: 5000 })
+  assert.equal(admitted.local, true)
+  await Promise.all(ahead)
+})
+
+test('a caller that gives up cancels the call where it runs: the slot is freed and the reason kept', async () => {
+  runtime = new NoopRuntime({ slots: 1, delayMs: 10_000 })
+  registry.hold(SPEC, CODE)
+  const s = scheduler(new FakePeers({}))
+  const client = new AbortController()
+  const call = s.invoke('fn', Buffer.from('x'), { signal: client.signal })
+  await new Promise(resolve => setTimeout(resolve, 20))
+  assert.equal(runtime.capacity().busy, 1)
+  client.abort(new CancelledError('the client closed the connection'))
+  await assert.rejects(call, { name: 'CancelledError' })
+  assert.equal(runtime.capacity().busy, 0)
+})
+
+test('stopping the scheduler cuts off its calls as interrupted, not as the function\'s failure', async () => {
+  runtime = new NoopRuntime({ slots: 1, delayMs: 10_000 })
+  registry.hold(SPEC, CODE)
+  addPeers(['a', 1])
+  const s = scheduler(new FakePeers({ a: 'hang' }))
+  s.start()
+  const here = s.invoke('fn', Buffer.from('x'))
+  const there = s.invoke('fn', Buffer.from('x'), { policy: 'peer', peer: 'a' })
+  await new Promise(resolve => setTimeout(resolve, 20))
+  s.stop()
+  await assert.rejects(here, { name: 'InterruptedError', code: 'INTERRUPTED' })
+  await assert.rejects(there, { name: 'InterruptedError' })
+  assert.equal(peers.inFlight(peers.get('a')!, 'wasm'), 0)
 })

@@ -1,6 +1,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { WasmRuntime, limitMemory } from '../../runtimes/index.js'
+import { CancelledError, InterruptedError } from '../../protocol/index.js'
 import { eventually, example, fixture, specFor, text } from '../helpers.js'
 
 const MiB = 1024 * 1024
@@ -107,6 +108,36 @@ test('a queued call gives up when its deadline passes', async () => {
   await assert.rejects(rt.invoke(sleep, Buffer.from('1'), { signal: AbortSignal.timeout(50) }), { name: 'DeadlineExceededError' })
   await Promise.all(running)
   assert.equal(rt.capacity().queued, 0)
+})
+
+test('a call whose caller gives up stops, queued or running, with the caller\'s reason, and frees its slot', async () => {
+  const sleep = await prepared('sleep', fixture('sleep'))
+  const running = new AbortController()
+  const waiting = new AbortController()
+  const calls = [rt.invoke(sleep, Buffer.from('10000'), { signal: running.signal }), rt.invoke(sleep, Buffer.from('300'))]
+  const queued = rt.invoke(sleep, Buffer.from('10000'), { signal: waiting.signal })
+  await eventually(() => rt.capacity().busy === 2 && rt.capacity().queued === 1, 5000, 'two running, one queued')
+  waiting.abort(new CancelledError('the client left'))
+  await assert.rejects(queued, { name: 'CancelledError', message: 'the client left' })
+  assert.equal(rt.capacity().queued, 0)
+  running.abort(new InterruptedError('the agent is stopping'))
+  await assert.rejects(calls[0] as Promise<unknown>, { name: 'InterruptedError' })
+  await calls[1]
+  // Both slots are free again: the stopped call's worker was replaced, and a new call runs at once.
+  assert.equal(rt.capacity().busy, 0)
+  assert.equal(text((await rt.invoke(sleep, Buffer.from('1'), { queue: false })).output), 'slept 1\n')
+})
+
+test('onStart is called when a call leaves the queue for a slot', async () => {
+  const sleep = await prepared('sleep', fixture('sleep'))
+  const started: string[] = []
+  const a = rt.invoke(sleep, Buffer.from('150'), { onStart: () => { started.push('a') } })
+  const b = rt.invoke(sleep, Buffer.from('150'), { onStart: () => { started.push('b') } })
+  const c = rt.invoke(sleep, Buffer.from('1'), { onStart: () => { started.push('c') } })
+  await eventually(() => started.length === 2, 5000, 'two calls started')
+  assert.deepEqual(started.sort(), ['a', 'b'])
+  await Promise.all([a, b, c])
+  assert.deepEqual(started.sort(), ['a', 'b', 'c'])
 })
 
 test('limitMemory moves the memory to an import bounded by the limit', () => {

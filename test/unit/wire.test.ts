@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { encode as cborEncode } from 'cbor-x'
 import {
-  decode, encode, MAX_GOSSIP_BYTES, validateAdvert, validateAnnouncement, validateInvokeRequest, validateInvokeResponse,
+  decode, encode, MAX_GOSSIP_BYTES, validateAdvert, validateAnnouncement, validateInvokeFrame, validateInvokeRequest, validateInvokeResponse,
   WIRE_VERSION, type Advert
 } from '../../protocol/index.js'
 
@@ -77,6 +77,24 @@ test('invoke responses validate both results and failures', () => {
   const failed = validateInvokeResponse({ v: 1, type: 'error', id: 3, code: 'BUSY', message: 'all slots busy' })
   assert.equal(failed.type === 'error' && failed.code, 'BUSY')
   assert.throws(() => validateInvokeResponse({ v: 1, type: 'result', id: 3, output: 'not bytes', warm: true, timings: {} }), { name: 'InvalidMessageError' })
+})
+
+test('answers carry the callee\'s load, checked like any field; BUSY says when to retry', () => {
+  const load = { slots: 4, busy: 3, queued: 1, yours: 2 }
+  const ok = validateInvokeResponse({ v: 1, type: 'result', id: 3, output: Buffer.from('x'), warm: true, timings: { queueMs: 0, fetchMs: 0, runMs: 1 }, load })
+  assert.deepEqual(ok.load, load)
+  const busy = validateInvokeResponse({ v: 1, type: 'error', id: 4, code: 'BUSY', message: 'all slots busy', load, retryAfterMs: 120 })
+  assert.deepEqual(busy.type === 'error' && [busy.load, busy.retryAfterMs], [load, 120])
+  assert.throws(() => validateInvokeResponse({ v: 1, type: 'error', id: 4, code: 'BUSY', message: 'x', load: { ...load, busy: -1 } }), { name: 'InvalidMessageError', message: /load\.busy/ })
+  assert.throws(() => validateInvokeResponse({ v: 1, type: 'error', id: 4, code: 'BUSY', message: 'x', load: { ...load, slots: 2 ** 40 } }), { name: 'InvalidMessageError', message: /load\.slots/ })
+  assert.throws(() => validateInvokeResponse({ v: 1, type: 'error', id: 4, code: 'BUSY', message: 'x', retryAfterMs: 'soon' }), { name: 'InvalidMessageError', message: /retryAfterMs/ })
+})
+
+test('a caller\'s frame is a call or the cancel of one', () => {
+  assert.deepEqual(validateInvokeFrame({ v: 1, type: 'cancel', id: 9, junk: 'dropped' }), { v: 1, type: 'cancel', id: 9 })
+  assert.equal(validateInvokeFrame({ v: 1, type: 'invoke', id: 1, fn: { name: 'f', version: 1, sha256: 'a'.repeat(64) }, input: Buffer.from(''), deadlineMs: 10, holders: [] }).type, 'invoke')
+  assert.throws(() => validateInvokeFrame({ v: 1, type: 'cancel', id: -1 }), { name: 'InvalidMessageError', message: /id/ })
+  assert.throws(() => validateInvokeFrame({ v: 2, type: 'cancel', id: 1 }), { name: 'InvalidMessageError', message: /version/ })
 })
 
 test('announcements of deploy and delete validate', () => {
