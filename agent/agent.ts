@@ -1,5 +1,4 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
-import { availableParallelism, freemem, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -14,6 +13,7 @@ import type { GossipTopic } from './gossip.js'
 import { Connectivity } from './connectivity.js'
 import { ConfigError, StorageFullError, VersionConflictError } from './errors.js'
 import { FetchService } from './fetch.js'
+import { Host } from './host.js'
 import { loadPeerKey, loadSwarmKey } from './identity.js'
 import { InvokeClient } from './invoke-client.js'
 import { InvokeServer } from './invoke-server.js'
@@ -96,6 +96,8 @@ export class Agent {
   /** Recent calls that ran here, with their stderr (`edge logs`). */
   readonly callLog = new CallLog()
   #key!: PrivateKey
+  /** This device's CPUs and memory as its cgroup limits them. */
+  readonly #host = new Host()
   #startedAt = 0
   #stopping: Promise<void> | undefined
   #republishTimer: NodeJS.Timeout | undefined
@@ -133,9 +135,12 @@ export class Agent {
     this.registry = new FunctionRegistry(dataDir, { versionsKept: config.versionsKept, quotaBytes: config.storageBytes, replicas: config.replicas })
     this.peers = new PeerTable({ expiryMs: config.peerExpirySeconds * 1000 })
     this.metrics = new Metrics(() => this.peers.size)
-    const slots = config.wasmSlots > 0 ? config.wasmSlots : Math.max(2, availableParallelism())
+    // One slot per CPU this agent may use (at least 2 on a whole machine; 1 under a quota below one CPU).
+    const { cpus } = this.#host.resources()
+    const defaultSlots = cpus < 1 ? 1 : Math.max(2, Math.ceil(cpus))
+    const slots = config.wasmSlots > 0 ? config.wasmSlots : defaultSlots
     const runtimes: Runtime[] = [new WasmRuntime({ slots, maxQueue: config.maxQueue })]
-    this.docker = await this.#docker(privateKey)
+    this.docker = await this.#docker(privateKey, defaultSlots)
     if (this.docker !== undefined) runtimes.push(this.docker)
     this.runtimes = new RuntimeSet(runtimes)
     const trusted = new Set([peerIdFromPrivateKey(privateKey).toString(), ...config.trustedKeys])
@@ -273,7 +278,7 @@ export class Agent {
    * The Docker runtime, when Docker is there and not turned off (`--no-docker`); otherwise the
    * agent runs WASM functions only and says why in its status. Loaded only when used.
    */
-  async #docker (key: PrivateKey): Promise<DockerRuntime | undefined> {
+  async #docker (key: PrivateKey, defaultSlots: number): Promise<DockerRuntime | undefined> {
     if (!this.config.docker) {
       this.dockerProblem = 'turned off (--no-docker)'
       return undefined
@@ -285,7 +290,7 @@ export class Agent {
         docker,
         owner: peerIdFromPrivateKey(key).toString(),
         dir: join(this.dataDir, 'unpacked'),
-        ...(this.config.dockerSlots > 0 ? { slots: this.config.dockerSlots } : {}),
+        slots: this.config.dockerSlots > 0 ? this.config.dockerSlots : defaultSlots,
         maxQueue: this.config.maxQueue,
         keepaliveMs: this.config.keepaliveMs,
         network: this.config.dockerNetwork
@@ -508,6 +513,12 @@ export class Agent {
     }
   }
 
+  /** CPUs (whole, as adverts carry them: a 0.3 quota is 1) and memory, for adverts. */
+  #resources (): { cpus: number, memTotal: number, memFree: number } {
+    const r = this.#host.resources()
+    return { cpus: Math.max(1, Math.ceil(r.cpus)), memTotal: r.memTotal, memFree: r.memFree }
+  }
+
   #advert (): Omit<Advert, 'seq' | 'sentAt'> {
     const caps = this.runtimes.capacities()
     return {
@@ -517,9 +528,7 @@ export class Agent {
       addrs: this.addrs().slice(0, 16),
       arch: process.arch,
       platform: process.platform,
-      cpus: availableParallelism(),
-      memTotal: totalmem(),
-      memFree: freemem(),
+      ...this.#resources(),
       runtimes: caps.map(c => ({ kind: c.kind, slots: c.slots, busy: c.busy })),
       queue: this.runtimes.all().reduce((n, r) => n + r.capacity().queued, 0),
       labels: this.config.labels,
@@ -548,9 +557,7 @@ export class Agent {
       arch: process.arch,
       platform: process.platform,
       node: process.version,
-      cpus: availableParallelism(),
-      memTotal: totalmem(),
-      memFree: freemem(),
+      ...this.#host.resources(),
       rss: mem.rss,
       uptimeMs: Date.now() - this.#startedAt,
       labels: this.config.labels,

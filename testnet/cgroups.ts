@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
 import { availableParallelism, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
+import { parseMountinfo, parseProcCgroup, under } from '../agent/host.js'
 
 /**
  * Caps an agent process at a share of the CPU and an amount of memory, as a smaller device would
@@ -215,39 +216,6 @@ function guarded (dir: string, write: () => void): void {
     if (code === 'ENOENT') throw new CgroupUnavailableError(`cgroup ${dir} lacks a controller's files: drop --cpu/--memory`, { cause: err })
     throw err
   }
-}
-
-interface Mount { root: string, mountpoint: string, fstype: string, options: string[] }
-
-/** The lines of /proc/self/mountinfo: `id parent dev root mountpoint opts [optional…] - fstype source superopts`. */
-function parseMountinfo (text: string): Mount[] {
-  const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)))
-  const mounts: Mount[] = []
-  for (const line of text.split('\n')) {
-    const [left, right] = line.split(' - ')
-    const l = left?.split(' ') ?? []
-    const r = right?.split(' ') ?? []
-    if (l.length < 5 || r.length < 3) continue
-    mounts.push({ root: unescape(l[3] as string), mountpoint: unescape(l[4] as string), fstype: r[0] as string, options: (r[2] as string).split(',') })
-  }
-  return mounts
-}
-
-/** /proc/self/cgroup: controller → own path; v2's line (`0::/path`) under ''. */
-function parseProcCgroup (text: string): Map<string, string> {
-  const own = new Map<string, string>()
-  for (const line of text.split('\n')) {
-    const m = /^\d+:([^:]*):(.*)$/.exec(line)
-    if (m === null) continue
-    for (const c of (m[1] as string).split(',')) own.set(c, m[2] as string)
-  }
-  return own
-}
-
-/** Where the group `path` is, in a hierarchy whose `root` is mounted at `mountpoint` (the mount itself if outside it). */
-function under (mountpoint: string, path: string, root: string): string {
-  const rel = root === '/' ? path : path.startsWith(`${root}/`) ? path.slice(root.length) : ''
-  return join(mountpoint, rel).replace(/(.)\/+$/, '$1')
 }
 
 function words (file: string): string[] {

@@ -78,6 +78,14 @@ describe('agents capped like smaller devices (cgroups)', { skip }, () => {
     // The groups of one testnet sit under one group of its own.
     for (const dir of cgroupDirs(a1.cgroup)) assert.match(dir, /\/edge-testnet-\d+-[0-9a-f]+\/agent-1$/)
 
+    // The agents see their caps as their device's size: slots, status and adverts follow them.
+    const s1 = await net.client(1).status()
+    assert.equal(s1.cpus, 0.3)
+    assert.equal(s1.memTotal, 256 * MiB)
+    assert.equal(s1.runtimes.find(r => r.kind === 'wasm')?.slots, 1, 'one WASM slot under a 0.3 CPU quota')
+    const seen = (await net.client(2).peers()).find(p => p.peerId === a1.peerId)
+    assert.equal(seen?.cpus, 1)
+
     const saved = Testnet.load(net.state.dir)
     assert.deepEqual(saved?.agent(1).caps, a1.caps)
     assert.deepEqual(saved?.agent(1).cgroup, a1.cgroup)
