@@ -5,10 +5,19 @@ import type { PeerTable } from './peer-table.js'
 import type { Message } from '@libp2p/gossipsub'
 
 export interface AdvertServiceInit {
-  intervalMs: number
+  /** An advert goes out at least this often, changed or not (the slow heartbeat). */
+  heartbeatMs: number
+  /** At most one advert per this long, however fast things change. Default: 500 ms. */
+  minIntervalMs?: number
   /** Builds this agent's advert, without seq and sentAt. */
   snapshot: () => Omit<Advert, 'seq' | 'sentAt'>
   onAdvert?: (advert: Advert) => void
+  now?: () => number
+}
+
+/** Where adverts go: a gossip topic (or, in tests, anything that takes them). */
+export interface AdvertChannel {
+  publish: (advert: Advert) => Promise<void>
 }
 
 /** Decodes and checks a gossiped advert: size, CBOR, schema, version, and that its signer is the peer it describes. */
@@ -19,42 +28,97 @@ export function parseAdvert (message: Message): Advert {
 }
 
 /**
- * Publishes this agent's advert on `edge/adverts/1` about once a second and turns peers' adverts
- * into peer-table entries.
+ * What in an advert is worth telling the swarm about at once: holdings, warm code, addresses,
+ * labels, slots, and load by the step (idle, a quarter busy, …, full; a queue or none). Exact busy
+ * counts ride along but do not trigger an advert: callers count their own calls exactly, and peers
+ * report their load in every answer.
+ */
+export function advertSignature (a: Omit<Advert, 'seq' | 'sentAt'>): string {
+  const load = a.runtimes.map(r => {
+    const free = Math.max(0, r.slots - r.busy)
+    const step = free === 0 ? 'full' : `${Math.ceil(4 * r.busy / Math.max(1, r.slots))}/4`
+    return `${r.kind}:${r.slots}:${step}`
+  })
+  return JSON.stringify([load, a.queue > 0, a.functions.map(f => f.sha256 + f.version), a.warm, a.addrs, a.labels, a.trusted ?? [], a.arch])
+}
+
+/**
+ * Publishes this agent's advert on `edge/adverts/1` when it changes meaningfully (see
+ * advertSignature), soon after a new peer appears (so that it learns of this agent without waiting
+ * for a heartbeat), and otherwise every `heartbeatMs` — never more than once per `minIntervalMs`.
+ * An idle swarm of N then sends N adverts per heartbeat, not N per second. Peers' adverts become
+ * peer-table entries.
  */
 export class AdvertService {
-  readonly #node: EdgeNode
-  readonly #init: AdvertServiceInit
-  readonly #topic: GossipTopic<Advert>
+  readonly #init: Required<Omit<AdvertServiceInit, 'onAdvert'>> & Pick<AdvertServiceInit, 'onAdvert'>
+  readonly #channel: AdvertChannel
+  readonly #table: PeerTable
+  readonly #selfId: string
   #seq = 0
   #timer: NodeJS.Timeout | undefined
+  #lastSentAt = Number.NEGATIVE_INFINITY
+  #lastSignature = ''
+  #soon = false
+  #sent = 0
 
-  constructor (node: EdgeNode, table: PeerTable, init: AdvertServiceInit) {
-    this.#node = node
-    this.#init = init
-    this.#topic = new GossipTopic(node, ADVERTS_TOPIC, parseAdvert, (advert) => {
-      if (advert.peerId === this.#node.peerId.toString()) return
-      if (table.upsert(advert)) this.#init.onAdvert?.(advert)
-    })
+  constructor (channel: AdvertChannel, table: PeerTable, selfId: string, init: AdvertServiceInit) {
+    this.#channel = channel
+    this.#table = table
+    this.#selfId = selfId
+    this.#init = { minIntervalMs: 500, now: Date.now, ...init }
   }
 
-  get dropped (): number {
-    return this.#topic.dropped
+  /** Adverts this agent has sent. */
+  get sent (): number {
+    return this.#sent
   }
 
   start (): void {
-    this.#topic.start()
-    this.#timer = setInterval(() => { void this.publish() }, this.#init.intervalMs)
+    this.#timer = setInterval(() => { void this.tick() }, this.#init.minIntervalMs)
     this.#timer.unref()
-    void this.publish()
+    void this.tick()
   }
 
   stop (): void {
     clearInterval(this.#timer)
-    this.#topic.stop()
   }
 
-  async publish (): Promise<void> {
-    await this.#topic.publish({ ...this.#init.snapshot(), seq: this.#seq++, sentAt: Date.now() })
+  /** A peer's advert, from gossip. */
+  receive (advert: Advert): void {
+    if (advert.peerId === this.#selfId) return
+    const known = this.#table.get(advert.peerId) !== undefined
+    if (!this.#table.upsert(advert)) return
+    this.#init.onAdvert?.(advert)
+    // A new peer hears of this agent at the next tick, not the next heartbeat.
+    if (!known) this.#soon = true
   }
+
+  /**
+   * Holdings changed (a deploy, a delete): an advert now, past the rate bound — a caller that
+   * deployed and at once invokes elsewhere must find the holder (deploys are rare; load is not).
+   */
+  publishSoon (): void {
+    void this.tick(true)
+  }
+
+  /** Publishes if the advert changed, a peer is new, or the heartbeat is due, and the rate allows (or `now`). */
+  async tick (force = false): Promise<boolean> {
+    const now = this.#init.now()
+    if (!force && now - this.#lastSentAt < this.#init.minIntervalMs) return false
+    const snapshot = this.#init.snapshot()
+    const signature = advertSignature(snapshot)
+    const due = now - this.#lastSentAt >= this.#init.heartbeatMs
+    if (!force && !due && !this.#soon && signature === this.#lastSignature) return false
+    this.#soon = false
+    this.#lastSignature = signature
+    this.#lastSentAt = now
+    this.#sent++
+    await this.#channel.publish({ ...snapshot, seq: this.#seq++, sentAt: Date.now() })
+    return true
+  }
+}
+
+/** The adverts topic of a libp2p node, delivering peers' adverts to `receive`. */
+export function advertTopic (node: EdgeNode, receive: (advert: Advert) => void): GossipTopic<Advert> {
+  return new GossipTopic(node, ADVERTS_TOPIC, parseAdvert, receive)
 }

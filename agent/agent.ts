@@ -7,7 +7,7 @@ import type { DockerRuntime } from '../runtimes/docker/index.js'
 import {
   artifactEntry, BadRequestError, chunk, CONTAINER_RUNTIMES, DEFAULT_CONTAINER_MEMORY_BYTES, DEFAULT_MEMORY_BYTES, MIN_CONTAINER_MEMORY_BYTES, type ContainerOptions, type Manifest, DEFAULT_TIMEOUT_MS, FunctionNotFoundError, UntrustedManifestError, openRecord, parseTarget, FUNCTION_NAME, RuntimeKind, signRecord, WIRE_VERSION, type Advert, type FunctionAnnouncement, type FunctionSpec
 } from '../protocol/index.js'
-import { AdvertService } from './adverts.js'
+import { advertTopic, AdvertService } from './adverts.js'
 import { announcements } from './announcements.js'
 import type { GossipTopic } from './gossip.js'
 import { Connectivity } from './connectivity.js'
@@ -81,6 +81,7 @@ export class Agent {
   scheduler!: Scheduler
   metrics!: Metrics
   #adverts!: AdvertService
+  #advertsTopic!: GossipTopic<Advert>
   #announcements!: GossipTopic<FunctionAnnouncement>
   #connectivity!: Connectivity
   #replicator!: Replicator
@@ -96,6 +97,8 @@ export class Agent {
   /** Recent calls that ran here, with their stderr (`edge logs`). */
   readonly callLog = new CallLog()
   #key!: PrivateKey
+  /** Peers that joined and left the peer table since start (flapping shows here). */
+  readonly #peerEvents = { joined: 0, left: 0 }
   /** This device's CPUs and memory as its cgroup limits them. */
   readonly #host = new Host()
   #startedAt = 0
@@ -133,7 +136,8 @@ export class Agent {
     const swarmKey = loadSwarmKey(dataDir)
     mkdirSync(join(dataDir, 'datastore'), { recursive: true })
     this.registry = new FunctionRegistry(dataDir, { versionsKept: config.versionsKept, quotaBytes: config.storageBytes, replicas: config.replicas })
-    this.peers = new PeerTable({ expiryMs: config.peerExpirySeconds * 1000 })
+    // EDGE_IGNORE_ANSWER_LOAD=1 (the overload bench's comparison only): adverts alone tell peers' load.
+    this.peers = new PeerTable({ expiryMs: config.peerExpirySeconds * 1000, answerLoad: process.env.EDGE_IGNORE_ANSWER_LOAD !== '1' })
     this.metrics = new Metrics(() => this.peers.size)
     // One slot per CPU this agent may use (at least 2 on a whole machine; 1 under a quota below one CPU).
     const { cpus } = this.#host.resources()
@@ -197,8 +201,9 @@ export class Agent {
         throw err
       }
     }, (fn) => this.scheduler.loadOf(fn))
-    this.#adverts = new AdvertService(this.node, this.peers, {
-      intervalMs: config.advertIntervalMs,
+    this.#advertsTopic = advertTopic(this.node, (advert) => { this.#adverts.receive(advert) })
+    this.#adverts = new AdvertService(this.#advertsTopic, this.peers, this.peerId, {
+      heartbeatMs: config.advertIntervalMs,
       snapshot: () => this.#advert(),
       onAdvert: (advert) => { this.registry.setAdvertised(advert.peerId, advert.functions) }
     })
@@ -215,7 +220,15 @@ export class Agent {
       hold: (spec, code, cids) => { this.#hold(spec, code, cids) }
     })
     this.#connectivity = new Connectivity(this.node, this.peers, { bootstrap: config.bootstrap })
-    this.peers.addEventListener('peer:leave', (evt) => { this.registry.forgetPeer(evt.detail) })
+    this.peers.addEventListener('peer:leave', (evt) => {
+      this.#peerEvents.left++
+      log('peer %s left the peer table', evt.detail)
+      this.registry.forgetPeer(evt.detail)
+    })
+    this.peers.addEventListener('peer:join', (evt) => {
+      this.#peerEvents.joined++
+      log('peer %s joined the peer table', evt.detail.peerId)
+    })
     // A lone agent cannot store records in the DHT: put ours again when peers appear — once for
     // peers that appear together (a swarm starting, a partition healing), not once for each.
     this.peers.addEventListener('peer:join', () => { this.#republishSoon() })
@@ -226,6 +239,7 @@ export class Agent {
     await this.node.start()
     await this.#fetcher.start()
     await this.#server.start()
+    this.#advertsTopic.start()
     this.#adverts.start()
     this.#announcements.start()
     this.peers.start()
@@ -258,7 +272,7 @@ export class Agent {
       ['connectivity', () => { this.#connectivity?.stop() }],
       ['peer table', () => { this.peers?.stop() }],
       ['announcements', () => { this.#announcements?.stop() }],
-      ['adverts', () => { this.#adverts?.stop() }],
+      ['adverts', () => { this.#adverts?.stop(); this.#advertsTopic?.stop() }],
       ['invoke server', async () => { await this.#server?.stop() }],
       ['invoke client', async () => { await this.#client?.stop() }],
       ['fetch', async () => { await this.#fetcher?.stop() }],
@@ -424,7 +438,7 @@ export class Agent {
     this.trust.allow(spec, chunks)
     // The signed record rides along, so that peers need no DHT look-up to trust the new version.
     await this.#announcements.publish({ v: WIRE_VERSION, type: 'deploy', fn: spec, holder: this.peerId, at: Date.now(), record })
-    void this.#adverts.publish()
+    this.#adverts.publishSoon()
     log('deployed %s v%d (%s, %d bytes)', spec.name, spec.version, spec.sha256.slice(0, 12), code.byteLength)
     const published = await this.manifests.publish(record)
     void this.manifests.provide(chunks)
@@ -459,7 +473,7 @@ export class Agent {
     this.#dropFunction(name, version)
     await this.#announcements.publish({ v: WIRE_VERSION, type: 'delete', name, version, by: this.peerId, at: Date.now(), record })
     await this.manifests.publish(record)
-    void this.#adverts.publish()
+    this.#adverts.publishSoon()
     return { name, version }
   }
 
@@ -565,8 +579,10 @@ export class Agent {
       docker: this.docker !== undefined ? { available: true, ...this.docker.containers() } : { available: false, reason: this.dockerProblem },
       functions: this.registry.localSpecs().map(s => ({ name: s.name, version: s.version, sha256: s.sha256 })),
       peers: this.peers.size,
+      peerEvents: { ...this.#peerEvents },
       connections: this.node.getConnections().length,
-      droppedMessages: this.#adverts.dropped + this.#announcements.dropped,
+      droppedMessages: this.#advertsTopic.dropped + this.#announcements.dropped,
+      advertsSent: this.#adverts.sent,
       coap: this.#coap?.url ?? null,
       async: this.calls.counts()
     }

@@ -24,8 +24,12 @@ export interface AgentConfig {
   maxQueue: number
   /** Multicast DNS discovery on the LAN. */
   mdns: boolean
-  /** Seconds of silence after which a peer leaves the peer table. */
+  /**
+   * Seconds of advert silence after which a peer leaves the peer table though libp2p still holds
+   * a connection to it (a peer whose connection is gone leaves once libp2p gives up redialling).
+   */
   peerExpirySeconds: number
+  /** The adverts' heartbeat: an advert goes out at least this often, and at once (≤ 2/s) when holdings or load change. */
   advertIntervalMs: number
   /** Peer ids of deployers whose signed manifests this agent runs, besides its own. */
   trustedKeys: string[]
@@ -67,8 +71,8 @@ export const DEFAULT_CONFIG: AgentConfig = {
   wasmSlots: 0,
   maxQueue: 1024,
   mdns: true,
-  peerExpirySeconds: 3.5,
-  advertIntervalMs: 1000,
+  peerExpirySeconds: 60,
+  advertIntervalMs: 10_000,
   trustedKeys: [],
   replicas: 3,
   versionsKept: 3,

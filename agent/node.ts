@@ -64,20 +64,30 @@ export async function createNode (init: NodeInit): Promise<EdgeNode> {
       // Testnets start many agents on one IP at once; the default (~5/s per IP) resets them.
       inboundConnectionThreshold: 100,
       maxIncomingPendingConnections: 50,
-      dialTimeout: 5000
+      dialTimeout: 5000,
+      // Peers of the swarm are tagged KEEP_ALIVE (connectivity.ts): a lost one is redialled for
+      // about a minute (2, 4, 8, 16, 32 s), then it leaves the peer table.
+      reconnectRetries: 5,
+      reconnectRetryInterval: 2000,
+      reconnectBackoffFactor: 2
     },
-    connectionMonitor: { abortConnectionOnPingFailure: false },
+    // Liveness and RTT: one ping per connection every 10 s. A connection whose pings fail is
+    // closed, but only after a generous timeout, so that a peer busy at 100 % CPU is not dropped.
+    connectionMonitor: { pingInterval: 10_000, abortConnectionOnPingFailure: true, pingTimeout: { minTimeout: 10_000, maxTimeout: 30_000 } },
     services: {
       identify: identify(),
       ping: ping({ maxInboundStreams: 8, maxOutboundStreams: 8, timeout: 5000 }),
+      // Tuned for a few hundred peers: the default mesh (D 6, 4…12), no flood publishing (a publish
+      // goes to the mesh, which also covers a small swarm whole), a 1 s heartbeat. Adverts are sent on
+      // change with a slow heartbeat (adverts.ts), so the message rate stays low.
       pubsub: gossipsub({
         allowPublishToZeroTopicPeers: true,
-        floodPublish: true,
+        floodPublish: false,
         emitSelf: false,
-        D: 4,
-        Dlo: 2,
-        Dhi: 8,
-        heartbeatInterval: 700,
+        D: 6,
+        Dlo: 4,
+        Dhi: 12,
+        heartbeatInterval: 1000,
         // Many peers on one IP (testnets) would otherwise be scored out of the mesh.
         scoreParams: { IPColocationFactorWeight: 0 }
       }),

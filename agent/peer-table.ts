@@ -28,6 +28,8 @@ export interface PeerEntry {
   inFlight: Map<RuntimeKind, number>
   /** Load by others, per runtime kind. */
   load: Map<RuntimeKind, LoadView>
+  /** Local clock (ms) when libp2p lost its last connection to the peer; undefined while connected. */
+  disconnectedAt: number | undefined
 }
 
 export interface PeerTableEvents {
@@ -36,16 +38,29 @@ export interface PeerTableEvents {
 }
 
 export interface PeerTableInit {
-  /** ms of silence after which a peer is dropped (about three missed adverts). */
+  /**
+   * ms of advert silence after which a peer is dropped though libp2p still holds a connection to it
+   * (a wedged agent): a long bound, several advert heartbeats.
+   */
   expiryMs: number
+  /**
+   * ms a peer whose connection is gone stays in the table (not offered as a candidate) while libp2p
+   * redials it; libp2p giving up (`remove`) drops it sooner. Default: 30 s.
+   */
+  disconnectGraceMs?: number
   now?: () => number
+  /** Take the load peers report in their answers (default). Off only to measure what it is worth. */
+  answerLoad?: boolean
 }
 
 const RTT_ALPHA = 0.3
 
 /**
- * The soft view of the swarm built from gossiped adverts. Entries expire when a peer stops
- * advertising; nothing here is authoritative, it only ranks candidates for late binding.
+ * The soft view of the swarm built from gossiped adverts. A peer is alive while libp2p holds a
+ * connection to it (connection events, `markConnected`/`markDisconnected`): it leaves when the
+ * connection is gone and is not back within the grace (or libp2p gives up redialling it), or when
+ * it has been silent past the long advert bound. Load never decides liveness, so a busy peer whose
+ * adverts run late does not flap. Nothing here is authoritative; it only ranks candidates.
  *
  * Load accounting: a peer's free slots are its slots less those busy with others' calls (by its
  * latest advert or answer) less the calls this agent has in flight there, counted exactly — a call
@@ -58,16 +73,20 @@ export class PeerTable extends TypedEventEmitter<PeerTableEvents> {
   readonly #peers = new Map<string, PeerEntry>()
   readonly #expiryMs: number
   readonly #now: () => number
+  readonly #answerLoad: boolean
+  readonly #graceMs: number
   #timer: NodeJS.Timeout | undefined
 
   constructor (init: PeerTableInit) {
     super()
     this.#expiryMs = init.expiryMs
+    this.#graceMs = init.disconnectGraceMs ?? 30_000
     this.#now = init.now ?? Date.now
+    this.#answerLoad = init.answerLoad ?? true
   }
 
   start (): void {
-    this.#timer = setInterval(() => { this.expire() }, Math.max(100, Math.floor(this.#expiryMs / 4)))
+    this.#timer = setInterval(() => { this.expire() }, Math.max(100, Math.floor(Math.min(this.#expiryMs, this.#graceMs) / 4)))
     this.#timer.unref()
   }
 
@@ -87,7 +106,7 @@ export class PeerTable extends TypedEventEmitter<PeerTableEvents> {
       this.#fromAdvert(known, now)
       return true
     }
-    const entry: PeerEntry = { peerId: advert.peerId, advert, receivedAt: now, rttMs: undefined, inFlight: new Map(), load: new Map() }
+    const entry: PeerEntry = { peerId: advert.peerId, advert, receivedAt: now, rttMs: undefined, inFlight: new Map(), load: new Map(), disconnectedAt: undefined }
     this.#fromAdvert(entry, now)
     this.#peers.set(advert.peerId, entry)
     this.safeDispatchEvent('peer:join', { detail: entry })
@@ -132,7 +151,7 @@ export class PeerTable extends TypedEventEmitter<PeerTableEvents> {
     const entry = this.#peers.get(peerId)
     if (entry === undefined) return
     entry.inFlight.set(kind, Math.max(0, (entry.inFlight.get(kind) ?? 0) - 1))
-    if (load !== undefined) this.#fromAnswer(entry, kind, load)
+    if (load !== undefined && this.#answerLoad) this.#fromAnswer(entry, kind, load)
   }
 
   #fromAnswer (entry: PeerEntry, kind: RuntimeKind, load: PeerLoad): void {
@@ -147,12 +166,30 @@ export class PeerTable extends TypedEventEmitter<PeerTableEvents> {
     })
   }
 
-  /** Drops peers silent for longer than the expiry; returns their ids. */
+  /** libp2p connected to the peer (again). */
+  markConnected (peerId: string): void {
+    const entry = this.#peers.get(peerId)
+    if (entry !== undefined) entry.disconnectedAt = undefined
+  }
+
+  /** libp2p lost its last connection to the peer: it is not a candidate until it is back. */
+  markDisconnected (peerId: string): void {
+    const entry = this.#peers.get(peerId)
+    if (entry !== undefined) entry.disconnectedAt ??= this.#now()
+  }
+
+  /** Connected, as far as libp2p's events told. */
+  isConnected (entry: PeerEntry): boolean {
+    return entry.disconnectedAt === undefined
+  }
+
+  /** Drops peers disconnected past the grace, or silent past the advert bound; returns their ids. */
   expire (): string[] {
-    const cutoff = this.#now() - this.#expiryMs
+    const now = this.#now()
+    const cutoff = now - this.#expiryMs
     const gone: string[] = []
     for (const [id, entry] of this.#peers) {
-      if (entry.receivedAt < cutoff) {
+      if (entry.receivedAt < cutoff || (entry.disconnectedAt !== undefined && now - entry.disconnectedAt > this.#graceMs)) {
         this.#peers.delete(id)
         gone.push(id)
         this.safeDispatchEvent('peer:leave', { detail: id })

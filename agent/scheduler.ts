@@ -484,7 +484,8 @@ export function peerViews (peers: PeerTable, fn: { sha256: string, kind: Runtime
   const views: CandidateView[] = []
   for (const e of peers.list()) {
     const load = e.load.get(kind)
-    if (load === undefined) continue
+    // A peer whose connection is gone is not offered while libp2p redials it.
+    if (load === undefined || !peers.isConnected(e)) continue
     const freeSlots = peers.freeSlots(e, kind)
     const queue = peers.queued(e, kind)
     const holds = fn.holders.has(e.peerId)

@@ -33,7 +33,7 @@ const TARGET_RUN_MS = 25
 
 type PrintTable = (title: string, headers: string[], rows: string[][]) => void
 
-interface Shot { ms: number, status: number, ranOn?: string, code?: string }
+interface Shot { ms: number, status: number, ranOn?: string, code?: string, busy: number }
 
 const http = new HttpAgent({ keepAlive: true, maxSockets: 512 })
 
@@ -47,14 +47,15 @@ async function call (api: string, body: Record<string, unknown>): Promise<Shot> 
       res.on('end', () => {
         const ms = performance.now() - started
         try {
-          const j = JSON.parse(text) as { ranOn?: string, error?: { code?: string } }
-          resolve({ ms, status: res.statusCode ?? 0, ...(j.ranOn !== undefined ? { ranOn: j.ranOn } : {}), ...(j.error?.code !== undefined ? { code: j.error.code } : {}) })
+          const j = JSON.parse(text) as { ranOn?: string, attempts?: Array<{ outcome: string }>, error?: { code?: string, attempts?: Array<{ outcome: string }> } }
+          const busy = (j.attempts ?? j.error?.attempts ?? []).filter(a => a.outcome === 'busy').length
+          resolve({ ms, status: res.statusCode ?? 0, busy, ...(j.ranOn !== undefined ? { ranOn: j.ranOn } : {}), ...(j.error?.code !== undefined ? { code: j.error.code } : {}) })
         } catch {
-          resolve({ ms, status: res.statusCode ?? 0, code: 'BAD_ANSWER' })
+          resolve({ ms, status: res.statusCode ?? 0, code: 'BAD_ANSWER', busy: 0 })
         }
       })
     })
-    req.on('error', (err) => { resolve({ ms: performance.now() - started, status: 0, code: err.message }) })
+    req.on('error', (err) => { resolve({ ms: performance.now() - started, status: 0, code: err.message, busy: 0 }) })
     req.end(JSON.stringify(body))
   })
 }
@@ -140,10 +141,74 @@ function decisionMicroBench (): Array<[string, number]> {
   return out
 }
 
+interface Swarm { net: Testnet, n: number, unloadedP99: number, capacity: number }
+
+/** Five capped agents holding the compiled function, with one agent's capacity and unloaded latency measured. */
+async function swarm (n: number, label: string): Promise<Swarm> {
+  const net = await up({ peers: AGENTS, cpu: () => CPU_CAP, agentArgs: () => ['--wasm-slots', '1', '--no-docker'], readyTimeoutMs: 120_000 })
+  try {
+    const a1 = net.client(1)
+    const body = { params: { n }, timeoutMs: DEADLINE_MS, policy: 'local' }
+    await a1.deploy('primes', PRIMES, { timeout: '10s' })
+    // Every agent holds and has compiled the code before anything is measured.
+    for (const a of net.agents) await net.client(a.index).invoke('primes', { params: { n: 10 }, policy: 'local', timeoutMs: 30_000 })
+    // Capacity: calls back to back on agent 1, here — what its CPU share gets through per second.
+    const started = performance.now()
+    const BACK_TO_BACK = 30
+    for (let i = 0; i < BACK_TO_BACK; i++) await call(net.agent(1).api, body)
+    const capacity = BACK_TO_BACK * 1000 / (performance.now() - started)
+    // Unloaded latency: one call at a time, with pauses that leave the CPU share unspent, as a call
+    // to an idle device sees it.
+    const unloaded: number[] = []
+    for (let i = 0; i < 30; i++) {
+      await new Promise(resolve => setTimeout(resolve, 250))
+      const s = await call(net.agent(1).api, body)
+      if (s.status === 200) unloaded.push(s.ms)
+    }
+    const u = sorted(unloaded)
+    process.stdout.write(`${label}: agent 1 capacity ~${capacity.toFixed(1)} calls/s (back to back); unloaded p50 ${pct(u, 0.5).toFixed(1)} ms, p99 ${pct(u, 0.99).toFixed(1)} ms (one call at a time, spaced)\n`)
+    return { net, n, unloadedP99: pct(u, 0.99), capacity }
+  } catch (err) {
+    await net.down()
+    throw err
+  }
+}
+
+/** One case of open-loop load: the table row (see the headers below). */
+async function runCase (s: Swarm, policy: string, mode: 'agent1' | 'spread', load: number): Promise<string[]> {
+  const { net } = s
+  await settle(net)
+  const index = new Map(net.agents.map(a => [a.peerId, a.index]))
+  const apis = net.agents.map(a => a.api)
+  const shots = await openLoop(load * s.capacity, mode === 'agent1' ? () => apis[0] as string : (i) => apis[i % apis.length] as string, { params: { n: s.n }, timeoutMs: DEADLINE_MS, policy })
+  const ok = sorted(shots.filter(x => x.status === 200).map(x => x.ms))
+  const refused = new Map<string, number>()
+  for (const x of shots) if (x.status !== 200) refused.set(x.code ?? String(x.status), (refused.get(x.code ?? String(x.status)) ?? 0) + 1)
+  const share = Array.from({ length: AGENTS }, (_, k) => shots.filter(x => x.ranOn !== undefined && index.get(x.ranOn) === k + 1).length)
+  const p99 = pct(ok, 0.99)
+  return [
+    mode === 'agent1' ? 'to agent 1' : 'spread',
+    `${load}×`,
+    String(shots.length),
+    `${(100 * ok.length / shots.length).toFixed(1)}%`,
+    refused.size === 0 ? '-' : [...refused].map(([c, k]) => `${c} ${k}`).join(', '),
+    String(shots.reduce((k, x) => k + x.busy, 0)),
+    pct(ok, 0.5).toFixed(0),
+    pct(ok, 0.95).toFixed(0),
+    p99.toFixed(0),
+    share.map(x => `${Math.round(100 * x / Math.max(1, ok.length))}`).join('/'),
+    `${(p99 / s.unloadedP99).toFixed(2)}×`
+  ]
+}
+
+const HEADERS = ['load sent', 'rate', 'sent', 'completed', 'refused', 'BUSY answers', 'p50 ms', 'p95 ms', 'p99 ms', 'share a1/a2/a3/a4/a5 %', 'p99 vs unloaded']
+/** Where fresh load in answers should matter most: many callers, each seeing the others only through adverts. */
+const PIGGYBACK_CASES: Array<[string, 'agent1' | 'spread', number]> = [['least-loaded', 'spread', 3], ['least-loaded', 'spread', 4], ['p2c', 'spread', 4]]
+
 export async function overloadBench (printTable: PrintTable): Promise<void> {
   process.stdout.write(`\n== overload: ${AGENTS} agents at ${CPU_CAP} CPU each, 1 WASM slot, open-loop load for ${SECONDS} s per case, deadline ${DEADLINE_MS} ms ==\n`)
   const micro = decisionMicroBench()
-  printTable('scheduler decision over 50 peers (views from the peer table + ranking), target < 50 µs', ['policy', 'µs per decision'], micro.map(([n, us]) => [n, us.toFixed(1)]))
+  printTable('scheduler decision over 50 peers (views from the peer table + ranking), target < 50 µs', ['policy', 'µs per decision'], micro.map(([name, us]) => [name, us.toFixed(1)]))
   try {
     findCgroupRoots(['cpu'])
   } catch (err) {
@@ -152,65 +217,49 @@ export async function overloadBench (printTable: PrintTable): Promise<void> {
   }
   const { n, runMs } = await calibrateN()
   process.stdout.write(`calibrated: primes n=${n} runs ${runMs.toFixed(1)} ms on an uncapped core\n`)
-  const net = await up({ peers: AGENTS, cpu: () => CPU_CAP, agentArgs: () => ['--wasm-slots', '1', '--no-docker'], readyTimeoutMs: 120_000 })
+  const summary: string[][] = []
+  const withLoad = new Map<string, string[]>()
+  const s = await swarm(n, 'swarm')
   try {
-    const a1 = net.client(1)
-    const body = { params: { n }, timeoutMs: DEADLINE_MS }
-    await a1.deploy('primes', PRIMES, { timeout: '10s' })
-    // Every agent holds and has compiled the code before anything is measured.
-    for (const a of net.agents) await net.client(a.index).invoke('primes', { params: { n: 10 }, policy: 'local', timeoutMs: 30_000 })
-    // Capacity: calls back to back on agent 1, here — what its CPU share gets through per second.
-    const started = performance.now()
-    const BACK_TO_BACK = 30
-    for (let i = 0; i < BACK_TO_BACK; i++) await call(net.agent(1).api, { ...body, policy: 'local' })
-    const capacity = BACK_TO_BACK * 1000 / (performance.now() - started)
-    // Unloaded latency: one call at a time, with pauses that leave the CPU share unspent, as a call
-    // to an idle device sees it.
-    const unloaded: number[] = []
-    for (let i = 0; i < 30; i++) {
-      await new Promise(resolve => setTimeout(resolve, 250))
-      const s = await call(net.agent(1).api, { ...body, policy: 'local' })
-      if (s.status === 200) unloaded.push(s.ms)
-    }
-    const u = sorted(unloaded)
-    process.stdout.write(`agent 1: capacity ~${capacity.toFixed(1)} calls/s (back to back); unloaded p50 ${pct(u, 0.5).toFixed(1)} ms, p99 ${pct(u, 0.99).toFixed(1)} ms (one call at a time, spaced)\n`)
-    const index = new Map(net.agents.map(a => [a.peerId, a.index]))
-    const summary: string[][] = []
     for (const policy of POLICY_NAMES) {
       const rows: string[][] = []
       for (const mode of MODES) {
         for (const load of LOADS) {
-          await settle(net)
-          const rate = load * capacity
-          const apis = net.agents.map(a => a.api)
-          const shots = await openLoop(rate, mode === 'agent1' ? () => apis[0] as string : (i) => apis[i % apis.length] as string, { ...body, policy })
-          const ok = sorted(shots.filter(s => s.status === 200).map(s => s.ms))
-          const refused = new Map<string, number>()
-          for (const s of shots) if (s.status !== 200) refused.set(s.code ?? String(s.status), (refused.get(s.code ?? String(s.status)) ?? 0) + 1)
-          const share = Array.from({ length: AGENTS }, (_, k) => shots.filter(s => s.ranOn !== undefined && index.get(s.ranOn) === k + 1).length)
-          const done = ok.length / shots.length
-          const p99 = pct(ok, 0.99)
-          const row = [
-            mode === 'agent1' ? 'to agent 1' : 'spread',
-            `${load}×`,
-            String(shots.length),
-            `${(done * 100).toFixed(1)}%`,
-            refused.size === 0 ? '-' : [...refused].map(([c, k]) => `${c} ${k}`).join(', '),
-            pct(ok, 0.5).toFixed(0),
-            pct(ok, 0.95).toFixed(0),
-            p99.toFixed(0),
-            share.map(x => `${Math.round(100 * x / Math.max(1, ok.length))}`).join('/'),
-            `${(p99 / pct(u, 0.99)).toFixed(2)}×`
-          ]
+          const row = await runCase(s, policy, mode, load)
           rows.push(row)
-          if (mode === 'agent1' && load === 3) summary.push([policy, row[3] as string, row[9] as string])
+          withLoad.set(`${policy} ${mode} ${load}`, row)
+          if (mode === 'agent1' && load === 3) summary.push([policy, row[3] as string, row[10] as string])
         }
       }
-      printTable(`policy ${policy}`, ['load sent', 'rate', 'sent', 'completed', 'refused', 'p50 ms', 'p95 ms', 'p99 ms', 'share a1/a2/a3/a4/a5 %', 'p99 vs unloaded'], rows)
+      printTable(`policy ${policy}`, HEADERS, rows)
     }
-    printTable('3× one agent\'s capacity sent to agent 1 (targets: ≥ 99 % completed, p99 ≤ 3× unloaded p99, with local-first)', ['policy', 'completed', 'p99 vs unloaded p99'], summary)
   } finally {
-    await net.down()
-    http.destroy()
+    await s.net.down()
+  }
+  printTable('3× one agent\'s capacity sent to agent 1 (targets: ≥ 99 % completed, p99 ≤ 3× unloaded p99, with local-first)', ['policy', 'completed', 'p99 vs unloaded p99'], summary)
+  if (process.env.BENCH_PIGGYBACK !== '0') await piggyback(n, withLoad, printTable)
+  http.destroy()
+}
+
+async function piggyback (n: number, withLoad: Map<string, string[]>, printTable: PrintTable): Promise<void> {
+  // The same cases on a swarm whose agents ignore the load in answers: adverts (1 s) alone.
+  process.env.EDGE_IGNORE_ANSWER_LOAD = '1'
+  let b: Swarm
+  try {
+    b = await swarm(n, 'swarm ignoring the load in answers')
+  } finally {
+    delete process.env.EDGE_IGNORE_ANSWER_LOAD
+  }
+  try {
+    const rows: string[][] = []
+    for (const [policy, mode, load] of PIGGYBACK_CASES) {
+      const on = withLoad.get(`${policy} ${mode} ${load}`)
+      if (on === undefined) continue
+      const off = await runCase(b, policy, mode, load)
+      rows.push([policy, ...on.slice(0, 2), 'answers + adverts', ...on.slice(3)], [policy, ...off.slice(0, 2), 'adverts only', ...off.slice(3)])
+    }
+    printTable('what the load in answers is worth (same cases; the second swarm ignores it)', ['policy', 'load sent', 'rate', 'view', ...HEADERS.slice(3)], rows)
+  } finally {
+    await b.net.down()
   }
 }

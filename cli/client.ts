@@ -112,8 +112,11 @@ export interface StatusInfo {
   docker?: { available: boolean, reason?: string, total?: number, functions?: Array<{ name: string, version: number, containers: number, busy: number }> }
   functions: Array<{ name: string, version: number, sha256: string }>
   peers: number
+  /** Peers that joined and left this agent's peer table since it started. */
+  peerEvents: { joined: number, left: number }
   connections: number
   droppedMessages: number
+  advertsSent: number
   /** The CoAP ingress URL, when the agent serves CoAP. */
   coap: string | null
   async: { queued: number, running: number, done: number, failed: number }

@@ -50,9 +50,15 @@ export interface UpOptions {
   cpu?: (index: number) => number | undefined
   /** Memory in bytes for agent `index`; needs root (cgroups). */
   memoryBytes?: (index: number) => number | undefined
+  /** Per agent: the longest its start may take. Default 60 s. */
   readyTimeoutMs?: number
+  /** Convergence fails when no agent sees one more peer for this long. Default 20 s. */
+  stallMs?: number
   onProgress?: (message: string) => void
 }
+
+/** Agents started at once by `up`. */
+const STARTING_AT_ONCE = 8
 
 export const STATE_FILE = 'testnet.json'
 
@@ -133,22 +139,38 @@ export class Testnet {
     await stopAgent(a.pid, a.dataDir, options.kill === true ? 'SIGKILL' : 'SIGTERM')
   }
 
-  /** Waits until every running agent sees every other running agent in its peer table. */
-  async waitForMesh (timeoutMs = 30_000): Promise<void> {
+  /**
+   * Waits until every running agent sees every other running agent in its peer table, for as long
+   * as that makes progress: it fails, saying who lacks whom, only when `stallMs` pass with no agent
+   * seeing one more peer. `onProgress` hears how many of the pairs are there.
+   */
+  async waitForMesh (stallMs = 20_000, onProgress?: (seen: number, of: number) => void): Promise<void> {
     const running = this.state.agents.filter(a => isOurAgent(a.pid, a.dataDir))
-    const until = Date.now() + timeoutMs
-    let missing = ''
-    while (Date.now() < until) {
-      missing = ''
-      for (const a of running) {
-        const seen = new Set((await new AgentClient(a.api).peers().catch(() => [])).map(p => p.peerId))
-        const lacking = running.filter(o => o !== a && !seen.has(o.peerId))
-        if (lacking.length > 0) missing += ` agent ${a.index} lacks ${lacking.map(o => o.index).join(',')};`
+    const of = running.length * (running.length - 1)
+    let best = -1
+    let progressAt = Date.now()
+    let lacking = new Map<TestnetAgent, TestnetAgent[]>()
+    while (true) {
+      lacking = new Map()
+      const views = await Promise.all(running.map(async (a) => new Set((await new AgentClient(a.api, { timeoutMs: 5000 }).peers().catch(() => [])).map(p => p.peerId))))
+      let seen = 0
+      for (const [i, a] of running.entries()) {
+        const view = views[i] as Set<string>
+        const missing = running.filter(o => o !== a && !view.has(o.peerId))
+        seen += running.length - 1 - missing.length
+        if (missing.length > 0) lacking.set(a, missing)
       }
-      if (missing === '') return
-      await sleep(200)
+      if (seen > best) {
+        best = seen
+        progressAt = Date.now()
+        onProgress?.(seen, of)
+      }
+      if (lacking.size === 0) return
+      if (Date.now() - progressAt > stallMs) break
+      await sleep(500)
     }
-    throw new Error(`testnet did not converge within ${timeoutMs} ms:${missing}`)
+    const shown = [...lacking].slice(0, 8).map(([a, m]) => `agent ${a.index} lacks ${m.slice(0, 10).map(o => o.index).join(',')}${m.length > 10 ? ',…' : ''}`)
+    throw new Error(`testnet stopped converging (no progress for ${Math.round(stallMs / 1000)} s, ${best} of ${of} peer sightings): ${shown.join('; ')}${lacking.size > 8 ? `; and ${lacking.size - 8} agents more` : ''}`)
   }
 
   /** Stops every agent, removes their cgroups, then the testnet's folder (kept if a cgroup is busy, so that `down` can be retried). */
@@ -239,14 +261,19 @@ export async function up (options: UpOptions): Promise<Testnet> {
       }))
     }
     net.save()
-    // The first agent starts alone; the rest bootstrap to it, in parallel.
-    await net.start(1)
+    // The first agent starts alone; the rest bootstrap to it (and to those up before them), a few
+    // at a time, so that a big testnet does not start fifty processes on two cores at once.
+    await net.start(1, { timeoutMs: options.readyTimeoutMs ?? 60_000 })
     progress(`agent 1 up: ${net.agent(1).peerId}`)
-    await Promise.all(state.agents.slice(1).map(async (a) => {
-      await net.start(a.index)
-      progress(`agent ${a.index} up: ${a.peerId}`)
+    const queue = state.agents.slice(1)
+    await Promise.all(Array.from({ length: Math.min(STARTING_AT_ONCE, queue.length) }, async () => {
+      for (let a = queue.shift(); a !== undefined; a = queue.shift()) {
+        await net.start(a.index, { timeoutMs: options.readyTimeoutMs ?? 60_000 })
+        progress(`agent ${a.index} up: ${a.peerId}`)
+      }
     }))
-    await net.waitForMesh(options.readyTimeoutMs ?? 30_000)
+    await net.waitForMesh(options.stallMs ?? 20_000, (seen, of) => { progress(`converging: ${seen} of ${of} peer sightings`) })
+    progress(`converged: every agent sees the other ${options.peers - 1}`)
     return net
   } catch (err) {
     await net.down().catch(() => {})

@@ -103,6 +103,27 @@ async function demo (net: Testnet): Promise<void> {
   process.stdout.write(`\nagain: ${Buffer.from(again.outputBytes).toString('utf8').trim()} → ran on ${nodeOf(again.ranOn)} (${again.warm ? 'warm' : 'cold'}, total ${again.timings.totalMs.toFixed(2)} ms)\n`)
 }
 
+/**
+ * Prints `up`'s progress on stderr: on a terminal, convergence updates one line in place;
+ * elsewhere (a log) it prints a line at most every 5 s.
+ */
+function progressPrinter (): (message: string) => void {
+  const tty = process.stderr.isTTY
+  let inPlace = false
+  let lastAt = 0
+  return (m) => {
+    if (m.startsWith('converging')) {
+      if (tty) { process.stderr.write(`\r${m}\x1b[K`); inPlace = true; return }
+      if (Date.now() - lastAt < 5000) return
+      lastAt = Date.now()
+      process.stderr.write(`${m}\n`)
+      return
+    }
+    process.stderr.write(`${inPlace ? '\n' : ''}${m}\n`)
+    inPlace = false
+  }
+}
+
 export function registerTestnetCommands (program: Command): void {
   const testnet = program.command('testnet').description('a local swarm of agent processes on 127.0.0.1')
 
@@ -133,7 +154,7 @@ export function registerTestnetCommands (program: Command): void {
         agentArgs: (k) => [...(opts.wasmSlots !== undefined ? ['--wasm-slots', opts.wasmSlots] : []), ...(k > dockerPeers ? ['--no-docker'] : [])],
         cpu: (k) => cpus[k - 1],
         memoryBytes: (k) => memory[k - 1],
-        onProgress: (m) => { if (globals(cmd).json !== true) process.stderr.write(`${m}\n`) }
+        onProgress: globals(cmd).json === true ? undefined : progressPrinter()
       }))
       if (globals(cmd).json === true) printJson(net.state)
       else {

@@ -120,3 +120,46 @@ test('RTT is smoothed', () => {
   table.recordRtt('a', 20)
   assert.equal(table.get('a')?.rttMs, 13)
 })
+
+test('a peer whose connection is gone is not a candidate, and leaves once the grace passes without it coming back', () => {
+  const c = clock()
+  const table = new PeerTable({ expiryMs: 60_000, disconnectGraceMs: 30_000, now: c.now })
+  const left: string[] = []
+  table.addEventListener('peer:leave', (e) => left.push(e.detail))
+  table.upsert(advert('a', 1, 1))
+  table.upsert(advert('b', 1, 1))
+  table.markDisconnected('a')
+  table.markDisconnected('b')
+  assert.equal(table.isConnected(table.get('a')!), false)
+  c.advance(20_000)
+  // b is redialled in time; a is not.
+  table.markConnected('b')
+  assert.equal(table.isConnected(table.get('b')!), true)
+  c.advance(11_000)
+  assert.deepEqual(table.expire(), ['a'])
+  assert.deepEqual(left, ['a'])
+})
+
+test('while connected, a peer whose adverts are late (busy) stays: only the long silence bound drops it', () => {
+  const c = clock()
+  const table = new PeerTable({ expiryMs: 60_000, now: c.now })
+  const left: string[] = []
+  table.addEventListener('peer:leave', (e) => left.push(e.detail))
+  table.upsert(advert('a', 1, 1))
+  // Adverts 10 s apart, some 25 s late: never a leave.
+  for (let i = 2; i < 8; i++) {
+    c.advance(i % 2 === 0 ? 35_000 : 10_000)
+    table.upsert(advert('a', i, i))
+    assert.deepEqual(table.expire(), [])
+  }
+  c.advance(60_001)
+  assert.deepEqual(table.expire(), ['a'])
+  assert.deepEqual(left, ['a'])
+})
+
+test('disconnects and reconnects of a peer never in the table are ignored', () => {
+  const table = new PeerTable({ expiryMs: 60_000 })
+  table.markDisconnected('ghost')
+  table.markConnected('ghost')
+  assert.equal(table.size, 0)
+})

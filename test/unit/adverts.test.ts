@@ -1,0 +1,99 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { AdvertService, advertSignature } from '../../agent/adverts.js'
+import { PeerTable } from '../../agent/peer-table.js'
+import { WIRE_VERSION, type Advert } from '../../protocol/index.js'
+
+type Snapshot = Omit<Advert, 'seq' | 'sentAt'>
+
+function snapshot (busy = 0, extra: Partial<Snapshot> = {}): Snapshot {
+  return {
+    v: WIRE_VERSION, type: 'advert', peerId: 'self', addrs: ['/ip4/127.0.0.1/tcp/1'], arch: 'x64', platform: 'linux', cpus: 2, memTotal: 1, memFree: 1,
+    runtimes: [{ kind: 'wasm', slots: 8, busy }], queue: 0, labels: {}, warm: [], functions: [], ...extra
+  }
+}
+
+function setup (): { service: AdvertService, sent: Advert[], table: PeerTable, state: { snap: Snapshot }, advance: (ms: number) => Promise<void> } {
+  let t = 1_000_000
+  const sent: Advert[] = []
+  const table = new PeerTable({ expiryMs: 60_000 })
+  const state = { snap: snapshot() }
+  const service = new AdvertService({ publish: async (a) => { sent.push(a) } }, table, 'self', { heartbeatMs: 10_000, minIntervalMs: 500, snapshot: () => state.snap, now: () => t })
+  // The service's timer ticks every 500 ms; here the test ticks it, on the injected clock.
+  const advance = async (ms: number): Promise<void> => {
+    for (let i = 0; i < ms / 500; i++) {
+      t += 500
+      await service.tick()
+    }
+  }
+  return { service, sent, table, state, advance }
+}
+
+test('an unchanged advert goes out once per heartbeat, not once a second', async () => {
+  const { service, sent, advance } = setup()
+  await service.tick()
+  assert.equal(sent.length, 1)
+  await advance(9500)
+  assert.equal(sent.length, 1)
+  await advance(500)
+  assert.equal(sent.length, 2)
+  await advance(30_000)
+  assert.equal(sent.length, 5)
+})
+
+test('a meaningful change goes out at the next tick; small load changes wait for the heartbeat', async () => {
+  const { service, sent, state, advance } = setup()
+  state.snap = snapshot(1)
+  await service.tick()
+  // 2 of 8 busy is the same step (a quarter) as 1 of 8: no advert.
+  state.snap = snapshot(2)
+  await advance(500)
+  assert.equal(sent.length, 1)
+  // Full is news.
+  state.snap = snapshot(8)
+  await advance(500)
+  assert.equal(sent.length, 2)
+  assert.equal(sent[1]?.runtimes[0]?.busy, 8)
+  // So are new holdings.
+  state.snap = snapshot(8, { functions: [{ name: 'f', version: 1, sha256: 'a'.repeat(64) }] })
+  await advance(500)
+  assert.equal(sent.length, 3)
+})
+
+test('adverts are bounded in rate however fast things change', async () => {
+  const { service, sent, state } = setup()
+  let t = 0
+  const s = new AdvertService({ publish: async (a) => { sent.push(a) } }, new PeerTable({ expiryMs: 60_000 }), 'self', { heartbeatMs: 10_000, minIntervalMs: 500, snapshot: () => state.snap, now: () => t })
+  void service
+  // Ticks every 50 ms for 5 s, the load flipping between idle and full at each.
+  for (let i = 0; i < 100; i++) {
+    t += 50
+    state.snap = snapshot(i % 2 === 0 ? 0 : 8)
+    await s.tick()
+  }
+  assert.ok(sent.length <= 10, `${sent.length} adverts in 5 s`)
+  assert.ok(sent.length >= 5, 'changes still go out at the bounded rate')
+})
+
+test('a new peer\'s advert makes this agent advertise at the next tick; a known peer\'s does not', async () => {
+  const { service, sent, advance } = setup()
+  await service.tick()
+  const peer = { ...snapshot(), peerId: 'p', seq: 1, sentAt: 1 }
+  service.receive(peer)
+  await advance(500)
+  assert.equal(sent.length, 2)
+  service.receive({ ...peer, seq: 2, sentAt: 2 })
+  await advance(500)
+  assert.equal(sent.length, 2)
+  // Its own advert, looped back, is ignored.
+  service.receive({ ...snapshot(), seq: 9, sentAt: 9 })
+  await advance(500)
+  assert.equal(sent.length, 2)
+})
+
+test('the signature ignores what does not need telling at once (exact busy within a step, memory)', () => {
+  assert.equal(advertSignature(snapshot(3)), advertSignature(snapshot(4, { memFree: 99 })))
+  assert.notEqual(advertSignature(snapshot(0)), advertSignature(snapshot(1)))
+  assert.notEqual(advertSignature(snapshot(0)), advertSignature(snapshot(0, { queue: 1 })))
+  assert.notEqual(advertSignature(snapshot(0)), advertSignature(snapshot(0, { warm: ['b'.repeat(64)] })))
+})
