@@ -13,6 +13,8 @@ export interface AdvertServiceInit {
   snapshot: () => Omit<Advert, 'seq' | 'sentAt'>
   onAdvert?: (advert: Advert) => void
   now?: () => number
+  /** Uniform in [0, 1): jitters each heartbeat by ±25 %, so that agents started together do not advertise in step. */
+  random?: () => number
 }
 
 /** Where adverts go: a gossip topic (or, in tests, anything that takes them). */
@@ -60,12 +62,18 @@ export class AdvertService {
   #lastSignature = ''
   #soon = false
   #sent = 0
+  #heartbeatMs: number
 
   constructor (channel: AdvertChannel, table: PeerTable, selfId: string, init: AdvertServiceInit) {
     this.#channel = channel
     this.#table = table
     this.#selfId = selfId
-    this.#init = { minIntervalMs: 500, now: Date.now, ...init }
+    this.#init = { minIntervalMs: 500, now: Date.now, random: Math.random, ...init }
+    this.#heartbeatMs = this.#jittered()
+  }
+
+  #jittered (): number {
+    return this.#init.heartbeatMs * (0.75 + 0.5 * this.#init.random())
   }
 
   /** Adverts this agent has sent. */
@@ -83,7 +91,12 @@ export class AdvertService {
     clearInterval(this.#timer)
   }
 
-  /** A peer's advert, from gossip. */
+  /** This agent's advert as of now, for a hello (its own seq: a receiver takes the newest). */
+  current (): Advert {
+    return { ...this.#init.snapshot(), seq: this.#seq++, sentAt: Date.now() }
+  }
+
+  /** A peer's advert, from gossip or a hello. */
   receive (advert: Advert): void {
     if (advert.peerId === this.#selfId) return
     const known = this.#table.get(advert.peerId) !== undefined
@@ -91,6 +104,14 @@ export class AdvertService {
     this.#init.onAdvert?.(advert)
     // A new peer hears of this agent at the next tick, not the next heartbeat.
     if (!known) this.#soon = true
+  }
+
+  /**
+   * A peer began to listen to adverts (it subscribed, or joined this agent's mesh): if it is not in
+   * the table yet, it has likely missed this agent's adverts, so one goes out at the next tick.
+   */
+  peerListening (peerId: string): void {
+    if (peerId !== this.#selfId && this.#table.get(peerId) === undefined) this.#soon = true
   }
 
   /**
@@ -107,18 +128,29 @@ export class AdvertService {
     if (!force && now - this.#lastSentAt < this.#init.minIntervalMs) return false
     const snapshot = this.#init.snapshot()
     const signature = advertSignature(snapshot)
-    const due = now - this.#lastSentAt >= this.#init.heartbeatMs
+    const due = now - this.#lastSentAt >= this.#heartbeatMs
     if (!force && !due && !this.#soon && signature === this.#lastSignature) return false
     this.#soon = false
     this.#lastSignature = signature
     this.#lastSentAt = now
+    this.#heartbeatMs = this.#jittered()
     this.#sent++
     await this.#channel.publish({ ...snapshot, seq: this.#seq++, sentAt: Date.now() })
     return true
   }
 }
 
-/** The adverts topic of a libp2p node, delivering peers' adverts to `receive`. */
-export function advertTopic (node: EdgeNode, receive: (advert: Advert) => void): GossipTopic<Advert> {
+/**
+ * The adverts topic of a libp2p node, delivering peers' adverts to `receive`, and telling
+ * `listening` of each peer that subscribes to it or joins this node's mesh for it.
+ */
+export function advertTopic (node: EdgeNode, receive: (advert: Advert) => void, listening: (peerId: string) => void): GossipTopic<Advert> {
+  const pubsub = node.services.pubsub
+  pubsub.addEventListener('subscription-change', (evt) => {
+    if (evt.detail.subscriptions.some(s => s.topic === ADVERTS_TOPIC && s.subscribe)) listening(evt.detail.peerId.toString())
+  })
+  pubsub.addEventListener('gossipsub:graft', (evt) => {
+    if (evt.detail.topic === ADVERTS_TOPIC) listening(evt.detail.peerId)
+  })
   return new GossipTopic(node, ADVERTS_TOPIC, parseAdvert, receive)
 }

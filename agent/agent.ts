@@ -13,6 +13,7 @@ import type { GossipTopic } from './gossip.js'
 import { Connectivity } from './connectivity.js'
 import { ConfigError, StorageFullError, VersionConflictError } from './errors.js'
 import { FetchService } from './fetch.js'
+import { HelloService } from './hello.js'
 import { Host } from './host.js'
 import { loadPeerKey, loadSwarmKey } from './identity.js'
 import { InvokeClient } from './invoke-client.js'
@@ -84,6 +85,7 @@ export class Agent {
   #advertsTopic!: GossipTopic<Advert>
   #announcements!: GossipTopic<FunctionAnnouncement>
   #connectivity!: Connectivity
+  #hello!: HelloService
   #replicator!: Replicator
   #fetcher!: FetchService
   #client!: InvokeClient
@@ -201,7 +203,7 @@ export class Agent {
         throw err
       }
     }, (fn) => this.scheduler.loadOf(fn))
-    this.#advertsTopic = advertTopic(this.node, (advert) => { this.#adverts.receive(advert) })
+    this.#advertsTopic = advertTopic(this.node, (advert) => { this.#adverts.receive(advert) }, (peer) => { this.#adverts?.peerListening(peer) })
     this.#adverts = new AdvertService(this.#advertsTopic, this.peers, this.peerId, {
       heartbeatMs: config.advertIntervalMs,
       snapshot: () => this.#advert(),
@@ -220,6 +222,12 @@ export class Agent {
       hold: (spec, code, cids) => { this.#hold(spec, code, cids) }
     })
     this.#connectivity = new Connectivity(this.node, this.peers, { bootstrap: config.bootstrap })
+    this.#hello = new HelloService(this.node, {
+      advert: () => this.#adverts.current(),
+      peers: () => this.peers.list().filter(e => this.peers.isConnected(e)).map(e => ({ peerId: e.peerId, addrs: e.advert.addrs })),
+      receive: (advert) => { this.#adverts.receive(advert) },
+      hints: (peers) => { this.#connectivity.hint(peers) }
+    })
     this.peers.addEventListener('peer:leave', (evt) => {
       this.#peerEvents.left++
       log('peer %s left the peer table', evt.detail)
@@ -236,6 +244,8 @@ export class Agent {
 
     await this.runtimes.start()
     this.scheduler.start()
+    // Before the node starts, so that its first connections (bootstrap) are greeted too.
+    await this.#hello.start()
     await this.node.start()
     await this.#fetcher.start()
     await this.#server.start()
@@ -273,6 +283,7 @@ export class Agent {
       ['peer table', () => { this.peers?.stop() }],
       ['announcements', () => { this.#announcements?.stop() }],
       ['adverts', () => { this.#adverts?.stop(); this.#advertsTopic?.stop() }],
+      ['hello', async () => { await this.#hello?.stop() }],
       ['invoke server', async () => { await this.#server?.stop() }],
       ['invoke client', async () => { await this.#client?.stop() }],
       ['fetch', async () => { await this.#fetcher?.stop() }],

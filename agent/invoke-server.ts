@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events'
 import { logger } from '@libp2p/logger'
 import {
   CancelledError, FramedStream, InterruptedError, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, validateInvokeFrame, wireCodeOf, WIRE_VERSION,
@@ -41,6 +42,8 @@ export class InvokeServer {
 
   async start (): Promise<void> {
     this.#stopping = new AbortController()
+    // Every call being served listens to it.
+    setMaxListeners(Infinity, this.#stopping.signal)
     await this.#node.handle(INVOKE_PROTOCOL, (stream, connection) => { this.#accept(stream, connection) }, {
       maxInboundStreams: 256,
       maxOutboundStreams: 64

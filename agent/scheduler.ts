@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events'
 import { logger } from '@libp2p/logger'
 import {
   abortError, BadRequestError, BusyError, parseTarget, DeadlineExceededError, FunctionNotFoundError, InterruptedError, RuntimeKind, UntrustedManifestError,
@@ -171,6 +172,8 @@ export class Scheduler {
 
   start (): void {
     this.#stopping = new AbortController()
+    // Every call in flight listens to it.
+    setMaxListeners(Infinity, this.#stopping.signal)
   }
 
   /** Cuts off every call still waiting or running through this scheduler: they fail as interrupted. */

@@ -8,6 +8,7 @@ import { WasmRuntime } from '../runtimes/index.js'
 import { dhtBench } from './dht.js'
 import { containerBench } from './containers.js'
 import { overloadBench } from './overload.js'
+import { scaleBench } from './scale.js'
 import { measureWrk, type Figures } from './wrk.js'
 import { createHash } from 'node:crypto'
 import { pct } from './stats.js'
@@ -115,6 +116,7 @@ async function main (): Promise<void> {
   if (process.env.BENCH_ONLY === 'containers') { await containerBench(printTable); return }
   if (process.env.BENCH_ONLY === 'dht') { await dhtBench(printTable); return }
   if (process.env.BENCH_ONLY === 'overload') { await overloadBench(printTable); return }
+  if (process.env.BENCH_ONLY === 'scale') { await scaleBench(printTable); return }
   process.stdout.write(`edge-agent bench: node ${process.version}, ${SEQ} sequential calls then ${THROUGHPUT_CALLS} at concurrency ${CONCURRENCY}\n`)
   const direct = await measure(directCall())
 
@@ -158,6 +160,7 @@ async function main (): Promise<void> {
   if (process.env.BENCH_SKIP_DHT === undefined) await dhtBench(printTable)
   if (process.env.BENCH_SKIP_CONTAINERS === undefined) await containerBench(printTable)
   if (process.env.BENCH_SKIP_OVERLOAD === undefined) await overloadBench(printTable)
+  if (process.env.BENCH_SKIP_SCALE === undefined) await scaleBench(printTable)
 }
 
 await main()

@@ -87,6 +87,18 @@ export interface Advert {
   sentAt: number
 }
 
+/**
+ * Sent both ways on /edge/hello/1 when a connection opens: the sender's own advert (authenticated
+ * by the connection: its peerId must be the remote's), and hints of other peers to dial (their ids
+ * and addresses, unauthenticated: a peer is in the table only by its own advert).
+ */
+export interface Hello {
+  v: number
+  type: 'hello'
+  advert: Advert
+  peers: Array<{ peerId: string, addrs: string[] }>
+}
+
 export interface DeployAnnouncement {
   v: number
   type: 'deploy'

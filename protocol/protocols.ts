@@ -1,6 +1,11 @@
 /** Protocol ids of the direct streams between agents. Gossip is never the path of a request. */
 export const INVOKE_PROTOCOL = '/edge/invoke/1'
 export const FETCH_PROTOCOL = '/edge/fetch/1'
+/** On each new connection: both sides' adverts, and the peers each knows (to dial). */
+export const HELLO_PROTOCOL = '/edge/hello/1'
+/** Largest hello frame: an advert and up to MAX_HELLO_PEERS peers with their addresses. */
+export const MAX_HELLO_BYTES = 256 * 1024
+export const MAX_HELLO_PEERS = 256
 
 /** Gossipsub topics: soft state only. */
 export const ADVERTS_TOPIC = 'edge/adverts/1'

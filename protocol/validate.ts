@@ -1,7 +1,7 @@
 import { BadRequestError, InvalidMessageError } from './errors.js'
 import { parseCid } from './chunks.js'
-import { RuntimeKind, type Advert, type ContainerOptions, type ChunkHeader, type DeleteAnnouncement, type FetchChunk, type FetchChunkRequest, type FunctionAnnouncement, type FunctionRef, type FunctionSpec, type InvokeFrame, type InvokeRequest, type InvokeResponse, type PeerLoad, type RuntimeCapacity } from './messages.js'
-import { MAX_CODE_BYTES, MAX_IO_BYTES, WIRE_VERSION } from './protocols.js'
+import { RuntimeKind, type Advert, type ContainerOptions, type ChunkHeader, type DeleteAnnouncement, type FetchChunk, type FetchChunkRequest, type FunctionAnnouncement, type FunctionRef, type Hello, type FunctionSpec, type InvokeFrame, type InvokeRequest, type InvokeResponse, type PeerLoad, type RuntimeCapacity } from './messages.js'
+import { MAX_CODE_BYTES, MAX_HELLO_PEERS, MAX_IO_BYTES, WIRE_VERSION } from './protocols.js'
 
 /**
  * Validators for untrusted input. Each returns a fresh, typed object holding only the known fields,
@@ -178,6 +178,19 @@ export function validateAdvert (value: unknown): Advert {
     ...(o.trusted === undefined ? {} : { trusted: list(o.trusted, 'trusted', 64, (v, f) => str(v, f, 128)) }),
     seq: int(o.seq, 'seq'),
     sentAt: int(o.sentAt, 'sentAt')
+  }
+}
+
+export function validateHello (value: unknown): Hello {
+  const o = header(value, 'hello')
+  return {
+    v: WIRE_VERSION,
+    type: 'hello',
+    advert: validateAdvert(o.advert),
+    peers: list(o.peers, 'peers', MAX_HELLO_PEERS, (p, f) => {
+      const e = obj(p, f)
+      return { peerId: str(e.peerId, `${f}.peerId`, 128), addrs: list(e.addrs, `${f}.addrs`, 16, (a, g) => str(a, g, 512)) }
+    })
   }
 }
 

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { AgentClient } from '../cli/client.js'
-import { isOurAgent, runAgentCommand, sleep, spawnAgent, stopAgent } from './process.js'
+import { isOurAgent, sleep, spawnAgent, stopAgent } from './process.js'
 import { applyCaps, cappedCommand, cgroupDirs, childCgroup, findCgroupRoots, removeCgroups, testnetCgroupName, validateCaps, type Caps, type CgroupDirs, type Controller } from './cgroups.js'
 
 export type { Caps, CgroupDirs } from './cgroups.js'
@@ -242,24 +242,20 @@ export async function up (options: UpOptions): Promise<Testnet> {
       if (state.cgroup !== undefined && (c.cpu !== undefined || c.memoryBytes !== undefined)) Object.assign(a, { caps: c, cgroup: childCgroup(state.cgroup, `agent-${k}`, c) })
       state.agents.push(a)
     }
-    // Agent 1 makes the swarm key (unless one is given); the others are initialised with it, in parallel.
-    const first = state.agents[0] as TestnetAgent
+    // Every agent initialised here, as 'edge-agent init' would (config, identity, swarm key), with
+    // one swarm key; and, as one owner's devices, each trusting the others' keys. In this process:
+    // two commands per agent would be a hundred processes for a testnet of fifty.
+    const { createPeerKey, newSwarmKey, validateSwarmKey, writeSwarmKey } = await import('../agent/identity.js')
+    const { writeConfig } = await import('../agent/config.js')
+    const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
+    const key = options.swarmKey === undefined ? newSwarmKey() : validateSwarmKey(readFileSync(options.swarmKey), options.swarmKey)
+    if (options.swarmKey === undefined) writeFileSync(swarmKey, key, { mode: 0o600 })
     const ids = new Map<TestnetAgent, string>()
-    const init = async (a: TestnetAgent, args: string[]): Promise<void> => {
-      const out = await runAgentCommand(['init', '--data-dir', a.dataDir, ...args])
-      ids.set(a, /agent (\S+) in /.exec(out)?.[1] ?? '')
+    for (const a of state.agents) {
+      ids.set(a, peerIdFromPrivateKey(await createPeerKey(a.dataDir)).toString())
+      writeSwarmKey(a.dataDir, key)
     }
-    if (options.swarmKey === undefined) {
-      await init(first, [])
-      writeFileSync(swarmKey, readFileSync(join(first.dataDir, 'swarm.key')), { mode: 0o600 })
-    }
-    await Promise.all(state.agents.filter(a => !ids.has(a)).map(async (a) => { await init(a, ['--swarm-key', swarmKey]) }))
-    // One owner's devices: every agent runs what any of them deployed.
-    if (state.agents.length > 1) {
-      await Promise.all(state.agents.map(async (a) => {
-        await runAgentCommand(['trust', 'add', ...state.agents.filter(o => o !== a).map(o => ids.get(o) ?? ''), '--data-dir', a.dataDir])
-      }))
-    }
+    for (const a of state.agents) writeConfig(a.dataDir, { trustedKeys: state.agents.filter(o => o !== a).map(o => ids.get(o) as string) })
     net.save()
     // The first agent starts alone; the rest bootstrap to it (and to those up before them), a few
     // at a time, so that a big testnet does not start fifty processes on two cores at once.

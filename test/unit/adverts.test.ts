@@ -18,7 +18,7 @@ function setup (): { service: AdvertService, sent: Advert[], table: PeerTable, s
   const sent: Advert[] = []
   const table = new PeerTable({ expiryMs: 60_000 })
   const state = { snap: snapshot() }
-  const service = new AdvertService({ publish: async (a) => { sent.push(a) } }, table, 'self', { heartbeatMs: 10_000, minIntervalMs: 500, snapshot: () => state.snap, now: () => t })
+  const service = new AdvertService({ publish: async (a) => { sent.push(a) } }, table, 'self', { heartbeatMs: 10_000, minIntervalMs: 500, snapshot: () => state.snap, now: () => t, random: () => 0.5 })
   // The service's timer ticks every 500 ms; here the test ticks it, on the injected clock.
   const advance = async (ms: number): Promise<void> => {
     for (let i = 0; i < ms / 500; i++) {
@@ -60,10 +60,22 @@ test('a meaningful change goes out at the next tick; small load changes wait for
   assert.equal(sent.length, 3)
 })
 
+test('heartbeats are jittered, so that agents started together drift apart', async () => {
+  const gaps = new Set<number>()
+  for (const r of [0, 0.5, 0.999]) {
+    let t = 0
+    const times: number[] = []
+    const s = new AdvertService({ publish: async () => { times.push(t) } }, new PeerTable({ expiryMs: 60_000 }), 'self', { heartbeatMs: 10_000, minIntervalMs: 500, snapshot: () => snapshot(), now: () => t, random: () => r })
+    for (; t <= 30_000; t += 500) await s.tick()
+    gaps.add((times[1] ?? 0) - (times[0] ?? 0))
+  }
+  assert.deepEqual([...gaps].sort((a, b) => a - b), [7500, 10_000, 12_500])
+})
+
 test('adverts are bounded in rate however fast things change', async () => {
   const { service, sent, state } = setup()
   let t = 0
-  const s = new AdvertService({ publish: async (a) => { sent.push(a) } }, new PeerTable({ expiryMs: 60_000 }), 'self', { heartbeatMs: 10_000, minIntervalMs: 500, snapshot: () => state.snap, now: () => t })
+  const s = new AdvertService({ publish: async (a) => { sent.push(a) } }, new PeerTable({ expiryMs: 60_000 }), 'self', { heartbeatMs: 10_000, minIntervalMs: 500, snapshot: () => state.snap, now: () => t, random: () => 0.5 })
   void service
   // Ticks every 50 ms for 5 s, the load flipping between idle and full at each.
   for (let i = 0; i < 100; i++) {

@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { encode as cborEncode } from 'cbor-x'
 import {
-  decode, encode, MAX_GOSSIP_BYTES, validateAdvert, validateAnnouncement, validateInvokeFrame, validateInvokeRequest, validateInvokeResponse,
+  decode, encode, MAX_GOSSIP_BYTES, validateAdvert, validateAnnouncement, validateHello, validateInvokeFrame, validateInvokeRequest, validateInvokeResponse,
   WIRE_VERSION, type Advert
 } from '../../protocol/index.js'
 
@@ -95,6 +95,14 @@ test('a caller\'s frame is a call or the cancel of one', () => {
   assert.equal(validateInvokeFrame({ v: 1, type: 'invoke', id: 1, fn: { name: 'f', version: 1, sha256: 'a'.repeat(64) }, input: Buffer.from(''), deadlineMs: 10, holders: [] }).type, 'invoke')
   assert.throws(() => validateInvokeFrame({ v: 1, type: 'cancel', id: -1 }), { name: 'InvalidMessageError', message: /id/ })
   assert.throws(() => validateInvokeFrame({ v: 2, type: 'cancel', id: 1 }), { name: 'InvalidMessageError', message: /version/ })
+})
+
+test('a hello carries an advert and bounded hints of other peers', () => {
+  const hello = { v: 1, type: 'hello', advert: advert(), peers: [{ peerId: 'p', addrs: ['/ip4/10.0.0.2/tcp/4001'] }] }
+  assert.deepEqual(validateHello(hello), hello)
+  assert.throws(() => validateHello({ ...hello, advert: { ...advert(), v: 9 } }), { name: 'InvalidMessageError' })
+  assert.throws(() => validateHello({ ...hello, peers: Array.from({ length: 257 }, () => ({ peerId: 'p', addrs: [] })) }), { name: 'InvalidMessageError', message: /peers: more than 256/ })
+  assert.throws(() => validateHello({ ...hello, peers: [{ peerId: 'p', addrs: Array(17).fill('/ip4/1.2.3.4/tcp/1') }] }), { name: 'InvalidMessageError', message: /addrs/ })
 })
 
 test('announcements of deploy and delete validate', () => {
