@@ -144,7 +144,7 @@ export class AdvertService {
  * The adverts topic of a libp2p node, delivering peers' adverts to `receive`, and telling
  * `listening` of each peer that subscribes to it or joins this node's mesh for it.
  */
-export function advertTopic (node: EdgeNode, receive: (advert: Advert) => void, listening: (peerId: string) => void): GossipTopic<Advert> {
+export function advertTopic (node: EdgeNode, receive: (advert: Advert) => void, listening: (peerId: string) => void, flood: () => boolean): GossipTopic<Advert> {
   const pubsub = node.services.pubsub
   pubsub.addEventListener('subscription-change', (evt) => {
     if (evt.detail.subscriptions.some(s => s.topic === ADVERTS_TOPIC && s.subscribe)) listening(evt.detail.peerId.toString())
@@ -152,5 +152,8 @@ export function advertTopic (node: EdgeNode, receive: (advert: Advert) => void, 
   pubsub.addEventListener('gossipsub:graft', (evt) => {
     if (evt.detail.topic === ADVERTS_TOPIC) listening(evt.detail.peerId)
   })
-  return new GossipTopic(node, ADVERTS_TOPIC, parseAdvert, receive)
+  return new GossipTopic(node, ADVERTS_TOPIC, parseAdvert, receive, flood)
 }
+
+/** Up to this many peers, adverts are flooded to every connected peer; beyond, they go by the mesh. */
+export const FLOOD_ADVERTS_UP_TO = 24

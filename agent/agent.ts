@@ -7,7 +7,7 @@ import type { DockerRuntime } from '../runtimes/docker/index.js'
 import {
   artifactEntry, BadRequestError, chunk, CONTAINER_RUNTIMES, DEFAULT_CONTAINER_MEMORY_BYTES, DEFAULT_MEMORY_BYTES, MIN_CONTAINER_MEMORY_BYTES, type ContainerOptions, type Manifest, DEFAULT_TIMEOUT_MS, FunctionNotFoundError, UntrustedManifestError, openRecord, parseTarget, FUNCTION_NAME, RuntimeKind, signRecord, WIRE_VERSION, type Advert, type FunctionAnnouncement, type FunctionSpec
 } from '../protocol/index.js'
-import { advertTopic, AdvertService } from './adverts.js'
+import { advertTopic, AdvertService, FLOOD_ADVERTS_UP_TO } from './adverts.js'
 import { announcements } from './announcements.js'
 import type { GossipTopic } from './gossip.js'
 import { Connectivity } from './connectivity.js'
@@ -203,7 +203,7 @@ export class Agent {
         throw err
       }
     }, (fn) => this.scheduler.loadOf(fn))
-    this.#advertsTopic = advertTopic(this.node, (advert) => { this.#adverts.receive(advert) }, (peer) => { this.#adverts?.peerListening(peer) })
+    this.#advertsTopic = advertTopic(this.node, (advert) => { this.#adverts.receive(advert) }, (peer) => { this.#adverts?.peerListening(peer) }, () => this.peers.size <= FLOOD_ADVERTS_UP_TO)
     this.#adverts = new AdvertService(this.#advertsTopic, this.peers, this.peerId, {
       heartbeatMs: config.advertIntervalMs,
       snapshot: () => this.#advert(),
@@ -448,7 +448,8 @@ export class Agent {
     this.#hold(spec, code, chunks)
     this.trust.allow(spec, chunks)
     // The signed record rides along, so that peers need no DHT look-up to trust the new version.
-    await this.#announcements.publish({ v: WIRE_VERSION, type: 'deploy', fn: spec, holder: this.peerId, at: Date.now(), record })
+    // Deploys are rare and must not be lost: an agent that just joined waits (a little) for a listener.
+    void this.#announcements.publish({ v: WIRE_VERSION, type: 'deploy', fn: spec, holder: this.peerId, at: Date.now(), record }, { untilHeardMs: 10_000 })
     this.#adverts.publishSoon()
     log('deployed %s v%d (%s, %d bytes)', spec.name, spec.version, spec.sha256.slice(0, 12), code.byteLength)
     const published = await this.manifests.publish(record)
@@ -482,7 +483,7 @@ export class Agent {
     }
     record ??= await signRecord({ v: WIRE_VERSION, type: 'tombstone', name, version, deployedAt: Date.now() }, this.#key)
     this.#dropFunction(name, version)
-    await this.#announcements.publish({ v: WIRE_VERSION, type: 'delete', name, version, by: this.peerId, at: Date.now(), record })
+    void this.#announcements.publish({ v: WIRE_VERSION, type: 'delete', name, version, by: this.peerId, at: Date.now(), record }, { untilHeardMs: 10_000 })
     await this.manifests.publish(record)
     this.#adverts.publishSoon()
     return { name, version }
@@ -527,15 +528,19 @@ export class Agent {
         .catch((err: Error) => { log('delete of %s carried a bad record: %s', a.name, err.message) })
       return
     }
-    this.registry.learn(a.fn)
-    if (a.record !== undefined) {
-      openRecord(a.record)
-        .then((record) => {
-          const b = record.body
-          if (b.type === 'manifest' && b.name === a.fn.name && b.version === a.fn.version && b.sha256 === a.fn.sha256 && a.record !== undefined) this.manifests.remember(record, a.record)
-        })
-        .catch((err: Error) => { log('announcement of %s carried a bad record: %s', a.fn.name, err.message) })
+    if (a.record === undefined) {
+      this.registry.learn(a.fn)
+      return
     }
+    // Known here only once its signed record is checked and kept: a call made as soon as the
+    // function is listed then finds the record (and who signed it) without a DHT look-up.
+    openRecord(a.record)
+      .then((record) => {
+        const b = record.body
+        if (b.type === 'manifest' && b.name === a.fn.name && b.version === a.fn.version && b.sha256 === a.fn.sha256 && a.record !== undefined) this.manifests.remember(record, a.record)
+        this.registry.learn(a.fn)
+      })
+      .catch((err: Error) => { log('announcement of %s carried a bad record: %s', a.fn.name, err.message) })
   }
 
   /** CPUs (whole, as adverts carry them: a 0.3 quota is 1) and memory, for adverts. */

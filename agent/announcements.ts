@@ -17,5 +17,7 @@ export function parseAnnouncement (message: Message): FunctionAnnouncement {
  * its limits) without waiting for adverts. Soft state: authority moves to signed DHT manifests later.
  */
 export function announcements (node: EdgeNode, onAnnouncement: (a: FunctionAnnouncement) => void): GossipTopic<FunctionAnnouncement> {
-  return new GossipTopic(node, FUNCTIONS_TOPIC, parseAnnouncement, onAnnouncement)
+  // Deploys and deletes are rare and must reach everyone at once, a newcomer whose mesh has not
+  // formed yet included: always flooded to every connected peer.
+  return new GossipTopic(node, FUNCTIONS_TOPIC, parseAnnouncement, onAnnouncement, () => true)
 }

@@ -15,6 +15,7 @@ export class GossipTopic<T> {
   readonly #topic: string
   readonly #parse: (message: Message) => T
   readonly #deliver: (value: T) => void
+  readonly #flood: () => boolean
   readonly #parsed = new WeakMap<Message, T>()
   #dropped = 0
   readonly #onMessage = (evt: CustomEvent<Message>): void => {
@@ -23,11 +24,17 @@ export class GossipTopic<T> {
     if (value !== undefined) this.#deliver(value)
   }
 
-  constructor (node: EdgeNode, topic: string, parse: (message: Message) => T, deliver: (value: T) => void) {
+  /**
+   * `flood`: whether this agent's own messages go to every subscribed peer it is connected to
+   * rather than only to its mesh (asked at each publish: rare messages that must reach everyone
+   * fast, or a small swarm).
+   */
+  constructor (node: EdgeNode, topic: string, parse: (message: Message) => T, deliver: (value: T) => void, flood: () => boolean = () => false) {
     this.#node = node
     this.#topic = topic
     this.#parse = parse
     this.#deliver = deliver
+    this.#flood = flood
   }
 
   /** Messages refused so far. */
@@ -49,15 +56,26 @@ export class GossipTopic<T> {
     pubsub.topicValidators.delete(this.#topic)
   }
 
-  /** Publishes a message; failures are logged, never thrown (gossip is best effort). */
-  async publish (message: unknown): Promise<void> {
+  /**
+   * Publishes a message; failures are logged, never thrown (gossip is best effort). With
+   * `untilHeard`, a message published while no peer is known to listen on the topic (an agent that
+   * just joined: subscriptions are exchanged after the connection) is published again every
+   * 500 ms until one is, for up to that many ms.
+   */
+  async publish (message: unknown, options: { untilHeardMs?: number } = {}): Promise<void> {
+    const until = Date.now() + (options.untilHeardMs ?? 0)
+    while (this.#node.services.pubsub.getSubscribers(this.#topic).length === 0 && Date.now() < until) {
+      await new Promise(resolve => setTimeout(resolve, 500))
+    }
     const data = encode(message)
     if (data.byteLength > MAX_GOSSIP_BYTES) {
       log.error('%s: own message of %d bytes is over the %d limit: not sent', this.#topic, data.byteLength, MAX_GOSSIP_BYTES)
       return
     }
     try {
-      await this.#node.services.pubsub.publish(this.#topic, data)
+      // The implementation takes per-message options that the service's interface does not show.
+      const publish = this.#node.services.pubsub.publish.bind(this.#node.services.pubsub) as (topic: string, data: Uint8Array, opts: { floodPublish: boolean }) => Promise<unknown>
+      await publish(this.#topic, data, { floodPublish: this.#flood() })
     } catch (err) {
       log('%s: not published: %s', this.#topic, (err as Error).message)
     }
