@@ -65,7 +65,8 @@ export class GossipTopic<T> {
   async publish (message: unknown, options: { untilHeardMs?: number } = {}): Promise<void> {
     const until = Date.now() + (options.untilHeardMs ?? 0)
     while (this.#node.services.pubsub.getSubscribers(this.#topic).length === 0 && Date.now() < until) {
-      await new Promise(resolve => setTimeout(resolve, 500))
+      // Not a reason to keep a stopping process alive.
+      await new Promise(resolve => { setTimeout(resolve, 500).unref() })
     }
     const data = encode(message)
     if (data.byteLength > MAX_GOSSIP_BYTES) {
