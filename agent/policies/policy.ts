@@ -130,8 +130,9 @@ export function rankPool (input: PolicyInput, order: (pool: CandidateView[]) => 
   const queues = [input.self, ...input.peers.filter(p => p.freeSlots === 0)].sort((a, b) => expectedMs(a) - expectedMs(b))
   const fitting = queues.filter(c => expectedMs(c) <= deadline)
   if (ordered.length === 0 && fitting.length === 0) {
+    // Busy everywhere (when a slot is expected), or nowhere able to run it at all (no wait is finite).
     const soonest = Math.min(...queues.map(c => c.waitMs))
-    return { candidates: [], skipped, overloaded: { retryAfterMs: Math.max(1, Math.round(soonest)) } }
+    return { candidates: [], skipped, ...(Number.isFinite(soonest) ? { overloaded: { retryAfterMs: Math.max(1, Math.round(soonest)) } } : {}) }
   }
   const waits: Candidate[] = []
   let peersQueued = 0

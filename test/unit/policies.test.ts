@@ -38,6 +38,12 @@ test('a call waits in the queue of the place that would finish it soonest, here 
   assert.match(r.candidates[0]?.reason ?? '', /wait in its queue/)
 })
 
+test('a place that cannot run the function at all (no wait is finite) is no reason for a Retry-After', () => {
+  const r = localFirst.rank({ deadlineMs: 5000, self: self({ freeSlots: 0, waitMs: Number.POSITIVE_INFINITY }), peers: [] })
+  assert.deepEqual(order(r), [])
+  assert.equal(r.overloaded, undefined)
+})
+
 test('a free slot is tried if the call can start there in time, though its average run would not fit', () => {
   const r = localFirst.rank({ deadlineMs: 50, self: self({ freeSlots: 0, holds: true, waitMs: 900 }), peers: [view('free', { runMs: 80 })] })
   assert.deepEqual(order(r), ['free'])
