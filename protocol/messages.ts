@@ -63,7 +63,7 @@ export interface RuntimeCapacity {
   busy: number
 }
 
-/** Published on ADVERTS_TOPIC about once a second. */
+/** Published on ADVERTS_TOPIC when holdings or load change (at most twice a second) and on a slow heartbeat; also sent in a hello. */
 export interface Advert {
   v: number
   type: 'advert'
