@@ -58,27 +58,30 @@ export class GossipTopic<T> {
 
   /**
    * Publishes a message; failures are logged, never thrown (gossip is best effort). With
-   * `untilHeard`, a message published while no peer is known to listen on the topic (an agent that
-   * just joined: subscriptions are exchanged after the connection) is published again every
-   * 500 ms until one is, for up to that many ms.
+   * `untilHeardMs`, a message that reached no peer (an agent that just joined: its subscriptions
+   * and gossip streams come up after the connection) is published again every 500 ms until one
+   * peer got it, for up to that many ms.
    */
   async publish (message: unknown, options: { untilHeardMs?: number } = {}): Promise<void> {
-    const until = Date.now() + (options.untilHeardMs ?? 0)
-    while (this.#node.services.pubsub.getSubscribers(this.#topic).length === 0 && Date.now() < until) {
-      // Not a reason to keep a stopping process alive.
-      await new Promise(resolve => { setTimeout(resolve, 500).unref() })
-    }
     const data = encode(message)
     if (data.byteLength > MAX_GOSSIP_BYTES) {
       log.error('%s: own message of %d bytes is over the %d limit: not sent', this.#topic, data.byteLength, MAX_GOSSIP_BYTES)
       return
     }
-    try {
-      // The implementation takes per-message options that the service's interface does not show.
-      const publish = this.#node.services.pubsub.publish.bind(this.#node.services.pubsub) as (topic: string, data: Uint8Array, opts: { floodPublish: boolean }) => Promise<unknown>
-      await publish(this.#topic, data, { floodPublish: this.#flood() })
-    } catch (err) {
-      log('%s: not published: %s', this.#topic, (err as Error).message)
+    // The implementation takes per-message options that the service's interface does not show.
+    const pubsub = this.#node.services.pubsub
+    const publish = pubsub.publish.bind(pubsub) as (topic: string, data: Uint8Array, opts: { floodPublish: boolean }) => Promise<{ recipients: unknown[] }>
+    const until = Date.now() + (options.untilHeardMs ?? 0)
+    for (;;) {
+      try {
+        const { recipients } = await publish(this.#topic, data, { floodPublish: this.#flood() })
+        if (recipients.length > 0 || Date.now() >= until) return
+      } catch (err) {
+        log('%s: not published: %s', this.#topic, (err as Error).message)
+        if (Date.now() >= until) return
+      }
+      // Not a reason to keep a stopping process alive.
+      await new Promise(resolve => { setTimeout(resolve, 500).unref() })
     }
   }
 
