@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { logger } from '@libp2p/logger'
 import { BusyError, InterruptedError } from '../protocol/index.js'
+import { settledWithin } from './deadline.js'
 import { Journal, JOURNAL_VERSION, type CallOptions, type RequestError, type RequestRecord, type RequestState } from './journal.js'
 
 const log = logger('edge:agent:async')
@@ -94,19 +95,11 @@ export class AsyncCalls {
     for (const t of this.#timers) clearTimeout(t)
     this.#timers.clear()
     if (this.#inFlight.size === 0) return
-    const settled = async (ms: number): Promise<void> => {
-      let timer: NodeJS.Timeout | undefined
-      await Promise.race([
-        Promise.allSettled([...this.#inFlight]),
-        new Promise<void>(resolve => { timer = setTimeout(resolve, ms) })
-      ])
-      clearTimeout(timer)
-    }
-    await settled(graceMs)
+    await settledWithin([...this.#inFlight], graceMs)
     if (this.#inFlight.size === 0) return
     // Cut off what is still running, wherever it runs, and write it down as interrupted.
     this.#interrupt.abort(new InterruptedError('the agent stopped while this call was running'))
-    await settled(1000)
+    await settledWithin([...this.#inFlight], 1000)
   }
 
   /** Accepts a call: it is on disk when this resolves. */

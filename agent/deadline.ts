@@ -28,3 +28,10 @@ export function deadline (parents: AbortSignal | ReadonlyArray<AbortSignal | und
   }
   return { signal: controller.signal, done: detach }
 }
+
+/** Waits until every one of `tasks` has settled, or `ms` have passed, whichever is first. */
+export async function settledWithin (tasks: Iterable<Promise<unknown>>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([Promise.allSettled(tasks), new Promise<void>(resolve => { timer = setTimeout(resolve, ms) })])
+  clearTimeout(timer)
+}

@@ -82,7 +82,10 @@ export class HelloService {
     let stream: Stream | undefined
     try {
       stream = await connection.newStream(HELLO_PROTOCOL, { signal })
-      const answer = await exchange(stream, this.#hello(), signal)
+      const { framed, first } = framedOnce(stream, signal)
+      await framed.write(this.#hello(), { signal })
+      const answer = await first
+      await framed.close({ signal })
       this.#take(answer, from)
     } catch (err) {
       log('no hello with %s: %s', from, (err as Error).message)
@@ -96,9 +99,10 @@ export class HelloService {
     const from = connection.remotePeer.toString()
     const { signal, done } = deadline(this.#controller.signal, HELLO_DEADLINE_MS)
     try {
-      const message = await receiveOne(stream, signal)
-      if (!this.#take(message, from)) { stream.abort(new Error('bad hello')); return }
-      await sendAndClose(stream, this.#hello(), signal)
+      const { framed, first } = framedOnce(stream, signal)
+      if (!this.#take(await first, from)) { stream.abort(new Error('bad hello')); return }
+      await framed.write(this.#hello(), { signal })
+      await framed.close({ signal })
     } catch (err) {
       log('hello from %s failed: %s', from, (err as Error).message)
       stream.abort(err as Error)
@@ -108,42 +112,22 @@ export class HelloService {
   }
 }
 
-/** The first message on a stream. */
-async function receiveOne (stream: Stream, signal: AbortSignal): Promise<unknown> {
-  return await new Promise<unknown>((resolve, reject) => {
-    const onAbort = (): void => { reject(new Error('no hello before the deadline')) }
-    signal.addEventListener('abort', onAbort, { once: true })
-    // eslint-disable-next-line no-new
-    new FramedStream(stream, {
-      maxFrameBytes: MAX_HELLO_BYTES,
-      onMessage: (m) => { signal.removeEventListener('abort', onAbort); resolve(m) },
-      onClose: (err) => { signal.removeEventListener('abort', onAbort); reject(err ?? new Error('stream closed before a hello')) }
-    })
-  })
-}
-
-async function sendAndClose (stream: Stream, hello: Hello, signal: AbortSignal): Promise<void> {
-  const framed = new FramedStream(stream, { maxFrameBytes: MAX_HELLO_BYTES, onMessage: () => {} })
-  await framed.write(hello, { signal })
-  await framed.close({ signal })
-}
-
-/** Writes `hello` and resolves with the other side's answer. */
-async function exchange (stream: Stream, hello: Hello, signal: AbortSignal): Promise<unknown> {
-  let framed: FramedStream | undefined
-  const answer = new Promise<unknown>((resolve, reject) => {
-    const onAbort = (): void => { reject(new Error('no answer before the deadline')) }
+/**
+ * A framed stream and its first message: resolves with it, rejects when the stream closes first
+ * or `signal` aborts. (A failure before anyone awaits `first` is not unhandled.)
+ */
+function framedOnce (stream: Stream, signal: AbortSignal): { framed: FramedStream, first: Promise<unknown> } {
+  let onAbort: () => void = () => {}
+  let framed!: FramedStream
+  const first = new Promise<unknown>((resolve, reject) => {
+    onAbort = () => { reject(new Error('no hello before the deadline')) }
     signal.addEventListener('abort', onAbort, { once: true })
     framed = new FramedStream(stream, {
       maxFrameBytes: MAX_HELLO_BYTES,
-      onMessage: (m) => { signal.removeEventListener('abort', onAbort); resolve(m) },
-      onClose: (err) => { signal.removeEventListener('abort', onAbort); reject(err ?? new Error('stream closed before an answer')) }
+      onMessage: (m) => { resolve(m) },
+      onClose: (err) => { reject(err ?? new Error('stream closed before a hello')) }
     })
-  })
-  // Failing while the write is pending is handled by the await below.
-  answer.catch(() => {})
-  await framed?.write(hello, { signal })
-  const m = await answer
-  await framed?.close({ signal })
-  return m
+  }).finally(() => { signal.removeEventListener('abort', onAbort) })
+  first.catch(() => {})
+  return { framed, first }
 }

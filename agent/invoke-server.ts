@@ -4,7 +4,7 @@ import {
   CancelledError, FramedStream, InterruptedError, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, validateInvokeFrame, wireCodeOf, WIRE_VERSION,
   type FunctionRef, type InvokeRequest, type InvokeResult, type PeerLoad
 } from '../protocol/index.js'
-import { deadline } from './deadline.js'
+import { deadline, settledWithin } from './deadline.js'
 import type { EdgeNode } from './node.js'
 import type { Connection, Stream } from '@libp2p/interface'
 
@@ -57,11 +57,7 @@ export class InvokeServer {
   async stop (graceMs = 1000): Promise<void> {
     await this.#node.unhandle(INVOKE_PROTOCOL)
     this.#stopping.abort(new InterruptedError('the agent running the call is stopping'))
-    if (this.#handling.size > 0) {
-      let timer: NodeJS.Timeout | undefined
-      await Promise.race([Promise.allSettled([...this.#handling]), new Promise<void>(resolve => { timer = setTimeout(resolve, graceMs) })])
-      clearTimeout(timer)
-    }
+    if (this.#handling.size > 0) await settledWithin([...this.#handling], graceMs)
     for (const s of this.#streams) s.abort(new Error('agent stopping'))
   }
 

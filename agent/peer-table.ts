@@ -56,6 +56,15 @@ export interface PeerTableInit {
 const RTT_ALPHA = 0.3
 
 /**
+ * What others put on a peer that reports `busy` slots and `queued` calls while `ours` of ours are
+ * there: ours count as running first (up to its busy slots), the rest of ours as queued.
+ */
+function othersLoad (slots: number, busy: number, queued: number, ours: number): Pick<LoadView, 'slots' | 'othersBusy' | 'othersQueued'> {
+  const ourRunning = Math.min(ours, busy)
+  return { slots, othersBusy: Math.max(0, busy - ourRunning), othersQueued: Math.max(0, queued - (ours - ourRunning)) }
+}
+
+/**
  * The soft view of the swarm built from gossiped adverts. A peer is alive while libp2p holds a
  * connection to it (connection events, `markConnected`/`markDisconnected`): it leaves when the
  * connection is gone and is not back within the grace (or libp2p gives up redialling it), or when
@@ -119,15 +128,7 @@ export class PeerTable extends TypedEventEmitter<PeerTableEvents> {
     const kinds = new Set(advert.runtimes.map(r => r.kind))
     for (const kind of entry.load.keys()) if (!kinds.has(kind)) entry.load.delete(kind)
     for (const rt of advert.runtimes) {
-      const ours = entry.inFlight.get(rt.kind) ?? 0
-      const ourRunning = Math.min(ours, rt.busy)
-      entry.load.set(rt.kind, {
-        slots: rt.slots,
-        othersBusy: Math.max(0, rt.busy - ourRunning),
-        othersQueued: Math.max(0, advert.queue - (ours - ourRunning)),
-        at: now,
-        source: 'advert'
-      })
+      entry.load.set(rt.kind, { ...othersLoad(rt.slots, rt.busy, advert.queue, entry.inFlight.get(rt.kind) ?? 0), at: now, source: 'advert' })
     }
   }
 
@@ -155,15 +156,7 @@ export class PeerTable extends TypedEventEmitter<PeerTableEvents> {
   }
 
   #fromAnswer (entry: PeerEntry, kind: RuntimeKind, load: PeerLoad): void {
-    // `yours` are ours still there (running first, then queued, as far as we can tell).
-    const ourRunning = Math.min(load.yours, load.busy)
-    entry.load.set(kind, {
-      slots: load.slots,
-      othersBusy: Math.max(0, load.busy - ourRunning),
-      othersQueued: Math.max(0, load.queued - (load.yours - ourRunning)),
-      at: this.#now(),
-      source: 'answer'
-    })
+    entry.load.set(kind, { ...othersLoad(load.slots, load.busy, load.queued, load.yours), at: this.#now(), source: 'answer' })
   }
 
   /** libp2p connected to the peer (again). */

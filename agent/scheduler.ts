@@ -312,7 +312,7 @@ export class Scheduler {
       const runtime = this.#init.runtimes.for(kind)
       if (runtime === undefined) throw new BusyError(`this agent cannot run ${kind} functions`)
       const cap = runtime.capacity()
-      if (request.queue !== true && cap.busy >= cap.slots) throw new BusyError('all slots busy', { retryAfterMs: this.#backlog(runtime).expectedWaitMs(cap.slots, cap.busy, this.runTimes.estimate(ref.sha256, kind)) })
+      if (request.queue !== true && cap.busy >= cap.slots) throw new BusyError('all slots busy', { retryAfterMs: this.#localWaitMs(kind, this.runTimes.estimate(ref.sha256, kind)) })
     }
     const holders = [...new Set([...request.holders, from])]
     const { spec, fetchMs } = await this.#ensureLocal(ref, holders, signal)
@@ -357,9 +357,8 @@ export class Scheduler {
     const runtime = this.#init.runtimes.for(spec.runtime)
     const estimate = this.runTimes.estimate(spec.sha256, spec.runtime)
     const backlog = runtime === undefined ? undefined : this.#backlog(runtime)
-    if (runtime !== undefined && backlog !== undefined && options.queue === true) {
-      const cap = runtime.capacity()
-      const wait = backlog.expectedWaitMs(cap.slots, cap.busy, estimate)
+    if (runtime !== undefined && options.queue === true) {
+      const wait = this.#localWaitMs(spec.runtime, estimate)
       const left = deadlineAt - started
       if (wait > 0 && wait + estimate > left) {
         throw new BusyError(`the calls queued here would take ~${Math.round(wait)} ms before this one starts, past the ${Math.max(0, Math.round(left))} ms left to its deadline`, { retryAfterMs: wait })
