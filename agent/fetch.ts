@@ -6,7 +6,7 @@ import {
   validateFetchChunk, validateFetchRequest, WIRE_VERSION
 } from '../protocol/index.js'
 import type { FunctionRegistry } from './registry.js'
-import type { EdgeNode } from './node.js'
+import type { EdgeNode } from './swarm/node.js'
 import type { Stream } from '@libp2p/interface'
 
 const log = logger('edge:agent:fetch')

@@ -4,7 +4,7 @@ import {
   abortError, errorFromWire, FramedStream, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, PeerGoneError,
   validateInvokeResponse, WIRE_VERSION, type FunctionRef, type InvokeResult, type PeerLoad, type WireCode
 } from '../protocol/index.js'
-import type { EdgeNode } from './node.js'
+import type { EdgeNode } from './swarm/node.js'
 
 const log = logger('edge:agent:invoke-client')
 

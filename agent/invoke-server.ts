@@ -5,7 +5,7 @@ import {
   type FunctionRef, type InvokeRequest, type InvokeResult, type PeerLoad
 } from '../protocol/index.js'
 import { deadline, settledWithin } from './deadline.js'
-import type { EdgeNode } from './node.js'
+import type { EdgeNode } from './swarm/node.js'
 import type { Connection, Stream } from '@libp2p/interface'
 
 const log = logger('edge:agent:invoke-server')

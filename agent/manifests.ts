@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, w
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { manifestKey, newerRecord, openRecord, parseCid, type FunctionRef, type SignedRecord } from '../protocol/index.js'
-import type { EdgeNode } from './node.js'
+import type { EdgeNode } from './swarm/node.js'
 
 const log = logger('edge:agent:manifests')
 

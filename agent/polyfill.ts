@@ -16,4 +16,4 @@ if (typeof (Promise as { withResolvers?: unknown }).withResolvers !== 'function'
   })
 }
 // The same place fixes a bug of pnet's cipher that crashes the process after large transfers.
-export * from './pnet-fix.js'
+export * from './swarm/pnet-fix.js'

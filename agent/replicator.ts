@@ -4,7 +4,7 @@ import type { FunctionRef, FunctionSpec } from '../protocol/index.js'
 import type { FetchService } from './fetch.js'
 import { vouchedBy } from './trust.js'
 import type { ManifestStore } from './manifests.js'
-import type { PeerTable } from './peer-table.js'
+import type { PeerTable } from './swarm/peer-table.js'
 import type { FunctionRegistry, KnownFunction } from './registry.js'
 
 const log = logger('edge:agent:replicator')

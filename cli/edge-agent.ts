@@ -11,7 +11,7 @@ checkNode()
 // init needs only config and keys; libp2p and the rest load when an agent starts.
 const { defaultDataDir, parseLabels, readConfig, writeConfig, DEFAULT_API_PORT } = await import('../agent/config.js')
 const { parseBytes, parseDuration } = await import('../protocol/units.js')
-const { createPeerKey, newSwarmKey, validateSwarmKey, writeSwarmKey, SWARM_KEY_FILE } = await import('../agent/identity.js')
+const { createPeerKey, newSwarmKey, validateSwarmKey, writeSwarmKey, SWARM_KEY_FILE } = await import('../agent/swarm/identity.js')
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
 const port = (value: string): number => {

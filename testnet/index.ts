@@ -245,7 +245,7 @@ export async function up (options: UpOptions): Promise<Testnet> {
     // Every agent initialised here, as 'edge-agent init' would (config, identity, swarm key), with
     // one swarm key; and, as one owner's devices, each trusting the others' keys. In this process:
     // two commands per agent would be a hundred processes for a testnet of fifty.
-    const { createPeerKey, newSwarmKey, validateSwarmKey, writeSwarmKey } = await import('../agent/identity.js')
+    const { createPeerKey, newSwarmKey, validateSwarmKey, writeSwarmKey } = await import('../agent/swarm/identity.js')
     const { writeConfig } = await import('../agent/config.js')
     const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
     const key = options.swarmKey === undefined ? newSwarmKey() : validateSwarmKey(readFileSync(options.swarmKey), options.swarmKey)

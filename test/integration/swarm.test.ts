@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { up, waitForAgent, type Testnet } from '../../testnet/index.js'
-import type { EdgeNode } from '../../agent/node.js'
+import type { EdgeNode } from '../../agent/swarm/node.js'
 import { runAgentCommand, spawnAgent, stopAgent, sleep } from '../../testnet/process.js'
 import { AgentClient, ApiError } from '../../cli/client.js'
 import { bigModule, EDGE_BIN, example, fixture, eventually, runNode, text, type Run } from '../helpers.js'
@@ -29,7 +29,7 @@ describe('a swarm of three agents', () => {
 
   /** A bare libp2p node that holds the swarm key, bootstrapped through agent 1: a member misbehaving on purpose. */
   async function swarmMember (dir: string, trusts: (signer: string) => boolean): Promise<EdgeNode> {
-    const { createNode } = await import('../../agent/node.js')
+    const { createNode } = await import('../../agent/swarm/node.js')
     const { generateKeyPair } = await import('@libp2p/crypto/keys')
     return await createNode({
       privateKey: await generateKeyPair('Ed25519'),

@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { AdvertService, advertSignature } from '../../agent/adverts.js'
-import { PeerTable } from '../../agent/peer-table.js'
+import { AdvertService, advertSignature } from '../../agent/swarm/adverts.js'
+import { PeerTable } from '../../agent/swarm/peer-table.js'
 import { WIRE_VERSION, type Advert } from '../../protocol/index.js'
 
 type Snapshot = Omit<Advert, 'seq' | 'sentAt'>

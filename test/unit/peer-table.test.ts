@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { PeerTable } from '../../agent/peer-table.js'
+import { PeerTable } from '../../agent/swarm/peer-table.js'
 import { WIRE_VERSION, type Advert } from '../../protocol/index.js'
 
 function advert (peerId: string, seq: number, sentAt: number, busy = 0): Advert {

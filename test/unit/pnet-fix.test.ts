@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
-import { cipherMemoryBytes } from '../../agent/pnet-fix.js'
+import { cipherMemoryBytes } from '../../agent/swarm/pnet-fix.js'
 
 const require = createRequire(import.meta.url)
 const XSalsa20 = require('xsalsa20') as new (nonce: Uint8Array, key: Uint8Array) => { update: (input: Uint8Array) => Uint8Array }

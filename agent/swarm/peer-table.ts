@@ -1,5 +1,5 @@
 import { TypedEventEmitter } from 'main-event'
-import type { Advert, PeerLoad, RuntimeKind } from '../protocol/index.js'
+import type { Advert, PeerLoad, RuntimeKind } from '../../protocol/index.js'
 
 /**
  * A peer's load as this agent sees it, per runtime kind: what others put on it (from its advert or

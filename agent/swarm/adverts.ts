@@ -1,4 +1,4 @@
-import { ADVERTS_TOPIC, decode, MAX_GOSSIP_BYTES, validateAdvert, type Advert } from '../protocol/index.js'
+import { ADVERTS_TOPIC, decode, MAX_GOSSIP_BYTES, validateAdvert, type Advert } from '../../protocol/index.js'
 import { GossipTopic } from './gossip.js'
 import type { EdgeNode } from './node.js'
 import type { PeerTable } from './peer-table.js'

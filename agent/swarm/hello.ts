@@ -1,7 +1,7 @@
 import { logger } from '@libp2p/logger'
 import { setMaxListeners } from 'node:events'
-import { FramedStream, HELLO_PROTOCOL, MAX_HELLO_BYTES, MAX_HELLO_PEERS, validateHello, WIRE_VERSION, type Advert, type Hello } from '../protocol/index.js'
-import { deadline } from './deadline.js'
+import { FramedStream, HELLO_PROTOCOL, MAX_HELLO_BYTES, MAX_HELLO_PEERS, validateHello, WIRE_VERSION, type Advert, type Hello } from '../../protocol/index.js'
+import { deadline } from '../deadline.js'
 import type { EdgeNode } from './node.js'
 import type { Connection, Stream } from '@libp2p/interface'
 

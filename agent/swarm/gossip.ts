@@ -1,6 +1,6 @@
 import { logger } from '@libp2p/logger'
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
-import { encode, MAX_GOSSIP_BYTES } from '../protocol/index.js'
+import { encode, MAX_GOSSIP_BYTES } from '../../protocol/index.js'
 import type { EdgeNode } from './node.js'
 
 const log = logger('edge:agent:gossip')

@@ -1,4 +1,4 @@
-import { decode, FUNCTIONS_TOPIC, MAX_GOSSIP_BYTES, validateAnnouncement, type FunctionAnnouncement } from '../protocol/index.js'
+import { decode, FUNCTIONS_TOPIC, MAX_GOSSIP_BYTES, validateAnnouncement, type FunctionAnnouncement } from '../../protocol/index.js'
 import { GossipTopic } from './gossip.js'
 import type { EdgeNode } from './node.js'
 import type { Message } from '@libp2p/gossipsub'

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { generateKey } from '@libp2p/pnet'
 import type { PrivateKey } from '@libp2p/interface'
-import { ConfigError } from './errors.js'
+import { ConfigError } from '../errors.js'
 
 /** The agent's persisted Ed25519 identity and the swarm's pre-shared key (pnet). */
 export const PEER_KEY_FILE = 'peer.key'
