@@ -545,7 +545,7 @@ export class Agent {
 
   /** CPUs (whole, as adverts carry them: a 0.3 quota is 1) and memory, for adverts. */
   #resources (): { cpus: number, memTotal: number, memFree: number } {
-    const r = this.#host.resources()
+    const r = this.#host.resources(5000)
     return { cpus: Math.max(1, Math.ceil(r.cpus)), memTotal: r.memTotal, memFree: r.memFree }
   }
 

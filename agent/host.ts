@@ -146,12 +146,21 @@ export class Host {
     return out
   }
 
-  resources (): HostResources {
+  #cached: { at: number, value: HostResources } | undefined
+
+  /**
+   * CPUs and memory now; with `maxAgeMs`, a reading no older than that may be reused (adverts ask
+   * twice a second, and a cgroup's limits hardly change).
+   */
+  resources (maxAgeMs = 0): HostResources {
+    const now = performance.now()
+    if (this.#cached !== undefined && now - this.#cached.at < maxAgeMs) return this.#cached.value
     const limits = this.limits()
     const machineCpus = availableParallelism()
     const cpus = limits.cpus !== undefined ? Math.min(machineCpus, limits.cpus) : machineCpus
     const memTotal = limits.memoryBytes !== undefined ? Math.min(totalmem(), limits.memoryBytes) : totalmem()
     const memFree = limits.memoryBytes !== undefined && limits.memoryUsed !== undefined ? Math.max(0, Math.min(freemem(), memTotal - limits.memoryUsed)) : Math.min(freemem(), memTotal)
-    return { cpus, memTotal, memFree }
+    this.#cached = { at: now, value: { cpus, memTotal, memFree } }
+    return this.#cached.value
   }
 }

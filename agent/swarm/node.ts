@@ -12,10 +12,22 @@ import { LevelDatastore } from 'datastore-level'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { MANIFEST_PREFIX, trustedManifestSelector, trustedManifestValidator } from '../../protocol/index.js'
 import type { GossipSub } from '@libp2p/gossipsub'
+import type { RPC } from '@libp2p/gossipsub/message'
 import type { Identify } from '@libp2p/identify'
 import type { KadDHT } from '@libp2p/kad-dht'
 import type { Ping } from '@libp2p/ping'
 import type { PeerDiscovery, PrivateKey } from '@libp2p/interface'
+
+/**
+ * Gossipsub's fast message id: the publisher and its sequence number, as in the (signed) message
+ * id, but read straight off the wire. Without one, gossipsub verifies the signature of every copy
+ * of a message before it finds that it has seen it — in a flooded idle swarm most of what it
+ * verified were duplicates. Ids enter the cache only once a message's signature checked, so a
+ * forged copy cannot shadow the real one; a message lacking either field fails validation.
+ */
+export function fastMessageId (msg: RPC.Message): string {
+  return `${Buffer.from(msg.from ?? []).toString('base64url')}/${Buffer.from(msg.seqno ?? []).toString('base64url')}`
+}
 
 export type EdgeServices = {
   identify: Identify
@@ -88,6 +100,7 @@ export async function createNode (init: NodeInit): Promise<EdgeNode> {
         Dlo: 4,
         Dhi: 12,
         heartbeatInterval: 1000,
+        fastMsgIdFn: fastMessageId,
         // Many peers on one IP (testnets) would otherwise be scored out of the mesh.
         scoreParams: { IPColocationFactorWeight: 0 }
       }),
