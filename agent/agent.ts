@@ -7,7 +7,7 @@ import type { DockerRuntime } from '../runtimes/docker/index.js'
 import {
   artifactEntry, BadRequestError, chunk, CONTAINER_RUNTIMES, DEFAULT_CONTAINER_MEMORY_BYTES, DEFAULT_MEMORY_BYTES, MIN_CONTAINER_MEMORY_BYTES, type ContainerOptions, type Manifest, DEFAULT_TIMEOUT_MS, FunctionNotFoundError, UntrustedManifestError, openRecord, parseTarget, FUNCTION_NAME, RuntimeKind, signRecord, WIRE_VERSION, type Advert, type FunctionAnnouncement, type FunctionSpec
 } from '../protocol/index.js'
-import { advertTopic, AdvertService, FLOOD_ADVERTS_UP_TO } from './swarm/adverts.js'
+import { advertTopic, AdvertService, FLOOD_ADVERTS_UP_TO, type ReceivedAdvert } from './swarm/adverts.js'
 import { announcements } from './swarm/announcements.js'
 import type { GossipTopic } from './swarm/gossip.js'
 import { Connectivity } from './swarm/connectivity.js'
@@ -82,7 +82,7 @@ export class Agent {
   scheduler!: Scheduler
   metrics!: Metrics
   #adverts!: AdvertService
-  #advertsTopic!: GossipTopic<Advert>
+  #advertsTopic!: GossipTopic<ReceivedAdvert>
   #announcements!: GossipTopic<FunctionAnnouncement>
   #connectivity!: Connectivity
   #hello!: HelloService
@@ -203,11 +203,14 @@ export class Agent {
         throw err
       }
     }, (fn) => this.scheduler.loadOf(fn))
-    this.#advertsTopic = advertTopic(this.node, (advert) => { this.#adverts.receive(advert) }, (peer) => { this.#adverts?.peerListening(peer) }, () => this.peers.size <= FLOOD_ADVERTS_UP_TO)
+    this.#advertsTopic = advertTopic(this.node, ({ advert, signed }) => { this.#adverts.receive(advert, signed) }, (peer) => { this.#adverts?.peerListening(peer) }, () => this.peers.size <= FLOOD_ADVERTS_UP_TO)
     this.#adverts = new AdvertService(this.#advertsTopic, this.peers, this.peerId, {
       heartbeatMs: config.advertIntervalMs,
       snapshot: () => this.#advert(),
-      onAdvert: (advert) => { this.registry.setAdvertised(advert.peerId, advert.functions) }
+      onAdvert: (advert) => {
+        this.registry.setAdvertised(advert.peerId, advert.functions)
+        if (advert.lost !== undefined) this.#connectivity.checkLost(advert.lost)
+      }
     })
     this.#announcements = announcements(this.node, (a) => { this.#onAnnouncement(a) })
     this.#replicator = new Replicator({
@@ -221,11 +224,12 @@ export class Agent {
       signerOf: (ref) => this.manifests.signerOf(ref),
       hold: (spec, code, cids) => { this.#hold(spec, code, cids) }
     })
-    this.#connectivity = new Connectivity(this.node, this.peers, { bootstrap: config.bootstrap })
+    this.#connectivity = new Connectivity(this.node, this.peers, { bootstrap: config.bootstrap, neighbours: config.neighbours })
     this.#hello = new HelloService(this.node, {
       advert: () => this.#adverts.current(),
       peers: () => this.peers.list().filter(e => this.peers.isConnected(e)).map(e => ({ peerId: e.peerId, addrs: e.advert.addrs })),
-      receive: (advert) => { this.#adverts.receive(advert) },
+      signed: (max) => this.peers.signedAdverts(max),
+      receive: (advert, signed, ageMs) => { this.#adverts.receive(advert, signed, ageMs) },
       hints: (peers) => { this.#connectivity.hint(peers) }
     })
     this.peers.addEventListener('peer:leave', (evt) => {
@@ -564,8 +568,14 @@ export class Agent {
       labels: this.config.labels,
       warm: this.runtimes.warm().slice(0, 256),
       functions: this.registry.localSpecs().slice(0, 256).map(s => ({ name: s.name, version: s.version, sha256: s.sha256 })),
-      trusted: this.config.trustedKeys.slice(0, 64)
+      trusted: this.config.trustedKeys.slice(0, 64),
+      ...this.#lost()
     }
+  }
+
+  #lost (): { lost?: string[] } {
+    const lost = this.#connectivity?.lost() ?? []
+    return lost.length > 0 ? { lost } : {}
   }
 
   /**

@@ -31,6 +31,11 @@ export interface AgentConfig {
   peerExpirySeconds: number
   /** The adverts' heartbeat: an advert goes out at least this often, and at once (≤ 2/s) when holdings or load change. */
   advertIntervalMs: number
+  /**
+   * Peers this agent picks to keep a connection to (with those that pick it, about twice as many
+   * connections); others are dialled when a call goes there. 0: a connection to every peer.
+   */
+  neighbours: number
   /** Peer ids of deployers whose signed manifests this agent runs, besides its own. */
   trustedKeys: string[]
   /** Copies of each function's code the swarm keeps, so that holders may leave. */
@@ -73,6 +78,7 @@ export const DEFAULT_CONFIG: AgentConfig = {
   mdns: true,
   peerExpirySeconds: 60,
   advertIntervalMs: 10_000,
+  neighbours: 6,
   trustedKeys: [],
   replicas: 3,
   versionsKept: 3,

@@ -50,6 +50,8 @@ interface Figures {
   dhtP50: number
   dhtP99: number
   leaves: number
+  connMedian: number
+  connMax: number
 }
 
 async function measure (n: number): Promise<Figures> {
@@ -66,7 +68,9 @@ async function measure (n: number): Promise<Figures> {
     const cpu = sorted(pids.map((pid, i) => 100 * (cpuSeconds(pid) - (c0[i] as number)) / elapsed))
     const rss = sorted(pids.map(rssMiB))
     const ages = sorted((await Promise.all(net.agents.map(async a => await net.client(a.index).peers()))).flat().map(p => p.advertAgeMs))
-    const leaves = (await Promise.all(net.agents.map(async a => (await net.client(a.index).status()).peerEvents.left))).reduce((x, y) => x + y, 0)
+    const statuses = await Promise.all(net.agents.map(async a => await net.client(a.index).status()))
+    const leaves = statuses.reduce((x, s) => x + s.peerEvents.left, 0)
+    const conns = sorted(statuses.map(s => s.connections))
     // Deploy on agent 1; invocable everywhere once every agent has run it (wherever it placed the call).
     const d0 = performance.now()
     await net.client(1).deploy('echo', ECHO)
@@ -104,7 +108,9 @@ async function measure (n: number): Promise<Figures> {
       deployS,
       dhtP50: pct(l, 0.5),
       dhtP99: pct(l, 0.99),
-      leaves
+      leaves,
+      connMedian: pct(conns, 0.5),
+      connMax: conns.at(-1) ?? NaN
     }
   } finally {
     await net.down()
@@ -121,7 +127,7 @@ export async function scaleBench (printTable: PrintTable): Promise<void> {
       f = await measure(n)
     } catch (err) {
       // A size that does not converge is a finding, not the end of the bench.
-      rows.push([String(n), `failed: ${(err as Error).message.slice(0, 160)}`, '', '', '', '', '', '', ''])
+      rows.push([String(n), `failed: ${(err as Error).message.slice(0, 160)}`, '', '', '', '', '', '', '', ''])
       process.stdout.write(`  ${n} agents: ${(err as Error).message}\n`)
       continue
     }
@@ -130,6 +136,7 @@ export async function scaleBench (printTable: PrintTable): Promise<void> {
     rows.push([
       String(n),
       f.convergeS.toFixed(1),
+      `${f.connMedian.toFixed(0)} / ${f.connMax.toFixed(0)}`,
       `${f.cpuMedian.toFixed(2)} / ${f.cpuMax.toFixed(2)}${vs(f.cpuMedian, base.cpuMedian)}`,
       f.cpuTotal.toFixed(1),
       `${f.rssMedian.toFixed(0)} / ${f.rssMax.toFixed(0)}${vs(f.rssMedian, base.rssMedian)}`,
@@ -141,7 +148,7 @@ export async function scaleBench (printTable: PrintTable): Promise<void> {
     process.stdout.write(`  ${n} agents: ${rows.at(-1)?.join(' | ') ?? ''}\n`)
   }
   printTable('idle cost and convergence by swarm size (baseline: the first size, alone)', [
-    'agents', 'converge s', 'idle CPU % per agent median / max', 'idle CPU % all', 'RSS MiB median / max', 'advert age s p50 / p99', 'peer leaves', 'deploy → invocable everywhere s', 'DHT look-up ms p50 / p99'
+    'agents', 'converge s', 'connections median / max', 'idle CPU % per agent median / max', 'idle CPU % all', 'RSS MiB median / max', 'advert age s p50 / p99', 'peer leaves', 'deploy → invocable everywhere s', 'DHT look-up ms p50 / p99'
   ], rows)
   process.stdout.write('targets: 50 agents converge in < 60 s; the idle swarm of 50 < 50 % of one core in total; a deploy is invocable on all 50 in < 5 s\n')
 }

@@ -68,7 +68,7 @@ program.command('init')
   .option('--quiet', 'print nothing on success')
   .action(async (opts: InitOptions) => { await init(opts) })
 
-interface StartOptions { docker: boolean, dockerSlots?: number, keepalive?: number, asyncConcurrency?: number, resultsTtl?: number, advertInterval?: number, peerExpiry?: number, coapListen?: string, replicas?: number, storage?: number, versionsKept?: number, apiHost?: string, dataDir?: string, listen?: string[], announce?: string[], bootstrap?: string[], apiPort?: number, labels?: string, wasmSlots?: number, mdns: boolean }
+interface StartOptions { docker: boolean, dockerSlots?: number, keepalive?: number, asyncConcurrency?: number, resultsTtl?: number, advertInterval?: number, peerExpiry?: number, neighbours?: number, coapListen?: string, replicas?: number, storage?: number, versionsKept?: number, apiHost?: string, dataDir?: string, listen?: string[], announce?: string[], bootstrap?: string[], apiPort?: number, labels?: string, wasmSlots?: number, mdns: boolean }
 
 program.command('start')
   .description('run the agent until SIGINT/SIGTERM')
@@ -89,6 +89,7 @@ program.command('start')
   .option('--coap-listen <host:port>', 'serve CoAP calls (POST coap://host/NAME) on this address, e.g. 0.0.0.0:5683 (default: no CoAP)')
   .option('--advert-interval <duration>', 'heartbeat of this agent\'s adverts (load, functions); changes go out at once (default 10s)', parseDuration)
   .option('--peer-expiry <duration>', 'advert silence after which a connected peer leaves the peer table (default 60s)', parseDuration)
+  .option('--neighbours <n>', 'peers this agent picks to keep a connection to; others are dialled for calls (default 6; 0: all)', positive)
   .option('--results-ttl <duration>', 'how long async results are kept for edge poll, e.g. 10m (default 1h)', parseDuration)
   .addOption(new Option('--no-docker', 'run WASM functions only, even where Docker is'))
   .addOption(new Option('--no-mdns', 'do not discover peers on the LAN with multicast DNS'))
@@ -114,6 +115,7 @@ program.command('start')
       ...(opts.resultsTtl !== undefined ? { resultsTtlMs: opts.resultsTtl } : {}),
       ...(opts.advertInterval !== undefined ? { advertIntervalMs: Math.max(50, opts.advertInterval) } : {}),
       ...(opts.peerExpiry !== undefined ? { peerExpirySeconds: Math.max(0.2, opts.peerExpiry / 1000) } : {}),
+      ...(opts.neighbours !== undefined ? { neighbours: opts.neighbours } : {}),
       ...(opts.coapListen !== undefined ? { coapListen: opts.coapListen } : {}),
       mdns: opts.mdns && stored.mdns,
       docker: opts.docker && stored.docker

@@ -83,20 +83,39 @@ export interface Advert {
   functions: FunctionRef[]
   /** Deployer keys this agent trusts besides its own (so that replicas are placed where they may run). */
   trusted?: string[]
+  /**
+   * Peers this agent watched go in the last minute: its connection to them closed and a redial was
+   * refused. A hint only: a receiver drops such a peer only if its own dial is refused too.
+   */
+  lost?: string[]
   seq: number
   sentAt: number
 }
 
 /**
+ * An advert as its author published it on `edge/adverts/1`: the CBOR bytes, gossipsub's sequence
+ * number and the author's signature over both (gossipsub's "libp2p-pubsub:" format). Any agent can
+ * pass it on and any can check it, so a newcomer learns the whole swarm from one neighbour.
+ */
+export interface SignedAdvert {
+  data: Uint8Array
+  seqno: Uint8Array
+  signature: Uint8Array
+}
+
+/**
  * Sent both ways on /edge/hello/1 when a connection opens: the sender's own advert (authenticated
- * by the connection: its peerId must be the remote's), and hints of other peers to dial (their ids
- * and addresses, unauthenticated: a peer is in the table only by its own advert).
+ * by the connection: its peerId must be the remote's), hints of other peers (their ids and
+ * addresses, unauthenticated), and the signed adverts it holds of others (each checked against its
+ * author's key: a peer is in the table only by its own signed advert).
  */
 export interface Hello {
   v: number
   type: 'hello'
   advert: Advert
   peers: Array<{ peerId: string, addrs: string[] }>
+  /** Others' adverts as they signed them, each checked on receipt (absent from older agents). */
+  relays?: SignedAdvert[]
 }
 
 export interface DeployAnnouncement {

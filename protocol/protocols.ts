@@ -1,11 +1,16 @@
 /** Protocol ids of the direct streams between agents. Gossip is never the path of a request. */
 export const INVOKE_PROTOCOL = '/edge/invoke/1'
 export const FETCH_PROTOCOL = '/edge/fetch/1'
-/** On each new connection: both sides' adverts, and the peers each knows (to dial). */
+/** On each new connection: both sides' adverts, the peers each knows, and their signed adverts. */
 export const HELLO_PROTOCOL = '/edge/hello/1'
-/** Largest hello frame: an advert and up to MAX_HELLO_PEERS peers with their addresses. */
-export const MAX_HELLO_BYTES = 256 * 1024
+/** Largest hello frame: an advert, up to MAX_HELLO_PEERS peers with their addresses, and signed adverts up to MAX_HELLO_RELAY_BYTES. */
+export const MAX_HELLO_BYTES = 1024 * 1024
 export const MAX_HELLO_PEERS = 256
+/** Signed adverts of others in a hello: at most this many, of at most this many bytes in all. */
+export const MAX_HELLO_RELAYS = 256
+export const MAX_HELLO_RELAY_BYTES = 512 * 1024
+/** Peers an advert may report lost (their connection gone, a redial refused). */
+export const MAX_LOST_PEERS = 32
 
 /** Gossipsub topics: soft state only. */
 export const ADVERTS_TOPIC = 'edge/adverts/1'

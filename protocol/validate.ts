@@ -1,7 +1,7 @@
 import { BadRequestError, InvalidMessageError } from './errors.js'
 import { parseCid } from './chunks.js'
-import { RuntimeKind, type Advert, type ContainerOptions, type ChunkHeader, type DeleteAnnouncement, type FetchChunk, type FetchChunkRequest, type FunctionAnnouncement, type FunctionRef, type Hello, type FunctionSpec, type InvokeFrame, type InvokeRequest, type InvokeResponse, type PeerLoad, type RuntimeCapacity } from './messages.js'
-import { MAX_CODE_BYTES, MAX_HELLO_PEERS, MAX_IO_BYTES, WIRE_VERSION } from './protocols.js'
+import { RuntimeKind, type Advert, type ContainerOptions, type ChunkHeader, type DeleteAnnouncement, type FetchChunk, type FetchChunkRequest, type FunctionAnnouncement, type FunctionRef, type Hello, type FunctionSpec, type InvokeFrame, type InvokeRequest, type InvokeResponse, type PeerLoad, type RuntimeCapacity, type SignedAdvert } from './messages.js'
+import { MAX_CODE_BYTES, MAX_GOSSIP_BYTES, MAX_HELLO_PEERS, MAX_HELLO_RELAY_BYTES, MAX_HELLO_RELAYS, MAX_IO_BYTES, MAX_LOST_PEERS, WIRE_VERSION } from './protocols.js'
 
 /**
  * Validators for untrusted input. Each returns a fresh, typed object holding only the known fields,
@@ -176,6 +176,7 @@ export function validateAdvert (value: unknown): Advert {
     warm: list(o.warm, 'warm', 256, (v, f) => str(v, f, 64, SHA256)),
     functions: list(o.functions, 'functions', 256, functionRef),
     ...(o.trusted === undefined ? {} : { trusted: list(o.trusted, 'trusted', 64, (v, f) => str(v, f, 128)) }),
+    ...(o.lost === undefined ? {} : { lost: list(o.lost, 'lost', MAX_LOST_PEERS, (v, f) => str(v, f, 128)) }),
     seq: int(o.seq, 'seq'),
     sentAt: int(o.sentAt, 'sentAt')
   }
@@ -190,8 +191,21 @@ export function validateHello (value: unknown): Hello {
     peers: list(o.peers, 'peers', MAX_HELLO_PEERS, (p, f) => {
       const e = obj(p, f)
       return { peerId: str(e.peerId, `${f}.peerId`, 128), addrs: list(e.addrs, `${f}.addrs`, 16, (a, g) => str(a, g, 512)) }
-    })
+    }),
+    ...(o.relays === undefined ? {} : { relays: signedAdverts(o.relays, 'relays') })
   }
+}
+
+/** Signed adverts of a hello: each within gossip's size limit, all within MAX_HELLO_RELAY_BYTES. */
+function signedAdverts (value: unknown, field: string): SignedAdvert[] {
+  let total = 0
+  return list(value, field, MAX_HELLO_RELAYS, (r, f) => {
+    const e = obj(r, f)
+    const relay = { data: bytes(e.data, `${f}.data`, MAX_GOSSIP_BYTES), seqno: bytes(e.seqno, `${f}.seqno`, 8), signature: bytes(e.signature, `${f}.signature`, 128) }
+    total += relay.data.byteLength
+    if (total > MAX_HELLO_RELAY_BYTES) fail(field, `larger than ${MAX_HELLO_RELAY_BYTES} bytes in all`)
+    return relay
+  })
 }
 
 export function validateAnnouncement (value: unknown): FunctionAnnouncement {

@@ -1,4 +1,6 @@
-import { ADVERTS_TOPIC, decode, MAX_GOSSIP_BYTES, validateAdvert, type Advert } from '../../protocol/index.js'
+import { RPC } from '@libp2p/gossipsub/message'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { ADVERTS_TOPIC, decode, MAX_GOSSIP_BYTES, validateAdvert, type Advert, type SignedAdvert } from '../../protocol/index.js'
 import { GossipTopic } from './gossip.js'
 import type { EdgeNode } from './node.js'
 import type { PeerTable } from './peer-table.js'
@@ -12,6 +14,7 @@ export interface AdvertServiceInit {
   /** Builds this agent's advert, without seq and sentAt. */
   snapshot: () => Omit<Advert, 'seq' | 'sentAt'>
   onAdvert?: (advert: Advert) => void
+  /** The clock of the rate bound and of each advert's sentAt (integer ms). Default: Date.now. */
   now?: () => number
   /** Uniform in [0, 1): jitters each heartbeat by ±25 %, so that agents started together do not advertise in step. */
   random?: () => number
@@ -22,10 +25,38 @@ export interface AdvertChannel {
   publish: (advert: Advert) => Promise<void>
 }
 
+/** A gossiped advert, and the signed copy of it that can be passed on. */
+export interface ReceivedAdvert {
+  advert: Advert
+  signed: SignedAdvert
+}
+
 /** Decodes and checks a gossiped advert: size, CBOR, schema, version, and that its signer is the peer it describes. */
-export function parseAdvert (message: Message): Advert {
+export function parseAdvert (message: Message): ReceivedAdvert {
   const advert = validateAdvert(decode(message.data, MAX_GOSSIP_BYTES))
   if (message.type !== 'signed' || message.from.toString() !== advert.peerId) throw new Error('advert not signed by the peer it describes')
+  const seqno = new Uint8Array(8)
+  new DataView(seqno.buffer).setBigUint64(0, message.sequenceNumber, false)
+  return { advert, signed: { data: message.data, seqno, signature: message.signature } }
+}
+
+const SIGN_PREFIX = new TextEncoder().encode('libp2p-pubsub:')
+
+/**
+ * Checks an advert another agent passed on: the bytes its author published, signed by the
+ * author's key as gossipsub signs (over "libp2p-pubsub:" and the message without signature), by
+ * the peer the advert describes. Throws when any of it does not hold.
+ */
+export async function openSignedAdvert (signed: SignedAdvert): Promise<Advert> {
+  const advert = validateAdvert(decode(signed.data, MAX_GOSSIP_BYTES))
+  const author = peerIdFromString(advert.peerId)
+  if (author.publicKey === undefined) throw new Error('advert of a peer whose id carries no key')
+  if (signed.seqno.byteLength !== 8) throw new Error('bad sequence number')
+  const body = RPC.Message.encode({ from: author.toMultihash().bytes, data: signed.data, seqno: signed.seqno, topic: ADVERTS_TOPIC })
+  const bytes = new Uint8Array(SIGN_PREFIX.byteLength + body.byteLength)
+  bytes.set(SIGN_PREFIX)
+  bytes.set(body, SIGN_PREFIX.byteLength)
+  if (!await author.publicKey.verify(bytes, signed.signature)) throw new Error(`advert of ${advert.peerId} with a bad signature`)
   return advert
 }
 
@@ -41,7 +72,7 @@ export function advertSignature (a: Omit<Advert, 'seq' | 'sentAt'>): string {
     const step = free === 0 ? 'full' : `${Math.ceil(4 * r.busy / Math.max(1, r.slots))}/4`
     return `${r.kind}:${r.slots}:${step}`
   })
-  return JSON.stringify([load, a.queue > 0, a.functions.map(f => f.sha256 + f.version), a.warm, a.addrs, a.labels, a.trusted ?? [], a.arch])
+  return JSON.stringify([load, a.queue > 0, a.functions.map(f => f.sha256 + f.version), a.warm, a.addrs, a.labels, a.trusted ?? [], a.arch, a.lost ?? []])
 }
 
 /**
@@ -93,17 +124,19 @@ export class AdvertService {
 
   /** This agent's advert as of now, for a hello (its own seq: a receiver takes the newest). */
   current (): Advert {
-    return { ...this.#init.snapshot(), seq: this.#seq++, sentAt: Date.now() }
+    return { ...this.#init.snapshot(), seq: this.#seq++, sentAt: this.#init.now() }
   }
 
-  /** A peer's advert, from gossip or a hello. */
-  receive (advert: Advert): void {
+  /**
+   * A peer's advert, from gossip (with its signed copy, to pass on in hellos), a hello, or passed on
+   * by another. A new peer does not make this agent advertise: it learns of this agent from the
+   * signed copies its neighbours hold (hello.ts) — every agent answering every join was N adverts
+   * per join, N² for a swarm starting.
+   */
+  receive (advert: Advert, signed?: SignedAdvert, ageMs = 0): void {
     if (advert.peerId === this.#selfId) return
-    const known = this.#table.get(advert.peerId) !== undefined
-    if (!this.#table.upsert(advert)) return
+    if (!this.#table.upsert(advert, signed, ageMs)) return
     this.#init.onAdvert?.(advert)
-    // A new peer hears of this agent at the next tick, not the next heartbeat.
-    if (!known) this.#soon = true
   }
 
   /**
@@ -135,7 +168,7 @@ export class AdvertService {
     this.#lastSentAt = now
     this.#heartbeatMs = this.#jittered()
     this.#sent++
-    await this.#channel.publish({ ...snapshot, seq: this.#seq++, sentAt: Date.now() })
+    await this.#channel.publish({ ...snapshot, seq: this.#seq++, sentAt: now })
     return true
   }
 }
@@ -144,7 +177,7 @@ export class AdvertService {
  * The adverts topic of a libp2p node, delivering peers' adverts to `receive`, and telling
  * `listening` of each peer that subscribes to it or joins this node's mesh for it.
  */
-export function advertTopic (node: EdgeNode, receive: (advert: Advert) => void, listening: (peerId: string) => void, flood: () => boolean): GossipTopic<Advert> {
+export function advertTopic (node: EdgeNode, receive: (received: ReceivedAdvert) => void, listening: (peerId: string) => void, flood: () => boolean): GossipTopic<ReceivedAdvert> {
   const pubsub = node.services.pubsub
   pubsub.addEventListener('subscription-change', (evt) => {
     if (evt.detail.subscriptions.some(s => s.topic === ADVERTS_TOPIC && s.subscribe)) listening(evt.detail.peerId.toString())

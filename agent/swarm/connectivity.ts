@@ -5,6 +5,7 @@ import { KEEP_ALIVE, type PeerId } from '@libp2p/interface'
 import { deadline } from '../deadline.js'
 import type { EdgeNode } from './node.js'
 import type { PeerEntry, PeerTable } from './peer-table.js'
+import { wanted } from './overlay.js'
 import { setMaxListeners } from 'node:events'
 
 const log = logger('edge:agent:connectivity')
@@ -20,12 +21,26 @@ export interface ConnectivityInit {
   aloneRedialMs?: number
   /** After a connection to a peer goes, it is redialled once after this long; refused, it leaves the table. Default 1 s. */
   redialCheckMs?: number
-  /** Peers of the table without a connection are dialled again this often (at most 8 at once). Default 5 s. */
+  /** The overlay is checked this often: kept peers without a connection dialled (at most 8 at once), idle unkept connections closed. Default 5 s. */
   reconcileMs?: number
+  /**
+   * Peers this agent picks to keep a connection to (overlay.ts); with those that pick it, about
+   * twice as many connections. 0: every peer of the table. Default 6.
+   */
+  neighbours?: number
+  /** A connection this agent dialled to a peer neither end keeps is closed once unused this long. Default 30 s. */
+  idleCloseMs?: number
 }
 
-/** Dials this agent makes at once to peers it heard of (hints, the table's unconnected peers). */
+/** A peer reported lost is reported in this agent's adverts this long. */
+const LOST_FOR_MS = 60_000
+/** A peer reported lost by others is dialled to check at most this often. */
+const PROBE_EVERY_MS = 10_000
+
+/** Dials this agent makes at once to peers it heard of (hints, neighbours without a connection). */
 const MAX_DIALS = 8
+/** Lost peers an advert reports at most (protocol's MAX_LOST_PEERS). */
+const MAX_LOST_REPORTED = 32
 
 /** Dial failures that say the peer is not there at all (as opposed to slow). */
 const REFUSED = /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|no valid addresses/i
@@ -39,13 +54,21 @@ function refusal (err: unknown): boolean {
 }
 
 /**
- * Liveness and RTT from libp2p itself, with no ping loop of its own: a peer of the table is alive
- * while libp2p holds a connection to it (`peer:connect` / `peer:disconnect`); every peer of the
- * swarm is tagged KEEP_ALIVE, so libp2p redials it with backoff when the connection drops, and
- * when libp2p gives up (`peer:reconnect-failure`) the peer leaves the table. RTT is what
- * libp2p's connection monitor measures on every connection (one ping per connection every
- * 10 s), plus one ping when a peer first appears. Alone (no connection at all), the agent dials
- * its bootstrap peers every so often: libp2p's retries end, an edge device's outage may not.
+ * Connections and liveness from libp2p itself, with no ping loop of its own.
+ *
+ * Which connections: not one to every peer (the idle cost of a swarm grew with its square), but
+ * to a few neighbours — the peers it picks and the peers that pick it (overlay.ts), tagged
+ * KEEP_ALIVE so that libp2p redials them with backoff; kad-dht keeps its closest peers too. Other
+ * peers are dialled when a call goes to them; such a connection, unused for a while, is closed.
+ *
+ * Liveness: a neighbour is alive while libp2p holds a connection to it. When it drops, the
+ * neighbour is redialled; if the redial is refused (or libp2p gives up), it leaves the table and
+ * this agent's adverts report it lost for a minute. An agent that reads such a report dials the
+ * peer itself and drops it only if refused too, so a hostile report costs a dial, not a peer.
+ * Peers that are no one's neighbour here leave by those reports or, at worst, by advert silence.
+ * RTT is what libp2p's connection monitor measures on every connection. Alone (no connection at
+ * all), the agent dials its bootstrap peers every so often: libp2p's retries end, an edge
+ * device's outage may not.
  */
 export class Connectivity {
   readonly #node: EdgeNode
@@ -57,6 +80,15 @@ export class Connectivity {
 
   /** Peers whose connection just went, waiting for the check that they can be redialled. */
   readonly #checks = new Map<string, NodeJS.Timeout>()
+  /** Peers tagged KEEP_ALIVE by this agent: its neighbours, as of the latest reconcile. */
+  readonly #kept = new Set<string>()
+  /** Peers whose connection this agent is closing itself (their disconnect is no news). */
+  readonly #closing = new Set<string>()
+  /** Peers this agent watched go: when. */
+  readonly #lost = new Map<string, number>()
+  /** Peers others reported lost: when this agent last dialled one to check. */
+  readonly #probed = new Map<string, number>()
+  #soon: NodeJS.Timeout | undefined
 
   readonly #onConnect = (evt: CustomEvent<PeerId>): void => {
     const id = evt.detail.toString()
@@ -67,7 +99,9 @@ export class Connectivity {
 
   readonly #onDisconnect = (evt: CustomEvent<PeerId>): void => {
     const id = evt.detail.toString()
-    if (this.#table.get(id) === undefined) return
+    if (this.#closing.delete(id) || this.#table.get(id) === undefined) return
+    // Not a neighbour: a connection for calls, closed by the other end; no news of its health.
+    if (!this.#kept.has(id) && !this.#wanted([id]).has(id)) return
     log('lost the connection to %s; redialling it', id)
     this.#table.markDisconnected(id)
     // A peer that refuses the redial (its process gone, its port closed) leaves the table; one
@@ -79,28 +113,73 @@ export class Connectivity {
   }
 
   readonly #onReconnectFailure = (evt: CustomEvent<PeerId>): void => {
-    log('libp2p gave up redialling %s: it leaves the peer table', evt.detail.toString())
-    this.#table.remove(evt.detail.toString())
+    const id = evt.detail.toString()
+    if (this.#table.get(id) === undefined) return
+    log('libp2p gave up redialling %s: it leaves the peer table', id)
+    this.#gone(id)
   }
 
   readonly #onJoin = (evt: CustomEvent<PeerEntry>): void => {
     const id = evt.detail.peerId
-    const connected = this.#node.getConnections(peerIdFromString(id)).length > 0
-    // Heard of through gossip only: calls need a connection of our own, to the addresses the
-    // peer's own signed advert gives.
-    if (!connected) this.#table.markDisconnected(id)
-    void this.#keep(id, true, evt.detail.advert.addrs).then(async () => {
-      if (!connected) await this.#dial(id)
-      await this.#ping(id)
-    })
+    // The addresses its own signed advert gives, for a call's dial; kept or not, the overlay says.
+    void this.#keep(id, false, evt.detail.advert.addrs)
+    if (this.#node.getConnections(peerIdFromString(id)).length > 0) void this.#ping(id)
+    this.#reconcileSoon()
   }
 
-  readonly #onLeave = (evt: CustomEvent<string>): void => { void this.#keep(evt.detail, false) }
+  readonly #onLeave = (evt: CustomEvent<string>): void => {
+    if (this.#kept.delete(evt.detail)) void this.#keep(evt.detail, false)
+    this.#reconcileSoon()
+  }
 
   constructor (node: EdgeNode, table: PeerTable, init: ConnectivityInit) {
     this.#node = node
     this.#table = table
-    this.#init = { rttIntervalMs: 5000, aloneRedialMs: 10_000, redialCheckMs: 1000, reconcileMs: 5000, ...init }
+    this.#init = { rttIntervalMs: 5000, aloneRedialMs: 10_000, redialCheckMs: 1000, reconcileMs: 5000, neighbours: 6, idleCloseMs: 30_000, ...init }
+  }
+
+  /** The peers this agent keeps a connection to, by the overlay over the peers it knows. */
+  #wanted (also: string[] = []): Set<string> {
+    const self = this.#node.peerId.toString()
+    const connected = this.#node.getConnections().map(c => c.remotePeer.toString())
+    return wanted(self, this.#table.list().map(e => e.peerId), this.#init.neighbours, [...connected, ...also])
+  }
+
+  /** Peers this agent watched go in the last minute (its adverts report them). */
+  lost (): string[] {
+    const now = Date.now()
+    for (const [id, at] of this.#lost) if (now - at > LOST_FOR_MS || this.#table.get(id) !== undefined) this.#lost.delete(id)
+    return [...this.#lost.keys()].slice(-MAX_LOST_REPORTED)
+  }
+
+  /** A neighbour is gone (refused a redial, or libp2p gave up): out of the table, and reported. */
+  #gone (peerId: string): void {
+    this.#table.remove(peerId)
+    this.#lost.set(peerId, Date.now())
+  }
+
+  /**
+   * Another agent reports these peers lost: each one this agent has in its table and no connection
+   * to is dialled (at most once per 10 s); refused, it leaves the table.
+   */
+  checkLost (peerIds: readonly string[]): void {
+    const now = Date.now()
+    for (const id of peerIds) {
+      if (id === this.#node.peerId.toString() || this.#table.get(id) === undefined || (now - (this.#probed.get(id) ?? -Infinity)) < PROBE_EVERY_MS) continue
+      try {
+        if (this.#node.getConnections(peerIdFromString(id)).length > 0) continue
+      } catch {
+        continue
+      }
+      this.#probed.set(id, now)
+      void this.#dial(id).then((outcome) => {
+        if (outcome === 'refused' && this.#table.get(id) !== undefined && this.#node.getConnections(peerIdFromString(id)).length === 0) {
+          log('%s, reported lost, refuses a dial: it leaves the peer table', id)
+          this.#table.remove(id)
+        }
+      })
+    }
+    for (const [id, at] of this.#probed) if (now - at > PROBE_EVERY_MS) this.#probed.delete(id)
   }
 
   start (): void {
@@ -123,6 +202,8 @@ export class Connectivity {
     this.#controller.abort()
     for (const t of this.#timers) clearInterval(t)
     this.#timers = []
+    clearTimeout(this.#soon)
+    this.#soon = undefined
     for (const t of this.#checks.values()) clearTimeout(t)
     this.#checks.clear()
     this.#node.removeEventListener('peer:connect', this.#onConnect)
@@ -142,16 +223,19 @@ export class Connectivity {
     }
   }
 
-  /** Bootstrap peers are kept too, with their addresses, so that libp2p redials them. */
+  /**
+   * Bootstrap peers' addresses go in the peer store; they are kept only if the overlay picks them
+   * (were every agent to keep them, a bootstrap peer would hold a connection to the whole swarm).
+   */
   async #keepBootstrap (): Promise<void> {
     for (const addr of this.#init.bootstrap) {
       const ma = multiaddr(addr)
       const id = ma.getComponents().find(c => c.name === 'p2p')?.value
       if (id === undefined) continue
       try {
-        await this.#node.peerStore.merge(peerIdFromString(id), { multiaddrs: [ma], tags: { [SWARM_KEEP_ALIVE]: { value: 50 } } })
+        await this.#node.peerStore.merge(peerIdFromString(id), { multiaddrs: [ma] })
       } catch (err) {
-        log('cannot keep bootstrap peer %s: %s', addr, (err as Error).message)
+        log('cannot note bootstrap peer %s: %s', addr, (err as Error).message)
       }
     }
   }
@@ -194,10 +278,15 @@ export class Connectivity {
   readonly #hinted = new Map<string, string[]>()
 
   /**
-   * Peers another agent knows of: the ones this agent neither has in its table nor is connected
-   * to are dialled, a few at a time (their hello then brings their advert).
+   * Peers another agent knows of. Their adverts come signed in the same hello, so they need no
+   * dial; only an agent with fewer connections than its neighbours dials some (a few at a time:
+   * their hello then brings their adverts), so that a newcomer whose one contact holds no signed
+   * adverts yet still finds the swarm.
    */
   hint (peers: Array<{ peerId: string, addrs: string[] }>): void {
+    const want = this.#init.neighbours <= 0 ? Infinity : this.#init.neighbours - this.#node.getConnections().length
+    if (want <= 0) return
+    peers = peers.slice(0, Math.min(peers.length, want))
     const self = this.#node.peerId.toString()
     for (const p of peers) {
       if (p.peerId === self || this.#table.get(p.peerId) !== undefined || this.#hinted.has(p.peerId)) continue
@@ -221,12 +310,58 @@ export class Connectivity {
     }
   }
 
-  /** Dials, a few at a time, the peers of the table that have no connection (gossip-only, or lost). */
+  #reconcileSoon (): void {
+    if (this.#soon !== undefined) return
+    this.#soon = setTimeout(() => { this.#soon = undefined; this.#reconcile() }, 250)
+    this.#soon.unref()
+  }
+
+  /**
+   * Brings the connections in line with the overlay: neighbours tagged KEEP_ALIVE (and others
+   * untagged), neighbours without a connection dialled a few at a time, and connections this
+   * agent dialled to peers neither end keeps (a call's, a former neighbour's) closed once unused.
+   */
   #reconcile (): void {
+    const keep = this.#wanted()
+    for (const id of keep) {
+      if (this.#kept.has(id)) continue
+      this.#kept.add(id)
+      void this.#keep(id, true, this.#table.get(id)?.advert.addrs)
+    }
+    for (const id of this.#kept) {
+      if (keep.has(id)) continue
+      this.#kept.delete(id)
+      void this.#keep(id, false)
+    }
     const free = MAX_DIALS - this.#dialling.size
-    if (free <= 0) return
-    const lacking = this.#table.list().filter(e => !this.#table.isConnected(e) && !this.#dialling.has(e.peerId))
-    for (const e of lacking.slice(0, free)) void this.#dial(e.peerId)
+    if (free > 0) {
+      const lacking = [...keep].filter(id => !this.#dialling.has(id) && this.#node.getConnections(peerIdFromString(id)).length === 0)
+      for (const id of lacking.slice(0, free)) void this.#dial(id)
+    }
+    void this.#closeIdle(keep)
+  }
+
+  async #closeIdle (keep: Set<string>): Promise<void> {
+    const now = Date.now()
+    for (const c of this.#node.getConnections()) {
+      const id = c.remotePeer.toString()
+      const entry = this.#table.get(id)
+      if (keep.has(id) || c.direction !== 'outbound' || now - c.timeline.open < this.#init.idleCloseMs) continue
+      if (entry !== undefined && (this.#table.callsAt(entry) > 0 || now - (entry.lastCallAt ?? -Infinity) < this.#init.idleCloseMs)) continue
+      try {
+        // Another part of libp2p keeps it (kad-dht, its closest peers): closed, it would be redialled.
+        const tags = (await this.#node.peerStore.get(c.remotePeer)).tags
+        if ([...tags.keys()].some(t => t.startsWith(KEEP_ALIVE))) continue
+        this.#closing.add(id)
+        log('closing the idle connection to %s (neither end keeps it)', id)
+        await c.close()
+        // Its disconnect, if it was the last connection, has been seen by now.
+        setTimeout(() => { this.#closing.delete(id) }, 2000).unref()
+      } catch (err) {
+        this.#closing.delete(id)
+        log('cannot close the connection to %s: %s', id, (err as Error).message)
+      }
+    }
   }
 
   /** The check after a lost connection: connected again (by libp2p or by this dial), or gone. */
@@ -237,7 +372,7 @@ export class Connectivity {
     const now = this.#table.get(peerId)
     if (outcome === 'refused' && now !== undefined && !this.#table.isConnected(now) && this.#node.getConnections(peerIdFromString(peerId)).length === 0) {
       log('%s refuses to be redialled: it leaves the peer table', peerId)
-      this.#table.remove(peerId)
+      this.#gone(peerId)
     }
   }
 

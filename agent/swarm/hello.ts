@@ -1,6 +1,7 @@
 import { logger } from '@libp2p/logger'
 import { setMaxListeners } from 'node:events'
-import { FramedStream, HELLO_PROTOCOL, MAX_HELLO_BYTES, MAX_HELLO_PEERS, validateHello, WIRE_VERSION, type Advert, type Hello } from '../../protocol/index.js'
+import { FramedStream, HELLO_PROTOCOL, MAX_HELLO_BYTES, MAX_HELLO_PEERS, MAX_HELLO_RELAY_BYTES, MAX_HELLO_RELAYS, validateHello, WIRE_VERSION, type Advert, type Hello, type SignedAdvert } from '../../protocol/index.js'
+import { openSignedAdvert } from './adverts.js'
 import { deadline } from '../deadline.js'
 import type { EdgeNode } from './node.js'
 import type { Connection, Stream } from '@libp2p/interface'
@@ -14,19 +15,25 @@ export interface HelloInit {
   advert: () => Advert
   /** The peers this agent knows, to hint to the other side. */
   peers: () => Array<{ peerId: string, addrs: string[] }>
-  /** A peer's advert, authenticated by the connection it came on. */
-  receive: (advert: Advert) => void
+  /** Others' adverts as they signed them (the peer table's), to pass on. */
+  signed: (max: number) => SignedAdvert[]
+  /**
+   * A peer's advert: the remote's own (authenticated by the connection it came on), or one it
+   * passed on (`signed`, checked against its author's key; `ageMs` old by its author's clock).
+   */
+  receive: (advert: Advert, signed?: SignedAdvert, ageMs?: number) => void
   /** Peers the other side knows of: candidates to dial. */
   hints: (peers: Array<{ peerId: string, addrs: string[] }>) => void
 }
 
 /**
- * `/edge/hello/1`: when a connection opens, its dialer sends a hello (its advert, and the peers it
- * knows) and the other side answers with its own. Each side so learns of the other at once, not at
- * its next advert, and of the whole swarm through the hints: a new agent that dials one bootstrap
- * peer dials the others from its hints, and every one of them hears of it by the hello. Gossip is
- * not needed for a join, which matters on a loaded machine where a newcomer's gossip mesh takes
- * many heartbeats to form. An advert counts only if its peerId is the connection's remote peer.
+ * `/edge/hello/1`: when a connection opens, its dialer sends a hello (its advert, the peers it
+ * knows, and the signed adverts it holds of them) and the other side answers with its own. Each
+ * side so learns of the other at once, and of the whole swarm from the signed copies: a new agent
+ * that dials one bootstrap peer has every peer's advert in one round trip, without dialling them
+ * and without anyone advertising again for it; the swarm learns of it from its first advert.
+ * The remote's own advert counts only if its peerId is the connection's remote peer; a passed-on
+ * one only if its author's signature checks.
  */
 export class HelloService {
   readonly #node: EdgeNode
@@ -55,7 +62,14 @@ export class HelloService {
   }
 
   #hello (): Hello {
-    return { v: WIRE_VERSION, type: 'hello', advert: this.#init.advert(), peers: this.#init.peers().slice(0, MAX_HELLO_PEERS).map(p => ({ peerId: p.peerId, addrs: p.addrs.slice(0, 16) })) }
+    const relays: SignedAdvert[] = []
+    let bytes = 0
+    for (const r of this.#init.signed(MAX_HELLO_RELAYS)) {
+      if (bytes + r.data.byteLength > MAX_HELLO_RELAY_BYTES) break
+      bytes += r.data.byteLength
+      relays.push(r)
+    }
+    return { v: WIRE_VERSION, type: 'hello', advert: this.#init.advert(), peers: this.#init.peers().slice(0, MAX_HELLO_PEERS).map(p => ({ peerId: p.peerId, addrs: p.addrs.slice(0, 16) })), relays }
   }
 
   /** Takes a hello from `from`; false (and nothing taken) when it is not valid or not from that peer. */
@@ -73,7 +87,24 @@ export class HelloService {
     }
     this.#init.receive(hello.advert)
     this.#init.hints(hello.peers.filter(p => p.peerId !== from))
+    void this.#takeRelays(hello.relays ?? [], from)
     return true
+  }
+
+  /** Checks and takes the signed adverts a peer passed on; a bad one is skipped (and logged), not fatal. */
+  async #takeRelays (relays: SignedAdvert[], from: string): Promise<void> {
+    let bad = 0
+    for (const signed of relays) {
+      try {
+        const advert = await openSignedAdvert(signed)
+        if (advert.peerId === from) continue
+        this.#init.receive(advert, signed, Date.now() - advert.sentAt)
+      } catch (err) {
+        bad++
+        log('a signed advert from %s does not check: %s', from, (err as Error).message)
+      }
+    }
+    if (bad > 0) log('%s passed on %d adverts that do not check', from, bad)
   }
 
   async #greet (connection: Connection): Promise<void> {

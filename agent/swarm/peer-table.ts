@@ -1,5 +1,5 @@
 import { TypedEventEmitter } from 'main-event'
-import type { Advert, PeerLoad, RuntimeKind } from '../../protocol/index.js'
+import type { Advert, PeerLoad, RuntimeKind, SignedAdvert } from '../../protocol/index.js'
 
 /**
  * A peer's load as this agent sees it, per runtime kind: what others put on it (from its advert or
@@ -28,8 +28,15 @@ export interface PeerEntry {
   inFlight: Map<RuntimeKind, number>
   /** Load by others, per runtime kind. */
   load: Map<RuntimeKind, LoadView>
-  /** Local clock (ms) when libp2p lost its last connection to the peer; undefined while connected. */
+  /**
+   * Local clock (ms) when libp2p lost the connection this agent keeps to the peer (a neighbour,
+   * connectivity.ts); undefined while connected, and for peers it reaches only when it calls them.
+   */
   disconnectedAt: number | undefined
+  /** The newest advert of the peer that came by gossip, as signed, to pass on in hellos. */
+  signed?: SignedAdvert
+  /** Local clock (ms) when a call of ours to the peer last started or ended. */
+  lastCallAt?: number
 }
 
 export interface PeerTableEvents {
@@ -103,19 +110,27 @@ export class PeerTable extends TypedEventEmitter<PeerTableEvents> {
     clearInterval(this.#timer)
   }
 
-  /** Records an advert; returns false when it is older than the one held (reordered gossip). */
-  upsert (advert: Advert): boolean {
+  /**
+   * Records an advert; returns false when it is older than the one held (reordered gossip), or was
+   * already `ageMs` old past the advert bound (a copy passed on late). `signed`: the copy as its
+   * author signed it, kept to pass on. `ageMs`: how old the advert was on arrival (a copy passed on
+   * by another agent), so that a passed-on copy does not keep a silent peer alive longer.
+   */
+  upsert (advert: Advert, signed?: SignedAdvert, ageMs = 0): boolean {
     const now = this.#now()
+    if (ageMs >= this.#expiryMs) return false
+    const received = now - Math.max(0, ageMs)
     const known = this.#peers.get(advert.peerId)
     if (known !== undefined) {
       const older = advert.sentAt < known.advert.sentAt || (advert.sentAt === known.advert.sentAt && advert.seq <= known.advert.seq)
       if (older) return false
       known.advert = advert
-      known.receivedAt = now
+      known.receivedAt = Math.max(known.receivedAt, received)
+      if (signed !== undefined) known.signed = signed
       this.#fromAdvert(known, now)
       return true
     }
-    const entry: PeerEntry = { peerId: advert.peerId, advert, receivedAt: now, rttMs: undefined, inFlight: new Map(), load: new Map(), disconnectedAt: undefined }
+    const entry: PeerEntry = { peerId: advert.peerId, advert, receivedAt: received, rttMs: undefined, inFlight: new Map(), load: new Map(), disconnectedAt: undefined, ...(signed !== undefined ? { signed } : {}) }
     this.#fromAdvert(entry, now)
     this.#peers.set(advert.peerId, entry)
     this.safeDispatchEvent('peer:join', { detail: entry })
@@ -141,7 +156,9 @@ export class PeerTable extends TypedEventEmitter<PeerTableEvents> {
   /** A call of ours is on its way to the peer: one of its slots (or a place in its queue) is taken. */
   callStarted (peerId: string, kind: RuntimeKind): void {
     const entry = this.#peers.get(peerId)
-    if (entry !== undefined) entry.inFlight.set(kind, (entry.inFlight.get(kind) ?? 0) + 1)
+    if (entry === undefined) return
+    entry.inFlight.set(kind, (entry.inFlight.get(kind) ?? 0) + 1)
+    entry.lastCallAt = this.#now()
   }
 
   /**
@@ -152,6 +169,7 @@ export class PeerTable extends TypedEventEmitter<PeerTableEvents> {
     const entry = this.#peers.get(peerId)
     if (entry === undefined) return
     entry.inFlight.set(kind, Math.max(0, (entry.inFlight.get(kind) ?? 0) - 1))
+    entry.lastCallAt = this.#now()
     if (load !== undefined && this.#answerLoad) this.#fromAnswer(entry, kind, load)
   }
 
@@ -203,8 +221,20 @@ export class PeerTable extends TypedEventEmitter<PeerTableEvents> {
     return [...this.#peers.values()]
   }
 
+  /** Up to `max` signed adverts of peers heard from within the advert bound, freshest first, to pass on. */
+  signedAdverts (max: number): SignedAdvert[] {
+    return this.list().filter(e => e.signed !== undefined).sort((a, b) => b.receivedAt - a.receivedAt).slice(0, max).map(e => e.signed as SignedAdvert)
+  }
+
   get size (): number {
     return this.#peers.size
+  }
+
+  /** Calls of ours in flight at the peer, over all runtimes. */
+  callsAt (entry: PeerEntry): number {
+    let n = 0
+    for (const v of entry.inFlight.values()) n += v
+    return n
   }
 
   /** Calls of ours in flight at the peer for a runtime kind. */

@@ -87,20 +87,33 @@ test('adverts are bounded in rate however fast things change', async () => {
   assert.ok(sent.length >= 5, 'changes still go out at the bounded rate')
 })
 
-test('a new peer\'s advert makes this agent advertise at the next tick; a known peer\'s does not', async () => {
-  const { service, sent, advance } = setup()
+test('a new peer\'s advert does not make this agent advertise (it learns of this agent from its neighbours); a listener new to the table does', async () => {
+  const { service, sent, table, advance } = setup()
   await service.tick()
   const peer = { ...snapshot(), peerId: 'p', seq: 1, sentAt: 1 }
   service.receive(peer)
   await advance(500)
-  assert.equal(sent.length, 2)
-  service.receive({ ...peer, seq: 2, sentAt: 2 })
-  await advance(500)
-  assert.equal(sent.length, 2)
+  assert.equal(sent.length, 1, 'no advert for a join: answering every join was N adverts per join')
+  assert.ok(table.get('p') !== undefined)
   // Its own advert, looped back, is ignored.
   service.receive({ ...snapshot(), seq: 9, sentAt: 9 })
+  assert.equal(table.get('self'), undefined)
+  // A peer that subscribed without being in the table has likely missed this agent's adverts.
+  service.peerListening('p')
+  await advance(500)
+  assert.equal(sent.length, 1, 'a known peer that subscribes needs nothing')
+  service.peerListening('q')
   await advance(500)
   assert.equal(sent.length, 2)
+})
+
+test('a peer watched go is advertised at once, within the rate bound', async () => {
+  const { service, sent, state, advance } = setup()
+  await service.tick()
+  state.snap = snapshot(0, { lost: ['gone'] })
+  await advance(500)
+  assert.equal(sent.length, 2)
+  assert.deepEqual(sent[1]?.lost, ['gone'])
 })
 
 test('the signature ignores what does not need telling at once (exact busy within a step, memory)', () => {

@@ -163,3 +163,27 @@ test('disconnects and reconnects of a peer never in the table are ignored', () =
   table.markConnected('ghost')
   assert.equal(table.size, 0)
 })
+
+test('an advert passed on late keeps its age: it expires when its author went silent, and one already past the bound is refused', () => {
+  const c = clock()
+  const table = new PeerTable({ expiryMs: 60_000, now: c.now })
+  const signed = { data: new Uint8Array([1]), seqno: new Uint8Array(8), signature: new Uint8Array(64) }
+  assert.equal(table.upsert(advert('old', 1, 1), signed, 60_000), false)
+  assert.equal(table.get('old'), undefined)
+  assert.equal(table.upsert(advert('a', 1, 1), signed, 50_000), true)
+  c.advance(10_001)
+  assert.deepEqual(table.expire(), ['a'])
+})
+
+test('signed adverts are kept to pass on, freshest first; an advert from a hello keeps the signed copy held', () => {
+  const c = clock()
+  const table = new PeerTable({ expiryMs: 60_000, now: c.now })
+  const copy = (n: number): { data: Uint8Array, seqno: Uint8Array, signature: Uint8Array } => ({ data: new Uint8Array([n]), seqno: new Uint8Array(8), signature: new Uint8Array(64) })
+  table.upsert(advert('a', 1, 1), copy(1))
+  c.advance(10)
+  table.upsert(advert('b', 1, 1), copy(2))
+  table.upsert(advert('c', 1, 1))
+  table.upsert(advert('a', 2, 2))
+  assert.deepEqual(table.signedAdverts(10).map(s => s.data[0]), [1, 2])
+  assert.deepEqual(table.signedAdverts(1).map(s => s.data[0]), [1])
+})
