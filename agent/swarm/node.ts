@@ -9,6 +9,8 @@ import { ping } from '@libp2p/ping'
 import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { LevelDatastore } from 'datastore-level'
+import { MemoryDatastore, MountDatastore } from 'datastore-core'
+import { Key } from 'interface-datastore'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { MANIFEST_PREFIX, trustedManifestSelector, trustedManifestValidator } from '../../protocol/index.js'
 import type { GossipSub } from '@libp2p/gossipsub'
@@ -45,7 +47,7 @@ export interface NodeInit {
   announce: string[]
   bootstrap: string[]
   mdns: boolean
-  /** Folder for the peer store and DHT records (survives restarts). */
+  /** Folder for the DHT's records and provider entries (survive restarts); the peer store is in memory. */
   datastorePath: string
   /** Whose signed manifests this node stores and accepts from the DHT. */
   trusts: (signer: string) => boolean
@@ -57,8 +59,16 @@ export interface NodeInit {
  * ENVIRONMENT.md: every non-default value below was needed).
  */
 export async function createNode (init: NodeInit): Promise<EdgeNode> {
-  const datastore = new LevelDatastore(init.datastorePath)
-  await datastore.open()
+  const level = new LevelDatastore(init.datastorePath)
+  await level.open()
+  // The peer store reads a record per peer for every DHT FIND_NODE it answers and is written at
+  // every identify, tag and address change: on LevelDB, behind its locks, that took tens of ms per
+  // answer and 5 % of an idle swarm's CPU. Peers are soft state (adverts, hellos and bootstrap
+  // addresses rebuild them), so they live in memory; DHT records and providers stay on disk.
+  const datastore = new MountDatastore([
+    { prefix: new Key('/peers'), datastore: new MemoryDatastore() },
+    { prefix: new Key('/'), datastore: level }
+  ])
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
   if (init.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: init.bootstrap, timeout: 100 }))
   if (init.mdns) peerDiscovery.push(mdns())
