@@ -7,7 +7,7 @@ import type { DockerRuntime } from '../runtimes/docker/index.js'
 import {
   artifactEntry, BadRequestError, chunk, CONTAINER_RUNTIMES, DEFAULT_CONTAINER_MEMORY_BYTES, DEFAULT_MEMORY_BYTES, MIN_CONTAINER_MEMORY_BYTES, type ContainerOptions, type Manifest, DEFAULT_TIMEOUT_MS, FunctionNotFoundError, UntrustedManifestError, openRecord, parseTarget, FUNCTION_NAME, RuntimeKind, signRecord, WIRE_VERSION, type Advert, type FunctionAnnouncement, type FunctionSpec
 } from '../protocol/index.js'
-import { advertTopic, AdvertService, FLOOD_ADVERTS_UP_TO, type ReceivedAdvert } from './swarm/adverts.js'
+import { advertTopic, AdvertService, FLOOD_ADVERTS_UP_TO, signAdvert, type ReceivedAdvert } from './swarm/adverts.js'
 import { announcements } from './swarm/announcements.js'
 import type { GossipTopic } from './swarm/gossip.js'
 import { Connectivity } from './swarm/connectivity.js'
@@ -227,6 +227,7 @@ export class Agent {
     this.#connectivity = new Connectivity(this.node, this.peers, { bootstrap: config.bootstrap, neighbours: config.neighbours })
     this.#hello = new HelloService(this.node, {
       advert: () => this.#adverts.current(),
+      sign: async (advert) => await signAdvert(advert, this.#key),
       peers: () => this.peers.list().filter(e => this.peers.isConnected(e)).map(e => ({ peerId: e.peerId, addrs: e.advert.addrs })),
       signed: (max) => this.peers.signedAdverts(max),
       receive: (advert, signed, ageMs) => { this.#adverts.receive(advert, signed, ageMs) },

@@ -1,10 +1,11 @@
 import { RPC } from '@libp2p/gossipsub/message'
-import { peerIdFromString } from '@libp2p/peer-id'
-import { ADVERTS_TOPIC, decode, MAX_GOSSIP_BYTES, validateAdvert, type Advert, type SignedAdvert } from '../../protocol/index.js'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
+import { ADVERTS_TOPIC, decode, encode, MAX_GOSSIP_BYTES, validateAdvert, type Advert, type SignedAdvert } from '../../protocol/index.js'
 import { GossipTopic } from './gossip.js'
 import type { EdgeNode } from './node.js'
 import type { PeerTable } from './peer-table.js'
 import type { Message } from '@libp2p/gossipsub'
+import type { PeerId, PrivateKey } from '@libp2p/interface'
 
 export interface AdvertServiceInit {
   /** An advert goes out at least this often, changed or not (the slow heartbeat). */
@@ -42,22 +43,39 @@ export function parseAdvert (message: Message): ReceivedAdvert {
 
 const SIGN_PREFIX = new TextEncoder().encode('libp2p-pubsub:')
 
+/** What gossipsub signs: "libp2p-pubsub:" and the message (publisher, data, seqno, topic) without signature. */
+function signedBytes (author: PeerId, data: Uint8Array, seqno: Uint8Array): Uint8Array {
+  const body = RPC.Message.encode({ from: author.toMultihash().bytes, data, seqno, topic: ADVERTS_TOPIC })
+  const bytes = new Uint8Array(SIGN_PREFIX.byteLength + body.byteLength)
+  bytes.set(SIGN_PREFIX)
+  bytes.set(body, SIGN_PREFIX.byteLength)
+  return bytes
+}
+
 /**
  * Checks an advert another agent passed on: the bytes its author published, signed by the
- * author's key as gossipsub signs (over "libp2p-pubsub:" and the message without signature), by
- * the peer the advert describes. Throws when any of it does not hold.
+ * author's key as gossipsub signs, by the peer the advert describes. Throws when any of it does
+ * not hold.
  */
 export async function openSignedAdvert (signed: SignedAdvert): Promise<Advert> {
   const advert = validateAdvert(decode(signed.data, MAX_GOSSIP_BYTES))
   const author = peerIdFromString(advert.peerId)
   if (author.publicKey === undefined) throw new Error('advert of a peer whose id carries no key')
   if (signed.seqno.byteLength !== 8) throw new Error('bad sequence number')
-  const body = RPC.Message.encode({ from: author.toMultihash().bytes, data: signed.data, seqno: signed.seqno, topic: ADVERTS_TOPIC })
-  const bytes = new Uint8Array(SIGN_PREFIX.byteLength + body.byteLength)
-  bytes.set(SIGN_PREFIX)
-  bytes.set(body, SIGN_PREFIX.byteLength)
-  if (!await author.publicKey.verify(bytes, signed.signature)) throw new Error(`advert of ${advert.peerId} with a bad signature`)
+  if (!await author.publicKey.verify(signedBytes(author, signed.data, signed.seqno), signed.signature)) throw new Error(`advert of ${advert.peerId} with a bad signature`)
   return advert
+}
+
+/**
+ * Signs this agent's advert as gossipsub would have published it (its seq as the sequence
+ * number), so that a hello's own advert can be passed on like a gossiped one: a swarm starting,
+ * whose agents have not gossiped yet, still fills a newcomer's table in one hello.
+ */
+export async function signAdvert (advert: Advert, key: PrivateKey): Promise<SignedAdvert> {
+  const data = encode(advert)
+  const seqno = new Uint8Array(8)
+  new DataView(seqno.buffer).setBigUint64(0, BigInt(advert.seq), false)
+  return { data, seqno, signature: await key.sign(signedBytes(peerIdFromPrivateKey(key), data, seqno)) }
 }
 
 /**

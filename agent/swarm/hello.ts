@@ -13,6 +13,8 @@ const HELLO_DEADLINE_MS = 10_000
 export interface HelloInit {
   /** This agent's advert as of now. */
   advert: () => Advert
+  /** Signs this agent's advert as gossip would (adverts.ts `signAdvert`), so that the other side can pass it on. */
+  sign: (advert: Advert) => Promise<SignedAdvert>
   /** The peers this agent knows, to hint to the other side. */
   peers: () => Array<{ peerId: string, addrs: string[] }>
   /** Others' adverts as they signed them (the peer table's), to pass on. */
@@ -61,15 +63,17 @@ export class HelloService {
     await this.#node.unhandle(HELLO_PROTOCOL)
   }
 
-  #hello (): Hello {
-    const relays: SignedAdvert[] = []
-    let bytes = 0
-    for (const r of this.#init.signed(MAX_HELLO_RELAYS)) {
+  async #hello (): Promise<Hello> {
+    const advert = this.#init.advert()
+    const own = await this.#init.sign(advert)
+    const relays: SignedAdvert[] = [own]
+    let bytes = own.data.byteLength
+    for (const r of this.#init.signed(MAX_HELLO_RELAYS - 1)) {
       if (bytes + r.data.byteLength > MAX_HELLO_RELAY_BYTES) break
       bytes += r.data.byteLength
       relays.push(r)
     }
-    return { v: WIRE_VERSION, type: 'hello', advert: this.#init.advert(), peers: this.#init.peers().slice(0, MAX_HELLO_PEERS).map(p => ({ peerId: p.peerId, addrs: p.addrs.slice(0, 16) })), relays }
+    return { v: WIRE_VERSION, type: 'hello', advert, peers: this.#init.peers().slice(0, MAX_HELLO_PEERS).map(p => ({ peerId: p.peerId, addrs: p.addrs.slice(0, 16) })), relays }
   }
 
   /** Takes a hello from `from`; false (and nothing taken) when it is not valid or not from that peer. */
@@ -97,8 +101,8 @@ export class HelloService {
     for (const signed of relays) {
       try {
         const advert = await openSignedAdvert(signed)
-        if (advert.peerId === from) continue
-        this.#init.receive(advert, signed, Date.now() - advert.sentAt)
+        // The remote's own (signed copy of the advert it sent) has no age; others' are as old as their author says.
+        this.#init.receive(advert, signed, advert.peerId === from ? 0 : Date.now() - advert.sentAt)
       } catch (err) {
         bad++
         log('a signed advert from %s does not check: %s', from, (err as Error).message)
@@ -114,7 +118,7 @@ export class HelloService {
     try {
       stream = await connection.newStream(HELLO_PROTOCOL, { signal })
       const { framed, first } = framedOnce(stream, signal)
-      await framed.write(this.#hello(), { signal })
+      await framed.write(await this.#hello(), { signal })
       const answer = await first
       await framed.close({ signal })
       this.#take(answer, from)
@@ -132,7 +136,7 @@ export class HelloService {
     try {
       const { framed, first } = framedOnce(stream, signal)
       if (!this.#take(await first, from)) { stream.abort(new Error('bad hello')); return }
-      await framed.write(this.#hello(), { signal })
+      await framed.write(await this.#hello(), { signal })
       await framed.close({ signal })
     } catch (err) {
       log('hello from %s failed: %s', from, (err as Error).message)

@@ -122,6 +122,9 @@ export class PeerTable extends TypedEventEmitter<PeerTableEvents> {
     const received = now - Math.max(0, ageMs)
     const known = this.#peers.get(advert.peerId)
     if (known !== undefined) {
+      const same = advert.sentAt === known.advert.sentAt && advert.seq === known.advert.seq
+      // The advert held, now with its signature (a hello's advert, then its signed copy).
+      if (same && signed !== undefined) known.signed ??= signed
       const older = advert.sentAt < known.advert.sentAt || (advert.sentAt === known.advert.sentAt && advert.seq <= known.advert.seq)
       if (older) return false
       known.advert = advert

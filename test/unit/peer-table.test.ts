@@ -187,3 +187,11 @@ test('signed adverts are kept to pass on, freshest first; an advert from a hello
   assert.deepEqual(table.signedAdverts(10).map(s => s.data[0]), [1, 2])
   assert.deepEqual(table.signedAdverts(1).map(s => s.data[0]), [1])
 })
+
+test('the advert held, arriving again with its signature (a hello, then its signed copy), keeps the signature to pass on', () => {
+  const table = new PeerTable({ expiryMs: 60_000 })
+  const signed = { data: new Uint8Array([9]), seqno: new Uint8Array(8), signature: new Uint8Array(64) }
+  table.upsert(advert('a', 3, 30))
+  assert.equal(table.upsert(advert('a', 3, 30), signed), false, 'not news')
+  assert.deepEqual(table.signedAdverts(5).map(s => s.data[0]), [9])
+})

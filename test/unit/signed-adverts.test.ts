@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { generateKeyPair, publicKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { openSignedAdvert, parseAdvert } from '../../agent/swarm/adverts.js'
+import { openSignedAdvert, parseAdvert, signAdvert } from '../../agent/swarm/adverts.js'
 import { ADVERTS_TOPIC, encode, WIRE_VERSION, type Advert } from '../../protocol/index.js'
 import type { Message } from '@libp2p/gossipsub'
 
@@ -46,4 +46,16 @@ test('an advert signed by one peer that describes another is refused', async () 
   const seqno = new Uint8Array(8)
   new DataView(seqno.buffer).setBigUint64(0, (message as Message & { sequenceNumber: bigint }).sequenceNumber, false)
   await assert.rejects(openSignedAdvert({ data: message.data, seqno, signature: (message as Message & { signature: Uint8Array }).signature }), /bad signature/)
+})
+
+test('an agent\'s own advert, signed for a hello, checks like a gossiped one; signed with another key it does not', async () => {
+  const privateKey = await generateKeyPair('Ed25519')
+  const other = await generateKeyPair('Ed25519')
+  const peerId = peerIdFromPrivateKey(privateKey).toString()
+  const advert: Advert = {
+    v: WIRE_VERSION, type: 'advert', peerId, addrs: [], arch: 'x64', platform: 'linux', cpus: 2, memTotal: 1, memFree: 1,
+    runtimes: [{ kind: 'wasm', slots: 2, busy: 0 }], queue: 0, labels: {}, warm: [], functions: [], seq: 7, sentAt: Date.now()
+  }
+  assert.deepEqual(await openSignedAdvert(await signAdvert(advert, privateKey)), advert)
+  await assert.rejects(openSignedAdvert(await signAdvert(advert, other)), /bad signature/)
 })
