@@ -181,7 +181,7 @@ export class Agent {
       fetcher: this.#fetcher,
       trust: this.trust,
       metrics: this.metrics,
-      hold: (spec, code, cids) => { this.#hold(spec, code, cids) },
+      hold: (spec, code, cids) => { this.#hold(spec, code, cids, false) },
       callLog: this.callLog
     })
     this.calls = new AsyncCalls({
@@ -222,7 +222,7 @@ export class Agent {
       fetcher: this.#fetcher,
       trusts: (signer) => this.trust.trusts(signer),
       signerOf: (ref) => this.manifests.signerOf(ref),
-      hold: (spec, code, cids) => { this.#hold(spec, code, cids) }
+      hold: (spec, code, cids) => { this.#hold(spec, code, cids, true) }
     })
     this.#connectivity = new Connectivity(this.node, this.peers, { bootstrap: config.bootstrap, neighbours: config.neighbours })
     this.#hello = new HelloService(this.node, {
@@ -243,8 +243,10 @@ export class Agent {
       log('peer %s joined the peer table', evt.detail.peerId)
     })
     // A lone agent cannot store records in the DHT: put ours again when peers appear — once for
-    // peers that appear together (a swarm starting, a partition healing), not once for each.
-    this.peers.addEventListener('peer:join', () => { this.#republishSoon() })
+    // peers that appear together (a swarm starting, a partition healing), not once for each, and
+    // only if a put of ours reached no one (every holder republishing everything at every join
+    // was a storm of DHT walks in a swarm that holds functions).
+    this.peers.addEventListener('peer:join', () => { if (this.manifests.unpublished) this.#republishSoon() })
     this.#api = new ApiServer(this, { host: config.apiHost, port: config.apiPort, token: apiToken })
 
     await this.runtimes.start()
@@ -450,7 +452,7 @@ export class Agent {
     // An agent without Docker may still deploy a container function: it keeps and serves the
     // code, and agents with Docker run it.
     if (this.runtimes.for(spec.runtime) !== undefined) await this.runtimes.prepare(spec, code)
-    this.#hold(spec, code, chunks)
+    this.#hold(spec, code, chunks, true)
     this.trust.allow(spec, chunks)
     // The signed record rides along, so that peers need no DHT look-up to trust the new version.
     // Deploys are rare and must not be lost: an agent that just joined waits (a little) for a listener.
@@ -495,10 +497,11 @@ export class Agent {
   }
 
   /** Keeps code here (deployed, fetched or replicated) with its manifest; lets go of what it displaces. */
-  #hold (spec: FunctionSpec, code: Uint8Array, cids?: string[]): void {
+  /** Holds code here: deployed, replicated (`replica`: its record is put in the DHT too), or fetched to run a call. */
+  #hold (spec: FunctionSpec, code: Uint8Array, cids: string[] | undefined, replica: boolean): void {
     const { dropped } = this.registry.hold(spec, code, cids)
     this.#released(dropped)
-    if (this.registry.holds(spec)) void this.manifests.keep(spec)
+    if (this.registry.holds(spec)) void this.manifests.keep(spec, { put: replica })
   }
 
   #released (specs: FunctionSpec[]): void {

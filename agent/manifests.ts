@@ -47,6 +47,8 @@ export class ManifestStore {
   readonly #heldChunks: () => string[]
   readonly #onDeleted: (name: string, version: number) => void
   #republishing: Promise<void> | undefined
+  /** A put reached no one; and at start, what is kept here has not been put by this process yet. */
+  #unpublished = true
   /** Verified manifests by `name@version`: from deploy announcements, look-ups and deploys here. */
   readonly #known = new Map<string, Kept>()
 
@@ -87,16 +89,23 @@ export class ManifestStore {
   }
 
   /**
-   * Keeps the record of a version this agent now holds (replicated or fetched) and puts it under its
-   * version key, so that the record lives as long as copies of the code do.
+   * Keeps the record of a version this agent now holds (replicated or fetched). A replica also puts
+   * it under its version key, so that the record lives as long as copies of the code do; a copy
+   * fetched to run a call does not (every agent that ran a new function putting its record was a
+   * DHT walk per agent per deploy, the storm that made a deploy slow to reach a whole swarm).
    */
-  async keep (ref: FunctionRef): Promise<void> {
+  async keep (ref: FunctionRef, options: { put: boolean }): Promise<void> {
     const file = `${ref.name}@${ref.version}.cbor`
     if (existsSync(join(this.#dir, file))) return
     const kept = this.#known.get(`${ref.name}@${ref.version}`)
     if (kept === undefined || kept.record.body.type !== 'manifest' || kept.record.body.sha256 !== ref.sha256) return
     this.#write(file, kept.raw)
-    await this.#put(manifestKey(ref.name, ref.version), kept.raw)
+    if (options.put) await this.#put(manifestKey(ref.name, ref.version), kept.raw)
+  }
+
+  /** Whether this agent should put its records again when peers appear: not done since it started, or a put reached no one. */
+  get unpublished (): boolean {
+    return this.#unpublished
   }
 
   /** Stops keeping the record of one version (its code is no longer held here). */
@@ -126,6 +135,7 @@ export class ManifestStore {
     } catch (err) {
       log('put %s: %s after %d peers', new TextDecoder().decode(key), (err as Error).message, stored)
     }
+    if (stored === 0) this.#unpublished = true
     return stored > 0
   }
 
@@ -177,6 +187,7 @@ export class ManifestStore {
    */
   async republish (): Promise<void> {
     this.#republishing ??= (async () => {
+      this.#unpublished = false
       const names = new Map<string, number[]>()
       for (const file of readdirSync(this.#dir)) {
         const m = /^(.+?)(?:@(\d+))?\.cbor$/.exec(file)

@@ -93,15 +93,18 @@ export async function createNode (init: NodeInit): Promise<EdgeNode> {
       reconnectRetryInterval: 2000,
       reconnectBackoffFactor: 2
     },
-    // Liveness and RTT: one ping per connection every 10 s. A connection whose pings fail is
+    // Liveness and RTT: one ping per connection every 20 s (a process that dies closes its
+    // connections at once; pings find the silent failures). A connection whose pings fail is
     // closed, but only after a generous timeout, so that a peer busy at 100 % CPU is not dropped.
-    connectionMonitor: { pingInterval: 10_000, abortConnectionOnPingFailure: true, pingTimeout: { minTimeout: 10_000, maxTimeout: 30_000 } },
+    connectionMonitor: { pingInterval: 20_000, abortConnectionOnPingFailure: true, pingTimeout: { minTimeout: 10_000, maxTimeout: 30_000 } },
     services: {
       identify: identify(),
       ping: ping({ maxInboundStreams: 8, maxOutboundStreams: 8, timeout: 5000 }),
       // Tuned for a few hundred peers: the default mesh (D 6, 4…12), no flood publishing (a publish
-      // goes to the mesh, which also covers a small swarm whole), a 1 s heartbeat. Adverts are sent on
-      // change with a slow heartbeat (adverts.ts), so the message rate stays low.
+      // goes to the mesh, which also covers a small swarm whole), a 2 s heartbeat (each sends
+      // IHAVE gossip to 6 peers per busy topic). Adverts are sent on change with a slow heartbeat
+      // (adverts.ts): in an idle swarm, each advert is a message to every agent and its mesh
+      // copies, the largest cost left.
       pubsub: gossipsub({
         allowPublishToZeroTopicPeers: true,
         floodPublish: false,
@@ -109,7 +112,7 @@ export async function createNode (init: NodeInit): Promise<EdgeNode> {
         D: 6,
         Dlo: 4,
         Dhi: 12,
-        heartbeatInterval: 1000,
+        heartbeatInterval: 2000,
         fastMsgIdFn: fastMessageId,
         // Many peers on one IP (testnets) would otherwise be scored out of the mesh.
         scoreParams: { IPColocationFactorWeight: 0 }
