@@ -17,3 +17,14 @@ test('the boundary between publisher and sequence number cannot be shifted to fo
   const b = fastMessageId({ topic: 't', from: new Uint8Array([1]), seqno: new Uint8Array([2, 3]) })
   assert.notEqual(a, b)
 })
+
+test('yamux tells the peer of freed window once half of it is consumed, and always when a flag must go', async () => {
+  const { windowUpdateDue } = await import('../../agent/swarm/yamux-fix.js')
+  const { StreamState } = await import('@chainsafe/libp2p-yamux/stream')
+  const window = 256 * 1024
+  assert.equal(windowUpdateDue(StreamState.Established, window, window - 1000), false)
+  assert.equal(windowUpdateDue(StreamState.Established, window, window / 2), true)
+  assert.equal(windowUpdateDue(StreamState.Established, window, 0), true)
+  assert.equal(windowUpdateDue(StreamState.SYNReceived, window, window - 1), true, 'the ACK goes at once')
+  assert.equal(windowUpdateDue(StreamState.Init, window, window), true, 'the SYN goes at once')
+})
