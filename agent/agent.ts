@@ -244,8 +244,8 @@ export class Agent {
     })
     // A lone agent cannot store records in the DHT: put ours again when peers appear — once for
     // peers that appear together (a swarm starting, a partition healing), not once for each, and
-    // only if a put of ours reached no one (every holder republishing everything at every join
-    // was a storm of DHT walks in a swarm that holds functions).
+    // only if this process has not put them yet or a put reached no one (every holder
+    // republishing everything at every join was a storm of DHT walks in a swarm with functions).
     this.peers.addEventListener('peer:join', () => { if (this.manifests.unpublished) this.#republishSoon() })
     this.#api = new ApiServer(this, { host: config.apiHost, port: config.apiPort, token: apiToken })
 
