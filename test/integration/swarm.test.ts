@@ -146,6 +146,11 @@ describe('a swarm of three agents', () => {
     await a2.deploy('sleep', fixture('sleep'), { timeout: '10s' })
     const blocker = a2.invoke('sleep', { input: Buffer.from('1500'), policy: 'local' })
     await eventually(async () => (await a2.status()).runtimes[0]?.busy === 1, 5000, 'agent 2 busy')
+    // The scheduler knows nothing yet of how long 'sleep' runs: a call that has run past its
+    // estimate is expected to need at least half as long again. Once the blocker has run for half
+    // a second, the local queue plainly loses to a free peer (fetch and all); right after it
+    // started, the two were within a loaded machine's RTT of each other, and the test was flaky.
+    await sleep(500)
     const res = await a2.invoke('sleep', { input: Buffer.from('10') })
     assert.equal(text(res.outputBytes), 'slept 10\n')
     assert.notEqual(res.ranOn, net.agent(2).peerId)
