@@ -284,11 +284,10 @@ export class Connectivity {
    * adverts yet still finds the swarm.
    */
   hint (peers: Array<{ peerId: string, addrs: string[] }>): void {
-    const want = this.#init.neighbours <= 0 ? Infinity : this.#init.neighbours - this.#node.getConnections().length
-    if (want <= 0) return
-    peers = peers.slice(0, Math.min(peers.length, want))
+    let want = this.#init.neighbours <= 0 ? Infinity : this.#init.neighbours - this.#node.getConnections().length
     const self = this.#node.peerId.toString()
     for (const p of peers) {
+      if (want <= 0) break
       if (p.peerId === self || this.#table.get(p.peerId) !== undefined || this.#hinted.has(p.peerId)) continue
       try {
         if (this.#node.getConnections(peerIdFromString(p.peerId)).length > 0) continue
@@ -296,6 +295,7 @@ export class Connectivity {
         continue
       }
       this.#hinted.set(p.peerId, p.addrs)
+      want--
     }
     this.#pumpHints()
   }
@@ -304,7 +304,8 @@ export class Connectivity {
     for (const [peerId, addrs] of this.#hinted) {
       if (this.#dialling.size >= MAX_DIALS) return
       this.#hinted.delete(peerId)
-      void this.#keep(peerId, true, addrs)
+      // Addresses only: whether the connection is kept, the overlay says at the next reconcile.
+      void this.#keep(peerId, false, addrs)
         .then(async () => await this.#dial(peerId))
         .finally(() => { this.#pumpHints() })
     }

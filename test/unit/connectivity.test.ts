@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
-import { Connectivity } from '../../agent/swarm/connectivity.js'
+import { Connectivity, SWARM_KEEP_ALIVE } from '../../agent/swarm/connectivity.js'
 import { picks } from '../../agent/swarm/overlay.js'
 import { PeerTable } from '../../agent/swarm/peer-table.js'
 import { WIRE_VERSION, type Advert } from '../../protocol/index.js'
@@ -122,4 +122,14 @@ test('a peer reported lost is dropped only when this agent\'s own dial is refuse
   await eventually(() => table.get(dead) === undefined, 5000, 'dead peer dropped')
   await eventually(() => node.dials.includes(alive), 5000, 'alive peer dialled')
   assert.ok(table.get(alive) !== undefined, 'a hostile or wrong report costs a dial, not a peer')
+})
+
+test('hints are dialled only while the agent has fewer connections than neighbours, past the peers it knows, and are not kept for it', async (t) => {
+  const { node, conn, ids } = await setup(2, 2)
+  t.after(() => { conn.stop() })
+  const strangers = await Promise.all(Array.from({ length: 4 }, newId))
+  conn.hint([...ids, ...strangers].map(peerId => ({ peerId, addrs: [] })))
+  await eventually(() => strangers.filter(s => node.dials.includes(s)).length === 2, 5000, 'two strangers dialled')
+  assert.deepEqual(strangers.filter(s => node.dials.includes(s)), strangers.slice(0, 2))
+  for (const s of strangers) assert.equal(node.tags.get(s)?.has(SWARM_KEEP_ALIVE) ?? false, false, `${s} kept`)
 })
