@@ -36,9 +36,14 @@ export interface ReceivedAdvert {
 export function parseAdvert (message: Message): ReceivedAdvert {
   const advert = validateAdvert(decode(message.data, MAX_GOSSIP_BYTES))
   if (message.type !== 'signed' || message.from.toString() !== advert.peerId) throw new Error('advert not signed by the peer it describes')
-  const seqno = new Uint8Array(8)
-  new DataView(seqno.buffer).setBigUint64(0, message.sequenceNumber, false)
-  return { advert, signed: { data: message.data, seqno, signature: message.signature } }
+  return { advert, signed: { data: message.data, seqno: seqnoBytes(message.sequenceNumber), signature: message.signature } }
+}
+
+/** A gossipsub sequence number as it goes on the wire: 8 bytes, big-endian. */
+function seqnoBytes (n: bigint): Uint8Array {
+  const bytes = new Uint8Array(8)
+  new DataView(bytes.buffer).setBigUint64(0, n, false)
+  return bytes
 }
 
 const SIGN_PREFIX = new TextEncoder().encode('libp2p-pubsub:')
@@ -73,8 +78,7 @@ export async function openSignedAdvert (signed: SignedAdvert): Promise<Advert> {
  */
 export async function signAdvert (advert: Advert, key: PrivateKey): Promise<SignedAdvert> {
   const data = encode(advert)
-  const seqno = new Uint8Array(8)
-  new DataView(seqno.buffer).setBigUint64(0, BigInt(advert.seq), false)
+  const seqno = seqnoBytes(BigInt(advert.seq))
   return { data, seqno, signature: await key.sign(signedBytes(peerIdFromPrivateKey(key), data, seqno)) }
 }
 

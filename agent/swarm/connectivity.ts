@@ -2,6 +2,7 @@ import { logger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { KEEP_ALIVE, type PeerId } from '@libp2p/interface'
+import { MAX_LOST_PEERS } from '../../protocol/index.js'
 import { deadline } from '../deadline.js'
 import type { EdgeNode } from './node.js'
 import type { PeerEntry, PeerTable } from './peer-table.js'
@@ -33,17 +34,25 @@ export interface ConnectivityInit {
 }
 
 /** A peer reported lost is reported in this agent's adverts this long. */
-const LOST_FOR_MS = 60_000
+export const LOST_FOR_MS = 60_000
 /** A peer reported lost by others is dialled to check at most this often. */
-const PROBE_EVERY_MS = 10_000
+export const PROBE_EVERY_MS = 10_000
 
 /** Dials this agent makes at once to peers it heard of (hints, neighbours without a connection). */
 const MAX_DIALS = 8
-/** Lost peers an advert reports at most (protocol's MAX_LOST_PEERS). */
-const MAX_LOST_REPORTED = 32
 
 /** Dial failures that say the peer is not there at all (as opposed to slow). */
 const REFUSED = /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|no valid addresses/i
+
+/** Whether a hinted id is a peer id at all (hints are unauthenticated). */
+function parses (peerId: string): boolean {
+  try {
+    peerIdFromString(peerId)
+    return true
+  } catch {
+    return false
+  }
+}
 
 function refusal (err: unknown): boolean {
   for (let e = err as { message?: string, cause?: unknown, errors?: unknown[] } | undefined, i = 0; e !== undefined && i < 5; e = e.cause as typeof e, i++) {
@@ -123,7 +132,7 @@ export class Connectivity {
     const id = evt.detail.peerId
     // The addresses its own signed advert gives, for a call's dial; kept or not, the overlay says.
     void this.#keep(id, false, evt.detail.advert.addrs)
-    if (this.#node.getConnections(peerIdFromString(id)).length > 0) void this.#ping(id)
+    if (this.#connected(id)) void this.#ping(id)
     this.#reconcileSoon()
   }
 
@@ -138,6 +147,15 @@ export class Connectivity {
     this.#init = { rttIntervalMs: 5000, aloneRedialMs: 10_000, redialCheckMs: 1000, reconcileMs: 5000, neighbours: 6, idleCloseMs: 30_000, ...init }
   }
 
+  /** Whether libp2p holds a connection to the peer (false for an id that does not parse). */
+  #connected (peerId: string): boolean {
+    try {
+      return this.#node.getConnections(peerIdFromString(peerId)).length > 0
+    } catch {
+      return false
+    }
+  }
+
   /** The peers this agent keeps a connection to, by the overlay over the peers it knows. */
   #wanted (also: string[] = []): Set<string> {
     const self = this.#node.peerId.toString()
@@ -149,7 +167,7 @@ export class Connectivity {
   lost (): string[] {
     const now = Date.now()
     for (const [id, at] of this.#lost) if (now - at > LOST_FOR_MS || this.#table.get(id) !== undefined) this.#lost.delete(id)
-    return [...this.#lost.keys()].slice(-MAX_LOST_REPORTED)
+    return [...this.#lost.keys()].slice(-MAX_LOST_PEERS)
   }
 
   /** A neighbour is gone (refused a redial, or libp2p gave up): out of the table, and reported. */
@@ -165,15 +183,10 @@ export class Connectivity {
   checkLost (peerIds: readonly string[]): void {
     const now = Date.now()
     for (const id of peerIds) {
-      if (id === this.#node.peerId.toString() || this.#table.get(id) === undefined || (now - (this.#probed.get(id) ?? -Infinity)) < PROBE_EVERY_MS) continue
-      try {
-        if (this.#node.getConnections(peerIdFromString(id)).length > 0) continue
-      } catch {
-        continue
-      }
+      if (id === this.#node.peerId.toString() || this.#table.get(id) === undefined || (now - (this.#probed.get(id) ?? -Infinity)) < PROBE_EVERY_MS || this.#connected(id)) continue
       this.#probed.set(id, now)
       void this.#dial(id).then((outcome) => {
-        if (outcome === 'refused' && this.#table.get(id) !== undefined && this.#node.getConnections(peerIdFromString(id)).length === 0) {
+        if (outcome === 'refused' && this.#table.get(id) !== undefined && !this.#connected(id)) {
           log('%s, reported lost, refuses a dial: it leaves the peer table', id)
           this.#table.remove(id)
         }
@@ -288,12 +301,7 @@ export class Connectivity {
     const self = this.#node.peerId.toString()
     for (const p of peers) {
       if (want <= 0) break
-      if (p.peerId === self || this.#table.get(p.peerId) !== undefined || this.#hinted.has(p.peerId)) continue
-      try {
-        if (this.#node.getConnections(peerIdFromString(p.peerId)).length > 0) continue
-      } catch {
-        continue
-      }
+      if (p.peerId === self || this.#table.get(p.peerId) !== undefined || this.#hinted.has(p.peerId) || !parses(p.peerId) || this.#connected(p.peerId)) continue
       this.#hinted.set(p.peerId, p.addrs)
       want--
     }
@@ -336,7 +344,7 @@ export class Connectivity {
     }
     const free = MAX_DIALS - this.#dialling.size
     if (free > 0) {
-      const lacking = [...keep].filter(id => !this.#dialling.has(id) && this.#node.getConnections(peerIdFromString(id)).length === 0)
+      const lacking = [...keep].filter(id => !this.#dialling.has(id) && !this.#connected(id))
       for (const id of lacking.slice(0, free)) void this.#dial(id)
     }
     void this.#closeIdle(keep)
@@ -371,7 +379,7 @@ export class Connectivity {
     if (entry === undefined || this.#table.isConnected(entry)) return
     const outcome = await this.#dial(peerId)
     const now = this.#table.get(peerId)
-    if (outcome === 'refused' && now !== undefined && !this.#table.isConnected(now) && this.#node.getConnections(peerIdFromString(peerId)).length === 0) {
+    if (outcome === 'refused' && now !== undefined && !this.#table.isConnected(now) && !this.#connected(peerId)) {
       log('%s refuses to be redialled: it leaves the peer table', peerId)
       this.#gone(peerId)
     }

@@ -1,7 +1,8 @@
 import { AdvertService, type AdvertChannel } from '../../agent/swarm/adverts.js'
 import { PeerTable } from '../../agent/swarm/peer-table.js'
 import { Backlog, RunTimes } from '../../agent/load-estimates.js'
-import { RuntimeKind, WIRE_VERSION, type Advert, type FunctionRef, type PeerLoad } from '../../protocol/index.js'
+import { LOST_FOR_MS } from '../../agent/swarm/connectivity.js'
+import { MAX_LOST_PEERS, RuntimeKind, WIRE_VERSION, type Advert, type FunctionRef, type PeerLoad } from '../../protocol/index.js'
 import type { CandidateView } from '../../agent/policies/index.js'
 import type { Clock } from './clock.js'
 import type { Design } from './designs.js'
@@ -14,9 +15,6 @@ const OTHER_FUNCTIONS: FunctionRef[] = [
   { name: 'detect', version: 7, sha256: 'c'.repeat(64) }
 ]
 
-/** As connectivity.ts: a lost neighbour is reported this long, at most this many at once. */
-const LOST_FOR_MS = 60_000
-const MAX_LOST_REPORTED = 32
 
 /** A call waiting for, or holding, one of an agent's slots. */
 interface Job {
@@ -96,7 +94,7 @@ export class SimAgent {
     if (this.lostAt.size === 0) return advert
     const now = this.#clock.now
     for (const [id, at] of this.lostAt) if (now - at > LOST_FOR_MS) this.lostAt.delete(id)
-    return this.lostAt.size === 0 ? advert : { ...advert, lost: [...this.lostAt.keys()].slice(-MAX_LOST_REPORTED) }
+    return this.lostAt.size === 0 ? advert : { ...advert, lost: [...this.lostAt.keys()].slice(-MAX_LOST_PEERS) }
   }
 
   get queued (): number {

@@ -1,3 +1,4 @@
+import { PROBE_EVERY_MS } from '../../agent/swarm/connectivity.js'
 import { decode, encode, MAX_GOSSIP_BYTES, MAX_HELLO_RELAYS, validateAdvert, type Advert } from '../../protocol/index.js'
 import { Clock } from './clock.js'
 import { Geography } from './latency.js'
@@ -42,8 +43,6 @@ const REDIAL_CHECK_MS = 1000
 const DISCONNECT_GRACE_MS = 30_000
 /** gossipsub's heartbeat, and the heartbeats of message ids its IHAVEs carry (mcacheGossip), capped at maxIHaveLength. */
 const HEARTBEAT_MS = 1000
-/** Connectivity dials a peer reported lost at most this often. */
-const PROBE_EVERY_MS = 10_000
 const GOSSIP_HISTORY = 3
 const MAX_IHAVE = 5000
 
