@@ -1,12 +1,12 @@
 import { logger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { KEEP_ALIVE, type PeerId } from '@libp2p/interface'
+import { KEEP_ALIVE, type Connection, type PeerId } from '@libp2p/interface'
 import { MAX_LOST_PEERS } from '../../protocol/index.js'
 import { deadline } from '../deadline.js'
 import type { EdgeNode } from './node.js'
 import type { PeerEntry, PeerTable } from './peer-table.js'
-import { wanted } from './overlay.js'
+import { cachedPairScore, wanted } from './overlay.js'
 import { setMaxListeners } from 'node:events'
 
 const log = logger('edge:agent:connectivity')
@@ -40,6 +40,9 @@ export const PROBE_EVERY_MS = 10_000
 
 /** Dials this agent makes at once to peers it heard of (hints, neighbours without a connection). */
 const MAX_DIALS = 8
+
+/** How long a connection found tagged KEEP_ALIVE by another service is left before its tags are read again. */
+const KEPT_ELSEWHERE_RECHECK_MS = 60_000
 
 /** Dial failures that say the peer is not there at all (as opposed to slow). */
 const REFUSED = /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|no valid addresses/i
@@ -98,6 +101,10 @@ export class Connectivity {
   /** Peers others reported lost: when this agent last dialled one to check. */
   readonly #probed = new Map<string, number>()
   #soon: NodeJS.Timeout | undefined
+  /** Pair scores of the overlay, computed once per pair. */
+  readonly #score = cachedPairScore()
+  /** Connections found kept by another part of libp2p, and when: looked up again after a minute. */
+  readonly #keptElsewhere = new WeakMap<Connection, number>()
 
   readonly #onConnect = (evt: CustomEvent<PeerId>): void => {
     const id = evt.detail.toString()
@@ -160,7 +167,7 @@ export class Connectivity {
   #wanted (also: string[] = []): Set<string> {
     const self = this.#node.peerId.toString()
     const connected = this.#node.getConnections().map(c => c.remotePeer.toString())
-    return wanted(self, this.#table.list().map(e => e.peerId), this.#init.neighbours, [...connected, ...also])
+    return wanted(self, this.#table.list().map(e => e.peerId), this.#init.neighbours, [...connected, ...also], this.#score)
   }
 
   /** Peers this agent watched go in the last minute (its adverts report them). */
@@ -344,7 +351,8 @@ export class Connectivity {
     }
     const free = MAX_DIALS - this.#dialling.size
     if (free > 0) {
-      const lacking = [...keep].filter(id => !this.#dialling.has(id) && !this.#connected(id))
+      const connected = new Set(this.#node.getConnections().map(c => c.remotePeer.toString()))
+      const lacking = [...keep].filter(id => !this.#dialling.has(id) && !connected.has(id))
       for (const id of lacking.slice(0, free)) void this.#dial(id)
     }
     void this.#closeIdle(keep)
@@ -357,10 +365,14 @@ export class Connectivity {
       const entry = this.#table.get(id)
       if (keep.has(id) || c.direction !== 'outbound' || now - c.timeline.open < this.#init.idleCloseMs) continue
       if (entry !== undefined && (this.#table.callsAt(entry) > 0 || now - (entry.lastCallAt ?? -Infinity) < this.#init.idleCloseMs)) continue
+      if (now - (this.#keptElsewhere.get(c) ?? -Infinity) < KEPT_ELSEWHERE_RECHECK_MS) continue
       try {
         // Another part of libp2p keeps it (kad-dht, its closest peers): closed, it would be redialled.
         const tags = (await this.#node.peerStore.get(c.remotePeer)).tags
-        if ([...tags.keys()].some(t => t.startsWith(KEEP_ALIVE))) continue
+        if ([...tags.keys()].some(t => t.startsWith(KEEP_ALIVE))) {
+          this.#keptElsewhere.set(c, now)
+          continue
+        }
         this.#closing.add(id)
         log('closing the idle connection to %s (neither end keeps it)', id)
         await c.close()

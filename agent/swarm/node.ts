@@ -1,6 +1,7 @@
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import './yamux-fix.js'
+import { GOSSIP, PING_INTERVAL_MS } from './tuning.js'
 import { bootstrap } from '@libp2p/bootstrap'
 import { gossipsub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
@@ -80,7 +81,8 @@ export async function createNode (init: NodeInit): Promise<EdgeNode> {
     transports: [tcp()],
     connectionProtector: preSharedKey({ psk: init.swarmKey }),
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    // No yamux keep-alive pings: the connection monitor already pings every connection.
+    streamMuxers: [yamux({ enableKeepAlive: false })],
     peerDiscovery,
     connectionManager: {
       maxConnections: 300,
@@ -94,31 +96,27 @@ export async function createNode (init: NodeInit): Promise<EdgeNode> {
       reconnectRetryInterval: 2000,
       reconnectBackoffFactor: 2
     },
-    // Liveness and RTT: one ping per connection every 20 s (a process that dies closes its
-    // connections at once; pings find the silent failures). A connection whose pings fail is
-    // closed, but only after a generous timeout, so that a peer busy at 100 % CPU is not dropped.
-    connectionMonitor: { pingInterval: 20_000, abortConnectionOnPingFailure: true, pingTimeout: { minTimeout: 10_000, maxTimeout: 30_000 } },
+    // Liveness and RTT (tuning.ts). A connection whose pings fail is closed, after a generous
+    // timeout, so that a peer at 100 % CPU is not dropped.
+    connectionMonitor: { pingInterval: PING_INTERVAL_MS, abortConnectionOnPingFailure: true, pingTimeout: { minTimeout: 10_000, maxTimeout: 30_000 } },
     services: {
       identify: identify(),
       ping: ping({ maxInboundStreams: 8, maxOutboundStreams: 8, timeout: 5000 }),
-      // Tuned for a few hundred peers: the default mesh (D 6, 4…12), no flood publishing (a publish
-      // goes to the mesh, which also covers a small swarm whole), a 2 s heartbeat (each sends
-      // IHAVE gossip to 6 peers per busy topic). Adverts are sent on change with a slow heartbeat
-      // (adverts.ts): in an idle swarm, each advert is a message to every agent and its mesh
-      // copies, the largest cost left.
+      // Tuned for a few hundred peers (tuning.ts); no flood publishing (a publish goes to the mesh,
+      // which also covers a small swarm whole). Adverts are sent on change with a slow heartbeat
+      // (adverts.ts).
       pubsub: gossipsub({
         allowPublishToZeroTopicPeers: true,
         floodPublish: false,
         emitSelf: false,
-        D: 6,
-        Dlo: 4,
-        Dhi: 12,
-        heartbeatInterval: 2000,
+        D: GOSSIP.D,
+        Dlo: GOSSIP.Dlo,
+        Dhi: GOSSIP.Dhi,
+        Dlazy: GOSSIP.Dlazy,
+        gossipFactor: GOSSIP.gossipFactor,
+        heartbeatInterval: GOSSIP.heartbeatMs,
         fastMsgIdFn: fastMessageId,
-        // IDONTWANT (gossipsub 1.2) asks mesh peers not to send a copy already received: a control
-        // message to every mesh peer for every message, as costly as the copy it saves for a
-        // sub-KiB advert (6 % of an idle 50-agent swarm's busy time). Only for large messages.
-        idontwantMinDataSize: 16 * 1024,
+        idontwantMinDataSize: GOSSIP.idontwantMinBytes,
         // Many peers on one IP (testnets) would otherwise be scored out of the mesh.
         scoreParams: { IPColocationFactorWeight: 0 }
       }),

@@ -1,3 +1,4 @@
+import { GOSSIP } from '../../agent/swarm/tuning.js'
 import type { Geography } from './latency.js'
 import type { Random } from './random.js'
 
@@ -16,7 +17,7 @@ export interface MeshInit {
   gossipFactor: number
 }
 
-export const GOSSIPSUB: Omit<MeshInit, 'connections' | 'hopMs'> = { D: 6, Dlo: 4, Dhi: 12, Dlazy: 6, gossipFactor: 0.25 }
+export const GOSSIPSUB: Omit<MeshInit, 'connections' | 'hopMs'> = { D: GOSSIP.D, Dlo: GOSSIP.Dlo, Dhi: GOSSIP.Dhi, Dlazy: GOSSIP.Dlazy, gossipFactor: GOSSIP.gossipFactor }
 
 /**
  * Bytes a gossiped message costs on the wire besides its data: the protobuf message (from, seqno,
@@ -27,8 +28,8 @@ export const DATA_OVERHEAD_BYTES = 170
 export const CONTROL_OVERHEAD_BYTES = 40
 /** A message id as the default id function makes it (from + seqno: 38 + 8 bytes) with its protobuf tag. */
 export const MESSAGE_ID_BYTES = 48
-/** gossipsub v1.2 sends IDONTWANT to its mesh for messages at least this big. */
-export const IDONTWANT_MIN_BYTES = 512
+/** gossipsub v1.2 sends IDONTWANT to its mesh for messages at least this big (as the agent sets it). */
+export const IDONTWANT_MIN_BYTES = GOSSIP.idontwantMinBytes
 
 /** What one published message costs the whole swarm, on average over sampled origins. */
 export interface ForwardingCost {
@@ -233,7 +234,7 @@ export class Mesh {
    * What publishing one message of `dataBytes` costs, averaged over `samples` random origins:
    * copies sent (a node forwards its first copy to its mesh peers but the one it came from and the
    * origin, and not to a peer whose IDONTWANT arrived first), IDONTWANTs (v1.2, for messages of
-   * 512 bytes or more: sent on first receipt to the mesh peers but the sender), and how fast it
+   * IDONTWANT_MIN_BYTES or more: sent on first receipt to the mesh peers but the sender), and how fast it
    * spreads.
    */
   forwardingCost (dataBytes: number, samples: number): ForwardingCost {

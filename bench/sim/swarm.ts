@@ -1,3 +1,4 @@
+import { GOSSIP } from '../../agent/swarm/tuning.js'
 import { PROBE_EVERY_MS } from '../../agent/swarm/connectivity.js'
 import { decode, encode, MAX_GOSSIP_BYTES, MAX_HELLO_RELAYS, validateAdvert, type Advert } from '../../protocol/index.js'
 import { Clock } from './clock.js'
@@ -42,7 +43,7 @@ const REDIAL_CHECK_MS = 1000
 /** PeerTable's default grace for a disconnected peer (its expiry timer runs at a quarter of the smaller bound). */
 const DISCONNECT_GRACE_MS = 30_000
 /** gossipsub's heartbeat, and the heartbeats of message ids its IHAVEs carry (mcacheGossip), capped at maxIHaveLength. */
-const HEARTBEAT_MS = 1000
+const HEARTBEAT_MS = GOSSIP.heartbeatMs
 const GOSSIP_HISTORY = 3
 const MAX_IHAVE = 5000
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { pairScore, picks, wanted } from '../../agent/swarm/overlay.js'
+import { cachedPairScore, pairScore, picks, wanted } from '../../agent/swarm/overlay.js'
 
 const ids = (n: number): string[] => Array.from({ length: n }, (_, i) => `12D3KooWpeer${i.toString().padStart(4, '0')}`)
 
@@ -52,4 +52,14 @@ test('a swarm no larger than k is kept whole', () => {
   const all = ids(5)
   assert.deepEqual([...wanted(all[0] as string, all.slice(1), 6, [])].sort(), all.slice(1).sort())
   assert.equal(wanted(all[0] as string, all.slice(1), 0, []).size, 4)
+})
+
+test('the cached pair score is the pair score, from either end, also once its cache has been emptied', () => {
+  const all = ids(30)
+  const cached = cachedPairScore(50)
+  for (let round = 0; round < 2; round++) {
+    for (const a of all) for (const b of all) if (a !== b) assert.equal(cached(a, b), pairScore(b, a))
+  }
+  const self = all[0] as string
+  assert.deepEqual([...wanted(self, all.slice(1), 4, all, cached)].sort(), [...wanted(self, all.slice(1), 4, all)].sort())
 })
