@@ -231,6 +231,7 @@ export class Agent {
       peers: () => this.peers.list().filter(e => this.peers.isConnected(e)).map(e => ({ peerId: e.peerId, addrs: e.advert.addrs })),
       signed: (max) => this.peers.signedAdverts(max),
       receive: (advert, signed, ageMs) => { this.#adverts.receive(advert, signed, ageMs) },
+      isNews: (advert, ageMs) => advert.peerId !== this.peerId && this.peers.isNews(advert, ageMs),
       hints: (peers) => { this.#connectivity.hint(peers) }
     })
     this.peers.addEventListener('peer:leave', (evt) => {

@@ -24,6 +24,8 @@ export interface HelloInit {
    * passed on (`signed`, checked against its author's key; `ageMs` old by its author's clock).
    */
   receive: (advert: Advert, signed?: SignedAdvert, ageMs?: number) => void
+  /** Whether a passed-on advert, `ageMs` old, would change what `receive` holds (if not, its signature is not checked). */
+  isNews: (advert: Advert, ageMs: number) => boolean
   /** Peers the other side knows of: candidates to dial. */
   hints: (peers: Array<{ peerId: string, addrs: string[] }>) => void
 }
@@ -98,11 +100,12 @@ export class HelloService {
   /** Checks and takes the signed adverts a peer passed on; a bad one is skipped (and logged), not fatal. */
   async #takeRelays (relays: SignedAdvert[], from: string): Promise<void> {
     let bad = 0
+    // The remote's own (signed copy of the advert it sent) has no age; others' are as old as their author says.
+    const ageOf = (advert: Advert): number => advert.peerId === from ? 0 : Date.now() - advert.sentAt
     for (const signed of relays) {
       try {
-        const advert = await openSignedAdvert(signed)
-        // The remote's own (signed copy of the advert it sent) has no age; others' are as old as their author says.
-        this.#init.receive(advert, signed, advert.peerId === from ? 0 : Date.now() - advert.sentAt)
+        const advert = await openSignedAdvert(signed, (a) => this.#init.isNews(a, ageOf(a)))
+        if (advert !== undefined) this.#init.receive(advert, signed, ageOf(advert))
       } catch (err) {
         bad++
         log('a signed advert from %s does not check: %s', from, (err as Error).message)

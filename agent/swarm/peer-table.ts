@@ -116,6 +116,20 @@ export class PeerTable extends TypedEventEmitter<PeerTableEvents> {
    * author signed it, kept to pass on. `ageMs`: how old the advert was on arrival (a copy passed on
    * by another agent), so that a passed-on copy does not keep a silent peer alive longer.
    */
+  /**
+   * Whether `upsert` would take this advert (with a signed copy, `ageMs` old): it is of a new
+   * peer, newer than the one held, or the one held, which lacks its signed copy. Lets a hello's
+   * relays skip checking the signatures of adverts this agent has already (most of them, in a
+   * swarm that is up: every new connection brings one hello of all the peers the other side knows).
+   */
+  isNews (advert: Advert, ageMs = 0): boolean {
+    if (ageMs >= this.#expiryMs) return false
+    const known = this.#peers.get(advert.peerId)
+    if (known === undefined) return true
+    if (advert.sentAt === known.advert.sentAt && advert.seq === known.advert.seq) return known.signed === undefined
+    return !(advert.sentAt < known.advert.sentAt || (advert.sentAt === known.advert.sentAt && advert.seq <= known.advert.seq))
+  }
+
   upsert (advert: Advert, signed?: SignedAdvert, ageMs = 0): boolean {
     const now = this.#now()
     if (ageMs >= this.#expiryMs) return false

@@ -195,3 +195,17 @@ test('the advert held, arriving again with its signature (a hello, then its sign
   assert.equal(table.upsert(advert('a', 3, 30), signed), false, 'not news')
   assert.deepEqual(table.signedAdverts(5).map(s => s.data[0]), [9])
 })
+
+test('an advert is news (worth checking its signature) if it is of a new peer, newer than the one held, or the one held without its signed copy', () => {
+  const table = new PeerTable({ expiryMs: 60_000 })
+  const signed = { data: new Uint8Array([1]), seqno: new Uint8Array(8), signature: new Uint8Array(64) }
+  assert.equal(table.isNews(advert('a', 3, 30)), true, 'a new peer')
+  assert.equal(table.isNews(advert('a', 3, 30), 60_000), false, 'past the silence bound')
+  table.upsert(advert('a', 3, 30))
+  assert.equal(table.isNews(advert('a', 3, 30)), true, 'held without its signed copy')
+  table.upsert(advert('a', 3, 30), signed)
+  assert.equal(table.isNews(advert('a', 3, 30)), false, 'held, signed')
+  assert.equal(table.isNews(advert('a', 2, 20)), false, 'older')
+  assert.equal(table.isNews(advert('a', 4, 40)), true, 'newer')
+  assert.equal(table.isNews(advert('a', 0, 50)), true, 'restarted: seq from 0, a later clock')
+})

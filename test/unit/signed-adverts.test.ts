@@ -38,6 +38,17 @@ test('a passed-on advert with its bytes, sequence number or signature changed is
   await assert.rejects(openSignedAdvert({ ...signed, data: flip(signed.data, signed.data.byteLength - 1) }))
 })
 
+test('a passed-on advert the receiver does not want is decoded but not checked; one it wants is checked', async () => {
+  const { message, advert } = await published()
+  const { signed } = parseAdvert(message)
+  const forged = { ...signed, signature: new Uint8Array(64) }
+  const seen: string[] = []
+  assert.equal(await openSignedAdvert(forged, (a) => { seen.push(a.peerId); return false }), undefined)
+  assert.deepEqual(seen, [advert.peerId])
+  await assert.rejects(openSignedAdvert(forged, () => true), /bad signature/)
+  assert.deepEqual(await openSignedAdvert(signed, () => true), advert)
+})
+
 test('an advert signed by one peer that describes another is refused', async () => {
   const other = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
   const { message } = await published(() => ({ peerId: other }))
