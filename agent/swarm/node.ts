@@ -74,7 +74,7 @@ export async function createNode (init: NodeInit): Promise<EdgeNode> {
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
   if (init.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: init.bootstrap, timeout: 100 }))
   if (init.mdns) peerDiscovery.push(mdns())
-  return await createLibp2p({
+  const node = await createLibp2p({
     privateKey: init.privateKey,
     datastore,
     addresses: { listen: init.listen, announce: init.announce },
@@ -129,4 +129,21 @@ export async function createNode (init: NodeInit): Promise<EdgeNode> {
       })
     }
   })
+  stopClosestPeerTags(node.services.dht)
+  return node
+}
+
+/**
+ * kad-dht tags the 20 peers closest to this one KEEP_ALIVE (its routing table's "closest peer
+ * tagger", which its init cannot size), and libp2p then keeps a connection to each: in a swarm of
+ * 30 that was 25–35 connections per agent, nearly everyone, whatever the overlay picks; in a
+ * swarm of a thousand, 20 more than it needs. Here the overlay decides which connections are
+ * kept (connectivity.ts); the DHT dials the peers a query needs, as it does any peer not among
+ * its closest. The tagger is stopped before it first runs (5 s after start). Throws if this
+ * kad-dht has no such tagger, so that an upgrade that moves it is noticed, not silently undone.
+ */
+export function stopClosestPeerTags (dht: KadDHT): void {
+  const tagger = (dht as unknown as { routingTable?: { closestPeerTagger?: { stop?: () => void } } }).routingTable?.closestPeerTagger
+  if (typeof tagger?.stop !== 'function') throw new Error('this @libp2p/kad-dht has no routingTable.closestPeerTagger to stop (agent/swarm/node.ts)')
+  tagger.stop()
 }

@@ -28,3 +28,23 @@ test('yamux tells the peer of freed window once half of it is consumed, and alwa
   assert.equal(windowUpdateDue(StreamState.SYNReceived, window, window - 1), true, 'the ACK goes at once')
   assert.equal(windowUpdateDue(StreamState.Init, window, window), true, 'the SYN goes at once')
 })
+
+test('kad-dht does not keep its closest peers connected: the overlay decides which connections stay', async () => {
+  const { mkdtempSync, rmSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const { generateKeyPair } = await import('@libp2p/crypto/keys')
+  await import('../../agent/polyfill.js')
+  const { createNode, stopClosestPeerTags } = await import('../../agent/swarm/node.js')
+  const { newSwarmKey } = await import('../../agent/swarm/identity.js')
+  const dir = mkdtempSync(join(tmpdir(), 'edge-tuning-'))
+  const node = await createNode({ privateKey: await generateKeyPair('Ed25519'), swarmKey: newSwarmKey(), listen: ['/ip4/127.0.0.1/tcp/0'], announce: [], bootstrap: [], mdns: false, datastorePath: join(dir, 'ds'), trusts: () => true })
+  try {
+    const tagger = (node.services.dht as unknown as { routingTable: { closestPeerTagger: { running: boolean } } }).routingTable.closestPeerTagger
+    assert.equal(tagger.running, false)
+    assert.throws(() => { stopClosestPeerTags({} as never) }, /no routingTable.closestPeerTagger/)
+  } finally {
+    await node.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
