@@ -23,7 +23,8 @@ export interface AdvertServiceInit {
 
 /** Where adverts go: a gossip topic (or, in tests, anything that takes them). */
 export interface AdvertChannel {
-  publish: (advert: Advert) => Promise<void>
+  /** Resolves with whether any peer got it (false: nobody listened yet); void counts as heard. */
+  publish: (advert: Advert) => Promise<boolean | void>
 }
 
 /** A gossiped advert, and the signed copy of it that can be passed on. */
@@ -116,6 +117,8 @@ export class AdvertService {
   #lastSentAt = Number.NEGATIVE_INFINITY
   #lastSignature = ''
   #soon = false
+  /** The last advert reached no peer: the next peer that listens gets one at once. */
+  #unheard = false
   #sent = 0
   #heartbeatMs: number
 
@@ -165,10 +168,12 @@ export class AdvertService {
 
   /**
    * A peer began to listen to adverts (it subscribed, or joined this agent's mesh): if it is not in
-   * the table yet, it has likely missed this agent's adverts, so one goes out at the next tick.
+   * the table yet, it has likely missed this agent's adverts, so one goes out at the next tick;
+   * likewise if this agent's last advert reached nobody (the first, sent as it started, before it
+   * had peers: the swarm beyond its first neighbours would otherwise hear of it a heartbeat later).
    */
   peerListening (peerId: string): void {
-    if (peerId !== this.#selfId && this.#table.get(peerId) === undefined) this.#soon = true
+    if (peerId !== this.#selfId && (this.#unheard || this.#table.get(peerId) === undefined)) this.#soon = true
   }
 
   /**
@@ -192,7 +197,7 @@ export class AdvertService {
     this.#lastSentAt = now
     this.#heartbeatMs = this.#jittered()
     this.#sent++
-    await this.#channel.publish({ ...snapshot, seq: this.#seq++, sentAt: now })
+    this.#unheard = await this.#channel.publish({ ...snapshot, seq: this.#seq++, sentAt: now }) === false
     return true
   }
 }

@@ -60,13 +60,13 @@ export class GossipTopic<T> {
    * Publishes a message; failures are logged, never thrown (gossip is best effort). With
    * `untilHeardMs`, a message that reached no peer (an agent that just joined: its subscriptions
    * and gossip streams come up after the connection) is published again every 500 ms until one
-   * peer got it, for up to that many ms.
+   * peer got it, for up to that many ms. Resolves with whether a peer got it.
    */
-  async publish (message: unknown, options: { untilHeardMs?: number } = {}): Promise<void> {
+  async publish (message: unknown, options: { untilHeardMs?: number } = {}): Promise<boolean> {
     const data = encode(message)
     if (data.byteLength > MAX_GOSSIP_BYTES) {
       log.error('%s: own message of %d bytes is over the %d limit: not sent', this.#topic, data.byteLength, MAX_GOSSIP_BYTES)
-      return
+      return false
     }
     // The implementation takes per-message options that the service's interface does not show.
     const pubsub = this.#node.services.pubsub
@@ -75,10 +75,11 @@ export class GossipTopic<T> {
     for (;;) {
       try {
         const { recipients } = await publish(this.#topic, data, { floodPublish: this.#flood() })
-        if (recipients.length > 0 || Date.now() >= until) return
+        if (recipients.length > 0) return true
+        if (Date.now() >= until) return false
       } catch (err) {
         log('%s: not published: %s', this.#topic, (err as Error).message)
-        if (Date.now() >= until) return
+        if (Date.now() >= until) return false
       }
       // Not a reason to keep a stopping process alive.
       await new Promise(resolve => { setTimeout(resolve, 500).unref() })

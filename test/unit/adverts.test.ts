@@ -122,3 +122,23 @@ test('the signature ignores what does not need telling at once (exact busy withi
   assert.notEqual(advertSignature(snapshot(0)), advertSignature(snapshot(0, { queue: 1 })))
   assert.notEqual(advertSignature(snapshot(0)), advertSignature(snapshot(0, { warm: ['b'.repeat(64)] })))
 })
+
+test('an advert that reached nobody goes again when a peer starts to listen, even one already in the table; a heard one does not', async () => {
+  let t = 1_000_000
+  let listeners = 0
+  const sent: Advert[] = []
+  const table = new PeerTable({ expiryMs: 60_000 })
+  const service = new AdvertService({ publish: async (a) => { sent.push(a); return listeners > 0 } }, table, 'self', { heartbeatMs: 10_000, minIntervalMs: 500, snapshot: () => snapshot(), now: () => t, random: () => 0.5 })
+  await service.tick()
+  // Its neighbour is in the table already (from a hello) when its subscription arrives.
+  table.upsert({ ...snapshot(), peerId: 'p', seq: 1, sentAt: 1 })
+  listeners = 1
+  service.peerListening('p')
+  t += 500
+  await service.tick()
+  assert.equal(sent.length, 2, 'the first advert, sent before anyone listened, goes again')
+  service.peerListening('p')
+  t += 500
+  await service.tick()
+  assert.equal(sent.length, 2, 'heard: a known listener is no reason to advertise')
+})
