@@ -373,7 +373,7 @@ export class Agent {
     }
   }
 
-  async deploy (name: string, code: Uint8Array, options: DeployOptions = {}): Promise<{ spec: FunctionSpec, published: boolean }> {
+  async deploy (name: string, code: Uint8Array, options: DeployOptions = {}): Promise<{ spec: FunctionSpec, shared: boolean }> {
     if (!FUNCTION_NAME.test(name)) throw new BadRequestError(`bad function name '${name}': use 1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit`)
     if (code.byteLength === 0) throw new BadRequestError('empty module')
     const sha256 = sha256Hex(code)
@@ -408,7 +408,7 @@ export class Agent {
     // The same code with the same settings is the same version: published again, not bumped.
     const current = this.registry.localSpec(name)
     if (current !== undefined && current.version >= this.registry.highestVersion(name) && sameSettings(current, spec)) {
-      return { spec: current, published: await this.manifests.republish().then(() => true, () => false) }
+      return { spec: current, shared: await this.manifests.republish().then(() => true, () => false) }
     }
     const chunks = chunk(code).map(c => c.cid.toString())
     const record = await signRecord({
@@ -431,7 +431,7 @@ export class Agent {
   }
 
   /** A deploy whose manifest the deployer signed with its own key: checked against the code and this agent's trust. */
-  async #deploySigned (name: string, code: Uint8Array, sha256: string, raw: Uint8Array): Promise<{ spec: FunctionSpec, published: boolean }> {
+  async #deploySigned (name: string, code: Uint8Array, sha256: string, raw: Uint8Array): Promise<{ spec: FunctionSpec, shared: boolean }> {
     const { body, signer } = await openRecord(raw)
     if (body.type !== 'manifest') throw new BadRequestError('the signed record is a tombstone, not a manifest')
     if (body.name !== name) throw new BadRequestError(`the signed manifest is for '${body.name}', not '${name}'`)
@@ -449,7 +449,7 @@ export class Agent {
   }
 
   /** Holds, announces and publishes a new version whose signed manifest is `record`. */
-  async #install (spec: FunctionSpec, code: Uint8Array, chunks: string[], record: Uint8Array): Promise<{ spec: FunctionSpec, published: boolean }> {
+  async #install (spec: FunctionSpec, code: Uint8Array, chunks: string[], record: Uint8Array): Promise<{ spec: FunctionSpec, shared: boolean }> {
     // An agent without Docker may still deploy a container function: it keeps and serves the
     // code, and agents with Docker run it.
     if (this.runtimes.for(spec.runtime) !== undefined) await this.runtimes.prepare(spec, code)
@@ -457,13 +457,17 @@ export class Agent {
     this.trust.allow(spec, chunks)
     // The signed record rides along, so that peers need no DHT look-up to trust the new version.
     // Deploys are rare and must not be lost: an agent that just joined waits (a little) for a listener.
-    void this.#announcements.publish({ v: WIRE_VERSION, type: 'deploy', fn: spec, holder: this.peerId, at: Date.now(), record }, { untilHeardMs: 10_000 })
+    const announced = this.#announcements.publish({ v: WIRE_VERSION, type: 'deploy', fn: spec, holder: this.peerId, at: Date.now(), record }, { untilHeardMs: 10_000 })
     this.#adverts.publishSoon()
     log('deployed %s v%d (%s, %d bytes)', spec.name, spec.version, spec.sha256.slice(0, 12), code.byteLength)
-    const published = await this.manifests.publish(record)
+    const stored = this.manifests.publish(record)
     void this.manifests.provide(chunks)
     void this.#replicator.reconcile()
-    return { spec, published }
+    // Done once a peer has the signed manifest: heard in the announcement (one gossip hop, most
+    // often first) or stored in the DHT (a walk: seconds in a swarm of 50, which every deploy
+    // waited for). The DHT put goes on. A lone agent does not wait for an announcement nobody hears.
+    const shared = this.peers.size === 0 ? await stored : await anyTrue([announced, stored])
+    return { spec, shared }
   }
 
   /** Starts containers of a function ahead of its calls (`edge prewarm`), fetching its code first if need be. */
@@ -673,4 +677,15 @@ export async function createAgent (dataDir: string, config: AgentConfig): Promis
 function sameSettings (a: FunctionSpec, b: FunctionSpec): boolean {
   return a.sha256 === b.sha256 && a.runtime === b.runtime && a.memoryBytes === b.memoryBytes && a.timeoutMs === b.timeoutMs && a.entry === b.entry &&
     JSON.stringify(a.env ?? {}) === JSON.stringify(b.env ?? {}) && JSON.stringify(a.container ?? {}) === JSON.stringify(b.container ?? {})
+}
+
+/** True as soon as one of `promises` resolves true; false once all have resolved false (or failed). */
+async function anyTrue (promises: Array<Promise<boolean>>): Promise<boolean> {
+  return await new Promise((resolve) => {
+    let left = promises.length
+    if (left === 0) resolve(false)
+    for (const p of promises) {
+      p.then((ok) => { if (ok) resolve(true) }, () => {}).finally(() => { if (--left === 0) resolve(false) })
+    }
+  })
 }

@@ -256,7 +256,7 @@ export class AgentClient {
    * Deploys code; the agent signs its manifest, unless `record` is a manifest the deployer signed
    * already (`edge deploy --key`), whose limits then count.
    */
-  async deploy (name: string, code: Uint8Array, options: DeploySettings & { entry?: string, onProgress?: Progress, record?: Uint8Array } = {}): Promise<{ function: FunctionSpec, holder: string, manifestInDht: boolean }> {
+  async deploy (name: string, code: Uint8Array, options: DeploySettings & { entry?: string, onProgress?: Progress, record?: Uint8Array } = {}): Promise<{ function: FunctionSpec, holder: string, shared: boolean }> {
     const q = new URLSearchParams()
     if (options.runtime !== undefined) q.set('runtime', options.runtime)
     if (options.memory !== undefined) q.set('memory', options.memory)

@@ -168,7 +168,7 @@ export class ApiServer {
       throw new BadRequestError(`unknown runtime '${runtime}': use ${Object.values(RuntimeKind).join(', ')}`)
     }
     const record = signedRecord(req)
-    const { spec, published } = await this.#agent.deploy(name, code, {
+    const { spec, shared } = await this.#agent.deploy(name, code, {
       ...(record !== undefined ? { record } : {}),
       ...(runtime !== undefined ? { runtime: runtime as RuntimeKind } : {}),
       ...(memory !== undefined ? { memoryBytes: parseBytes(memory) } : {}),
@@ -177,7 +177,7 @@ export class ApiServer {
       ...(env !== undefined ? { env: validateEnv(json(env, 'env')) } : {}),
       ...(container !== undefined ? { container: validateContainerOptions(json(container, 'container')) } : {})
     })
-    return { function: spec, holder: this.#agent.peerId, manifestInDht: published }
+    return { function: spec, holder: this.#agent.peerId, shared }
   }
 
   async #prewarm (req: IncomingMessage, target: string): Promise<unknown> {

@@ -188,7 +188,7 @@ export function registerFunctionCommands (program: Command): void {
       const f = res.function
       const what = f.runtime === 'wasm' ? '' : `${f.runtime} (${f.entry ?? '?'}), `
       process.stdout.write(`deployed ${f.name} v${f.version} (${what}${bytes(f.size)}, sha256 ${f.sha256.slice(0, 12)}, memory ${bytes(f.memoryBytes)}, timeout ${ms(f.timeoutMs)}) on ${shortId(res.holder)}\n`)
-      if (!res.manifestInDht) process.stdout.write('signed manifest kept on this agent: no peer took it into the DHT yet (it is put again when peers appear)\n')
+      if (!res.shared) process.stdout.write('signed manifest kept on this agent: no peer has it yet (it is put in the DHT again when peers appear)\n')
     })
 
   program.command('prewarm')

@@ -66,7 +66,7 @@ test('a lone agent deploys at once and keeps the signed manifest until peers app
   const started = Date.now()
   const dep = await client.deploy('echo', readFileSync(join(ROOT, 'examples/echo/echo.wasm')))
   assert.ok(Date.now() - started < 3000, 'no DHT operation waits for peers that are not there')
-  assert.equal(dep.manifestInDht, false)
+  assert.equal(dep.shared, false)
   const m = await client.manifest('echo')
   assert.equal(m.source, 'local')
   assert.equal(m.signer, a.info.peerId)

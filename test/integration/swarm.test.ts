@@ -74,6 +74,7 @@ describe('a swarm of three agents', () => {
   test('deploy then invoke runs locally on the deploying agent', async () => {
     const dep = await a1.deploy('echo', example('echo'), { memory: '32MiB', timeout: '2s' })
     assert.equal(dep.function.version, 1)
+    assert.equal(dep.shared, true, 'a peer has the signed manifest when the deploy returns')
     assert.equal(dep.function.memoryBytes, 32 * 1024 * 1024)
     const res = await a1.invoke('echo', { params: { hello: 'edge' } })
     assert.equal(text(res.outputBytes), '{"hello":"edge"}')
