@@ -230,6 +230,8 @@ export class Agent {
       sign: async (advert) => await signAdvert(advert, this.#key),
       peers: () => this.peers.list().filter(e => this.peers.isConnected(e)).map(e => ({ peerId: e.peerId, addrs: e.advert.addrs })),
       signed: (max) => this.peers.signedAdverts(max),
+      knows: (peerId) => this.peers.get(peerId) !== undefined,
+      known: () => this.peers.size,
       receive: (advert, signed, ageMs) => { this.#adverts.receive(advert, signed, ageMs) },
       isNews: (advert, ageMs) => advert.peerId !== this.peerId && this.peers.isNews(advert, ageMs),
       hints: (peers) => { this.#connectivity.hint(peers) }

@@ -116,6 +116,11 @@ export interface Hello {
   peers: Array<{ peerId: string, addrs: string[] }>
   /** Others' adverts as they signed them, each checked on receipt (absent from older agents). */
   relays?: SignedAdvert[]
+  /**
+   * How many peers the sender's table holds: the answer carries others' adverts only to a sender
+   * that knows fewer than the answerer (a newcomer, a restarted agent), not to every connection.
+   */
+  knows?: number
 }
 
 export interface DeployAnnouncement {

@@ -192,7 +192,8 @@ export function validateHello (value: unknown): Hello {
       const e = obj(p, f)
       return { peerId: str(e.peerId, `${f}.peerId`, 128), addrs: list(e.addrs, `${f}.addrs`, 16, (a, g) => str(a, g, 512)) }
     }),
-    ...(o.relays === undefined ? {} : { relays: signedAdverts(o.relays, 'relays') })
+    ...(o.relays === undefined ? {} : { relays: signedAdverts(o.relays, 'relays') }),
+    ...(o.knows === undefined ? {} : { knows: int(o.knows, 'knows') })
   }
 }
 

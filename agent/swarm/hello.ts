@@ -19,6 +19,10 @@ export interface HelloInit {
   peers: () => Array<{ peerId: string, addrs: string[] }>
   /** Others' adverts as they signed them (the peer table's), to pass on. */
   signed: (max: number) => SignedAdvert[]
+  /** Whether this agent has the peer in its table (then, dialling it, it sends no others' adverts). */
+  knows: (peerId: string) => boolean
+  /** How many peers this agent's table holds. */
+  known: () => number
   /**
    * A peer's advert: the remote's own (authenticated by the connection it came on), or one it
    * passed on (`signed`, checked against its author's key; `ageMs` old by its author's clock).
@@ -65,36 +69,42 @@ export class HelloService {
     await this.#node.unhandle(HELLO_PROTOCOL)
   }
 
-  async #hello (): Promise<Hello> {
+  /**
+   * This agent's hello, with others' signed adverts or not. A connection opened for a call or a DHT
+   * query between agents of a converged swarm carried every advert both ways; now the dialer
+   * passes them on only to a peer it does not know (a newcomer), and the answer only to a dialer
+   * that knows fewer peers than the answerer (a newcomer, an agent restarted with an empty table).
+   */
+  async #hello (withRelays: boolean): Promise<Hello> {
     const advert = this.#init.advert()
     const own = await this.#init.sign(advert)
     const relays: SignedAdvert[] = [own]
     let bytes = own.data.byteLength
-    for (const r of this.#init.signed(MAX_HELLO_RELAYS - 1)) {
+    for (const r of withRelays ? this.#init.signed(MAX_HELLO_RELAYS - 1) : []) {
       if (bytes + r.data.byteLength > MAX_HELLO_RELAY_BYTES) break
       bytes += r.data.byteLength
       relays.push(r)
     }
-    return { v: WIRE_VERSION, type: 'hello', advert, peers: this.#init.peers().slice(0, MAX_HELLO_PEERS).map(p => ({ peerId: p.peerId, addrs: p.addrs.slice(0, 16) })), relays }
+    return { v: WIRE_VERSION, type: 'hello', advert, peers: this.#init.peers().slice(0, MAX_HELLO_PEERS).map(p => ({ peerId: p.peerId, addrs: p.addrs.slice(0, 16) })), relays, knows: this.#init.known() }
   }
 
-  /** Takes a hello from `from`; false (and nothing taken) when it is not valid or not from that peer. */
-  #take (message: unknown, from: string): boolean {
+  /** Takes a hello from `from`; undefined (and nothing taken) when it is not valid or not from that peer. */
+  #take (message: unknown, from: string): Hello | undefined {
     let hello: Hello
     try {
       hello = validateHello(message)
     } catch (err) {
       log('bad hello from %s: %s', from, (err as Error).message)
-      return false
+      return undefined
     }
     if (hello.advert.peerId !== from) {
       log('hello from %s carries the advert of %s: ignored', from, hello.advert.peerId)
-      return false
+      return undefined
     }
     this.#init.receive(hello.advert)
     this.#init.hints(hello.peers.filter(p => p.peerId !== from))
     void this.#takeRelays(hello.relays ?? [], from)
-    return true
+    return hello
   }
 
   /** Checks and takes the signed adverts a peer passed on; a bad one is skipped (and logged), not fatal. */
@@ -121,7 +131,7 @@ export class HelloService {
     try {
       stream = await connection.newStream(HELLO_PROTOCOL, { signal })
       const { framed, first } = framedOnce(stream, signal)
-      await framed.write(await this.#hello(), { signal })
+      await framed.write(await this.#hello(!this.#init.knows(from)), { signal })
       const answer = await first
       await framed.close({ signal })
       this.#take(answer, from)
@@ -138,8 +148,10 @@ export class HelloService {
     const { signal, done } = deadline(this.#controller.signal, HELLO_DEADLINE_MS)
     try {
       const { framed, first } = framedOnce(stream, signal)
-      if (!this.#take(await first, from)) { stream.abort(new Error('bad hello')); return }
-      await framed.write(await this.#hello(), { signal })
+      const hello = this.#take(await first, from)
+      if (hello === undefined) { stream.abort(new Error('bad hello')); return }
+      // An older agent says nothing of what it knows: it gets them all.
+      await framed.write(await this.#hello((hello.knows ?? 0) < this.#init.known()), { signal })
       await framed.close({ signal })
     } catch (err) {
       log('hello from %s failed: %s', from, (err as Error).message)

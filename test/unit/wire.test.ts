@@ -103,6 +103,9 @@ test('a hello carries an advert and bounded hints of other peers', () => {
   assert.throws(() => validateHello({ ...hello, advert: { ...advert(), v: 9 } }), { name: 'InvalidMessageError' })
   assert.throws(() => validateHello({ ...hello, peers: Array.from({ length: 257 }, () => ({ peerId: 'p', addrs: [] })) }), { name: 'InvalidMessageError', message: /peers: more than 256/ })
   assert.throws(() => validateHello({ ...hello, peers: [{ peerId: 'p', addrs: Array(17).fill('/ip4/1.2.3.4/tcp/1') }] }), { name: 'InvalidMessageError', message: /addrs/ })
+  assert.deepEqual(validateHello({ ...hello, knows: 49 }), { ...hello, knows: 49 })
+  assert.throws(() => validateHello({ ...hello, knows: -1 }), { name: 'InvalidMessageError', message: /knows/ })
+  assert.throws(() => validateHello({ ...hello, knows: 'all' }), { name: 'InvalidMessageError', message: /knows/ })
 })
 
 test('announcements of deploy and delete validate', () => {
