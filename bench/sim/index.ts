@@ -1,3 +1,4 @@
+import { GOSSIP } from '../../agent/swarm/tuning.js'
 import { POLICIES } from '../../agent/policies/index.js'
 import { defaultDesigns, DESIGNS, type Design } from './designs.js'
 import { runScenario, type Convergence, type Figures } from './scenario.js'
@@ -91,7 +92,7 @@ async function main (): Promise<void> {
     policy: policy(),
     ...(env.SIM_QUIET === undefined ? { progress: (line: string) => { process.stderr.write(`  ${line}\n`) } } : {})
   }
-  process.stdout.write(`edge-agent simulate: seed ${seed}, sizes ${SIZES.join(', ')}, designs ${env.SIM_DESIGNS ?? SIZES.map(n => `${defaultDesigns(n).join('/')} at ${n}`).join(', ')}, policy ${POLICY}; ${base.connections} connections per agent, gossipsub D 6 (4…12); slots 1–4, calls ~${base.serviceMs} ms exp., deadline ${base.deadlineMs} ms\n`)
+  process.stdout.write(`edge-agent simulate: seed ${seed}, sizes ${SIZES.join(', ')}, designs ${env.SIM_DESIGNS ?? SIZES.map(n => `${defaultDesigns(n).join('/')} at ${n}`).join(', ')}, policy ${POLICY}; ${base.connections} connections per agent, gossipsub D ${GOSSIP.D} (${GOSSIP.Dlo}…${GOSSIP.Dhi}), heartbeat ${GOSSIP.heartbeatMs} ms; slots 1–4, calls ~${base.serviceMs} ms exp., deadline ${base.deadlineMs} ms\n`)
   for (const size of SIZES) {
     const observers = size > FULL_UP_TO ? observersFor(size) : undefined
     const scale = loadScale(size)

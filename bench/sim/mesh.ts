@@ -2,7 +2,7 @@ import { GOSSIP } from '../../agent/swarm/tuning.js'
 import type { Geography } from './latency.js'
 import type { Random } from './random.js'
 
-/** gossipsub's knobs as agent/swarm/node.ts sets them (D 6, 4…12), and its defaults for lazy gossip. */
+/** gossipsub's knobs as the agent sets them (agent/swarm/tuning.ts). */
 export interface MeshInit {
   D: number
   Dlo: number
