@@ -73,7 +73,8 @@ export class HelloService {
    * This agent's hello, with others' signed adverts or not. A connection opened for a call or a DHT
    * query between agents of a converged swarm carried every advert both ways; now the dialer
    * passes them on only to a peer it does not know (a newcomer), and the answer only to a dialer
-   * that knows fewer peers than the answerer (a newcomer, an agent restarted with an empty table).
+   * it did not know or that knows fewer peers than the answerer (a newcomer, an agent restarted
+   * with an empty table).
    */
   async #hello (withRelays: boolean): Promise<Hello> {
     const advert = this.#init.advert()
@@ -148,10 +149,13 @@ export class HelloService {
     const { signal, done } = deadline(this.#controller.signal, HELLO_DEADLINE_MS)
     try {
       const { framed, first } = framedOnce(stream, signal)
-      const hello = this.#take(await first, from)
+      const message = await first
+      const stranger = !this.#init.knows(from)
+      const hello = this.#take(message, from)
       if (hello === undefined) { stream.abort(new Error('bad hello')); return }
-      // An older agent says nothing of what it knows: it gets them all.
-      await framed.write(await this.#hello((hello.knows ?? 0) < this.#init.known()), { signal })
+      // A stranger (a newcomer, or the other side of a healed partition) may know other peers; an
+      // older agent says nothing of what it knows. Both get them all.
+      await framed.write(await this.#hello(stranger || (hello.knows ?? 0) < this.#init.known()), { signal })
       await framed.close({ signal })
     } catch (err) {
       log('hello from %s failed: %s', from, (err as Error).message)
