@@ -118,7 +118,8 @@ export interface Hello {
   relays?: SignedAdvert[]
   /**
    * How many peers the sender's table holds: the answer carries others' adverts only to a sender
-   * that knows fewer than the answerer (a newcomer, a restarted agent), not to every connection.
+   * that knows fewer than the answerer (a newcomer, a restarted agent) or that the answerer did not
+   * know, not to every connection.
    */
   knows?: number
 }

@@ -1,7 +1,7 @@
 import { logger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { KEEP_ALIVE, type Connection, type PeerId } from '@libp2p/interface'
+import { KEEP_ALIVE, type PeerId } from '@libp2p/interface'
 import { MAX_LOST_PEERS } from '../../protocol/index.js'
 import { deadline } from '../deadline.js'
 import type { EdgeNode } from './node.js'
@@ -40,9 +40,6 @@ export const PROBE_EVERY_MS = 10_000
 
 /** Dials this agent makes at once to peers it heard of (hints, neighbours without a connection). */
 const MAX_DIALS = 8
-
-/** How long a connection found tagged KEEP_ALIVE by another service is left before its tags are read again. */
-const KEPT_ELSEWHERE_RECHECK_MS = 60_000
 
 /** Dial failures that say the peer is not there at all (as opposed to slow). */
 const REFUSED = /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|no valid addresses/i
@@ -103,8 +100,6 @@ export class Connectivity {
   #soon: NodeJS.Timeout | undefined
   /** Pair scores of the overlay, computed once per pair. */
   readonly #score = cachedPairScore()
-  /** Connections found kept by another part of libp2p, and when: looked up again after a minute. */
-  readonly #keptElsewhere = new WeakMap<Connection, number>()
 
   readonly #onConnect = (evt: CustomEvent<PeerId>): void => {
     const id = evt.detail.toString()
@@ -365,14 +360,10 @@ export class Connectivity {
       const entry = this.#table.get(id)
       if (keep.has(id) || c.direction !== 'outbound' || now - c.timeline.open < this.#init.idleCloseMs) continue
       if (entry !== undefined && (this.#table.callsAt(entry) > 0 || now - (entry.lastCallAt ?? -Infinity) < this.#init.idleCloseMs)) continue
-      if (now - (this.#keptElsewhere.get(c) ?? -Infinity) < KEPT_ELSEWHERE_RECHECK_MS) continue
       try {
-        // Another part of libp2p keeps it (kad-dht, its closest peers): closed, it would be redialled.
+        // Still tagged KEEP_ALIVE (by another service, or ours not yet removed): closed, it would be redialled.
         const tags = (await this.#node.peerStore.get(c.remotePeer)).tags
-        if ([...tags.keys()].some(t => t.startsWith(KEEP_ALIVE))) {
-          this.#keptElsewhere.set(c, now)
-          continue
-        }
+        if ([...tags.keys()].some(t => t.startsWith(KEEP_ALIVE))) continue
         this.#closing.add(id)
         log('closing the idle connection to %s (neither end keeps it)', id)
         await c.close()

@@ -116,31 +116,16 @@ export class PeerTable extends TypedEventEmitter<PeerTableEvents> {
    * author signed it, kept to pass on. `ageMs`: how old the advert was on arrival (a copy passed on
    * by another agent), so that a passed-on copy does not keep a silent peer alive longer.
    */
-  /**
-   * Whether `upsert` would take this advert (with a signed copy, `ageMs` old): it is of a new
-   * peer, newer than the one held, or the one held, which lacks its signed copy. Lets a hello's
-   * relays skip checking the signatures of adverts this agent has already (most of them, in a
-   * swarm that is up: every new connection brings one hello of all the peers the other side knows).
-   */
-  isNews (advert: Advert, ageMs = 0): boolean {
-    if (ageMs >= this.#expiryMs) return false
-    const known = this.#peers.get(advert.peerId)
-    if (known === undefined) return true
-    if (advert.sentAt === known.advert.sentAt && advert.seq === known.advert.seq) return known.signed === undefined
-    return !(advert.sentAt < known.advert.sentAt || (advert.sentAt === known.advert.sentAt && advert.seq <= known.advert.seq))
-  }
-
   upsert (advert: Advert, signed?: SignedAdvert, ageMs = 0): boolean {
     const now = this.#now()
     if (ageMs >= this.#expiryMs) return false
     const received = now - Math.max(0, ageMs)
     const known = this.#peers.get(advert.peerId)
     if (known !== undefined) {
-      const same = advert.sentAt === known.advert.sentAt && advert.seq === known.advert.seq
+      const order = newness(advert, known.advert)
       // The advert held, now with its signature (a hello's advert, then its signed copy).
-      if (same && signed !== undefined) known.signed ??= signed
-      const older = advert.sentAt < known.advert.sentAt || (advert.sentAt === known.advert.sentAt && advert.seq <= known.advert.seq)
-      if (older) return false
+      if (order === 0 && signed !== undefined) known.signed ??= signed
+      if (order <= 0) return false
       known.advert = advert
       known.receivedAt = Math.max(known.receivedAt, received)
       if (signed !== undefined) known.signed = signed
@@ -152,6 +137,20 @@ export class PeerTable extends TypedEventEmitter<PeerTableEvents> {
     this.#peers.set(advert.peerId, entry)
     this.safeDispatchEvent('peer:join', { detail: entry })
     return true
+  }
+
+  /**
+   * Whether `upsert` would take this advert (with a signed copy, `ageMs` old): it is of a new
+   * peer, newer than the one held, or the one held, which lacks its signed copy. Lets a hello's
+   * relays skip checking the signatures of adverts this agent has already (most of them, in a
+   * swarm that is up: every new connection brings one hello of all the peers the other side knows).
+   */
+  isNews (advert: Advert, ageMs = 0): boolean {
+    if (ageMs >= this.#expiryMs) return false
+    const known = this.#peers.get(advert.peerId)
+    if (known === undefined) return true
+    const order = newness(advert, known.advert)
+    return order > 0 || (order === 0 && known.signed === undefined)
   }
 
   /** An advert counts the calls we had in flight when it was sent: take them out. */
@@ -276,4 +275,11 @@ export class PeerTable extends TypedEventEmitter<PeerTableEvents> {
   ageMs (entry: PeerEntry): number {
     return this.#now() - entry.receivedAt
   }
+}
+
+/** An advert against the one held of the same peer, by its author's clock then its seq: 1 newer, 0 the same, -1 older. */
+function newness (advert: Advert, held: Advert): -1 | 0 | 1 {
+  if (advert.sentAt !== held.sentAt) return advert.sentAt > held.sentAt ? 1 : -1
+  if (advert.seq !== held.seq) return advert.seq > held.seq ? 1 : -1
+  return 0
 }
