@@ -8,7 +8,7 @@ import {
   artifactEntry, BadRequestError, chunk, CONTAINER_RUNTIMES, DEFAULT_CONTAINER_MEMORY_BYTES, DEFAULT_MEMORY_BYTES, MIN_CONTAINER_MEMORY_BYTES, type ContainerOptions, type Manifest, DEFAULT_TIMEOUT_MS, FunctionNotFoundError, UntrustedManifestError, openRecord, parseTarget, FUNCTION_NAME, RuntimeKind, signRecord, WIRE_VERSION, type Advert, type FunctionAnnouncement, type FunctionSpec
 } from '../protocol/index.js'
 import { advertTopic, AdvertService, FLOOD_ADVERTS_UP_TO, signAdvert, type ReceivedAdvert } from './swarm/adverts.js'
-import { announcements } from './swarm/announcements.js'
+import { announcements, deployAnnouncement } from './swarm/announcements.js'
 import type { GossipTopic } from './swarm/gossip.js'
 import { Connectivity } from './swarm/connectivity.js'
 import { ConfigError, StorageFullError, VersionConflictError } from './errors.js'
@@ -459,7 +459,7 @@ export class Agent {
     this.trust.allow(spec, chunks)
     // The signed record rides along, so that peers need no DHT look-up to trust the new version.
     // Deploys are rare and must not be lost: an agent that just joined waits (a little) for a listener.
-    const announced = this.#announcements.publish({ v: WIRE_VERSION, type: 'deploy', fn: spec, holder: this.peerId, at: Date.now(), record }, { untilHeardMs: 10_000 })
+    const announced = this.#announcements.publish(deployAnnouncement(spec, this.peerId, record, code), { untilHeardMs: 10_000 })
     this.#adverts.publishSoon()
     log('deployed %s v%d (%s, %d bytes)', spec.name, spec.version, spec.sha256.slice(0, 12), code.byteLength)
     const stored = this.manifests.publish(record)
@@ -552,7 +552,12 @@ export class Agent {
     openRecord(a.record)
       .then((record) => {
         const b = record.body
-        if (b.type === 'manifest' && b.name === a.fn.name && b.version === a.fn.version && b.sha256 === a.fn.sha256 && a.record !== undefined) this.manifests.remember(record, a.record)
+        if (b.type === 'manifest' && b.name === a.fn.name && b.version === a.fn.version && b.sha256 === a.fn.sha256 && a.record !== undefined) {
+          this.manifests.remember(record, a.record)
+          // Small code came along: a first call here runs it without a fetch. Kept for trusted
+          // deployers only, so that an untrusted member cannot crowd it out.
+          if (a.code !== undefined && this.trust.trusts(record.signer)) this.#fetcher.offer(b.sha256, a.code)
+        }
         this.registry.learn(a.fn)
       })
       .catch((err: Error) => { log('announcement of %s carried a bad record: %s', a.fn.name, err.message) })

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import { logger } from '@libp2p/logger'
+import { LRUCache } from 'lru-cache'
 import { peerIdFromString } from '@libp2p/peer-id'
 import {
   FETCH_CHUNK_BYTES, FETCH_PROTOCOL, FetchFailedError, FramedStream, matches, MAX_FETCH_FRAME_BYTES, parseCid, validateChunkHeader,
@@ -17,6 +18,8 @@ const PARALLEL_CHUNKS = 4
 const MAX_PROVIDERS = 8
 /** How long a provider look-up goes on after the first providers turn up. */
 const PROVIDERS_SETTLE_MS = 150
+/** Bytes of code offered ahead of a fetch (small code that came with its deploy announcement) kept in memory. */
+const OFFERED_BYTES = 2 * 1024 * 1024
 
 /** What a manifest says of the code, enough to fetch and verify it chunk by chunk. */
 export interface CodeLayout {
@@ -35,6 +38,8 @@ export class FetchService {
   readonly #node: EdgeNode
   readonly #registry: FunctionRegistry
   readonly #penalties = new Map<string, number>()
+  /** Code by sha256 that reached this agent before anyone asked for it, checked against its hash. */
+  readonly #offered = new LRUCache<string, Uint8Array>({ maxSize: OFFERED_BYTES, sizeCalculation: (code) => code.byteLength })
 
   readonly #onBadBytes: (peer: string) => void
 
@@ -50,6 +55,16 @@ export class FetchService {
 
   async stop (): Promise<void> {
     await this.#node.unhandle(FETCH_PROTOCOL)
+  }
+
+  /**
+   * Code that came before it was asked for (with its deploy announcement): the next fetch of that
+   * sha256 takes it from memory. Bytes that do not hash to `sha256` are refused (returns false).
+   */
+  offer (sha256: string, code: Uint8Array): boolean {
+    if (createHash('sha256').update(code).digest('hex') !== sha256) return false
+    this.#offered.set(sha256, code)
+    return true
   }
 
   /** How often each peer sent bytes that did not match their hash (for tests and status). */
@@ -103,6 +118,12 @@ export class FetchService {
    * up — once, as holders hold whole artifacts — when there are no hints or the hints fail.
    */
   async fetchChunks (layout: CodeLayout, hints: string[], options: { signal?: AbortSignal } = {}): Promise<{ code: Uint8Array, from: string[] }> {
+    const offered = this.#offered.get(layout.sha256)
+    if (offered !== undefined && offered.byteLength === layout.size) {
+      // Whoever fetches keeps it from now on.
+      this.#offered.delete(layout.sha256)
+      return { code: offered, from: [] }
+    }
     const signal = options.signal ?? AbortSignal.timeout(60_000)
     const parts: Uint8Array[] = new Array(layout.chunks.length)
     const from = new Set<string>()

@@ -132,6 +132,8 @@ export interface DeployAnnouncement {
   at: number
   /** The signed manifest record (as stored in the DHT), so that receivers can trust it without a look-up. */
   record?: Uint8Array
+  /** The code itself, when it is small (MAX_INLINE_CODE_BYTES): receivers need not fetch it. Checked against the record's sha256. */
+  code?: Uint8Array
 }
 
 export interface DeleteAnnouncement {

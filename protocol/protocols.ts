@@ -29,6 +29,13 @@ export const FETCH_CHUNK_BYTES = 256 * 1024
 export const MAX_FETCH_FRAME_BYTES = FETCH_CHUNK_BYTES + 64 * 1024
 /** Largest function artifact accepted by this version. */
 export const MAX_CODE_BYTES = 64 * 1024 * 1024
+/**
+ * Code up to this size rides in its deploy announcement: every agent has it as soon as it hears
+ * of the function, so a first call runs at once instead of dialling a holder (the whole swarm
+ * dialling the deployer at the first calls after a deploy). Within MAX_GOSSIP_BYTES with the
+ * spec and a signed record of up to 16 KiB.
+ */
+export const MAX_INLINE_CODE_BYTES = 32 * 1024
 
 /** HTTP header of the agent API that carries a record signed by the deployer's own key (base64). */
 export const SIGNED_RECORD_HEADER = 'edge-signed-record'

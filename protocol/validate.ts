@@ -1,7 +1,7 @@
 import { BadRequestError, InvalidMessageError } from './errors.js'
 import { parseCid } from './chunks.js'
-import { RuntimeKind, type Advert, type ContainerOptions, type ChunkHeader, type DeleteAnnouncement, type FetchChunk, type FetchChunkRequest, type FunctionAnnouncement, type FunctionRef, type Hello, type FunctionSpec, type InvokeFrame, type InvokeRequest, type InvokeResponse, type PeerLoad, type RuntimeCapacity, type SignedAdvert } from './messages.js'
-import { MAX_CODE_BYTES, MAX_GOSSIP_BYTES, MAX_HELLO_PEERS, MAX_HELLO_RELAY_BYTES, MAX_HELLO_RELAYS, MAX_IO_BYTES, MAX_LOST_PEERS, WIRE_VERSION } from './protocols.js'
+import { RuntimeKind, type Advert, type ContainerOptions, type ChunkHeader, type DeleteAnnouncement, type DeployAnnouncement, type FetchChunk, type FetchChunkRequest, type FunctionAnnouncement, type FunctionRef, type Hello, type FunctionSpec, type InvokeFrame, type InvokeRequest, type InvokeResponse, type PeerLoad, type RuntimeCapacity, type SignedAdvert } from './messages.js'
+import { MAX_CODE_BYTES, MAX_GOSSIP_BYTES, MAX_INLINE_CODE_BYTES, MAX_HELLO_PEERS, MAX_HELLO_RELAY_BYTES, MAX_HELLO_RELAYS, MAX_IO_BYTES, MAX_LOST_PEERS, WIRE_VERSION } from './protocols.js'
 
 /**
  * Validators for untrusted input. Each returns a fresh, typed object holding only the known fields,
@@ -224,8 +224,14 @@ export function validateAnnouncement (value: unknown): FunctionAnnouncement {
     return o.record === undefined ? del : { ...del, record: bytes(o.record, 'record', 16 * 1024) }
   }
   header(value, 'deploy')
-  const deploy = { v: WIRE_VERSION, type: 'deploy' as const, fn: validateFunctionSpec(o.fn), holder: str(o.holder, 'holder', 128), at: int(o.at, 'at') }
-  return o.record === undefined ? deploy : { ...deploy, record: bytes(o.record, 'record', 16 * 1024) }
+  const deploy: DeployAnnouncement = { v: WIRE_VERSION, type: 'deploy', fn: validateFunctionSpec(o.fn), holder: str(o.holder, 'holder', 128), at: int(o.at, 'at') }
+  if (o.record !== undefined) deploy.record = bytes(o.record, 'record', 16 * 1024)
+  if (o.code !== undefined) {
+    if (deploy.record === undefined) fail('code', 'comes without a signed record')
+    deploy.code = bytes(o.code, 'code', MAX_INLINE_CODE_BYTES)
+    if (deploy.code.byteLength !== deploy.fn.size) fail('code', `is ${deploy.code.byteLength} bytes, but fn.size says ${deploy.fn.size}`)
+  }
+  return deploy
 }
 
 export function validateInvokeRequest (value: unknown): InvokeRequest {

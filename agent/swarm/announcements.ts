@@ -1,4 +1,6 @@
-import { decode, FUNCTIONS_TOPIC, MAX_GOSSIP_BYTES, validateAnnouncement, type FunctionAnnouncement } from '../../protocol/index.js'
+import {
+  decode, encode, FUNCTIONS_TOPIC, MAX_GOSSIP_BYTES, MAX_INLINE_CODE_BYTES, validateAnnouncement, WIRE_VERSION, type DeployAnnouncement, type FunctionAnnouncement, type FunctionSpec
+} from '../../protocol/index.js'
 import { GossipTopic } from './gossip.js'
 import type { EdgeNode } from './node.js'
 import type { Message } from '@libp2p/gossipsub'
@@ -20,4 +22,15 @@ export function announcements (node: EdgeNode, onAnnouncement: (a: FunctionAnnou
   // Deploys and deletes are rare and must reach everyone at once, a newcomer whose mesh has not
   // formed yet included: always flooded to every connected peer.
   return new GossipTopic(node, FUNCTIONS_TOPIC, parseAnnouncement, onAnnouncement, () => true)
+}
+
+/**
+ * The announcement of a new version: its spec and signed record, and its code when that is small
+ * enough to ride along (MAX_INLINE_CODE_BYTES, and the whole within gossip's size limit).
+ */
+export function deployAnnouncement (spec: FunctionSpec, holder: string, record: Uint8Array, code: Uint8Array, at = Date.now()): DeployAnnouncement {
+  const announcement: DeployAnnouncement = { v: WIRE_VERSION, type: 'deploy', fn: spec, holder, at, record }
+  if (code.byteLength > MAX_INLINE_CODE_BYTES) return announcement
+  const inline = { ...announcement, code }
+  return encode(inline).byteLength <= MAX_GOSSIP_BYTES ? inline : announcement
 }

@@ -17,21 +17,26 @@ describe('code in the DHT, replicated', () => {
   test('a deployed function reaches three holders, and keeps three after its deployer is killed', async () => {
     const a1 = net.client(1)
     await a1.deploy('primes', example('primes'))
-    const holders = async (k: number): Promise<string[]> => (await net.client(k).list()).find(f => f.name === 'primes')?.holders ?? []
+    // Over the size that rides in deploy announcements: an agent that runs it must fetch it.
+    const wide = bigModule(64 * 1024)
+    await a1.deploy('wide', wide.module)
+    const holders = async (k: number, name = 'wide'): Promise<string[]> => (await net.client(k).list()).find(f => f.name === name)?.holders ?? []
     const initial = await eventually(async () => { const h = await holders(5); return h.length >= 3 ? h : undefined }, 20_000, 'three holders')
     assert.ok(initial.includes(net.agent(1).peerId), 'the deployer is one of them')
     const stranger = net.agents.find(a => !initial.includes(a.peerId))
     assert.ok(stranger, 'some agent holds no copy')
+    await eventually(async () => (await holders(5, 'primes')).length >= 3, 20_000, 'three holders of primes')
 
     await net.stop(1, { kill: true })
-    const res = await net.client(stranger.index).invoke('primes', { params: { n: 1000 }, policy: 'local' })
-    assert.equal(text(res.outputBytes), '{"n":1000,"primes":168}\n')
+    const res = await net.client(stranger.index).invoke('wide', { policy: 'local' })
+    assert.equal(text(res.outputBytes), wide.output)
     assert.ok(res.timings.fetchMs > 0, 'the code came from a replica, not from the (dead) deployer')
 
     const others = net.agents.filter(a => a.index !== 1).map(a => a.index)
     await eventually(async () => {
       const h = (await holders(others[0] as number)).filter(id => id !== net.agent(1).peerId)
-      return h.length >= 3
+      const p = (await holders(others[0] as number, 'primes')).filter(id => id !== net.agent(1).peerId)
+      return h.length >= 3 && p.length >= 3
     }, 30_000, 'three live holders again')
   })
 
@@ -98,5 +103,30 @@ describe('code in the DHT, replicated', () => {
     for (const k of [2, 3, 4, 5]) {
       assert.equal((await net.client(k).manifest('doomed')).type, 'tombstone', `agent ${k} still reads the tombstone`)
     }
+  })
+})
+
+describe('small code rides with its deploy announcement', () => {
+  let net: Testnet
+
+  // One copy of each function: the deployer's, so that when it dies no replica is left to fetch from.
+  before(async () => { net = await up({ peers: 3, agentArgs: () => ['--replicas', '1'] }) })
+  after(async () => { await net?.down() })
+
+  test('every agent runs a small function its only holder no longer serves; a large one needs a holder', async () => {
+    const a1 = net.client(1)
+    await a1.deploy('echo', example('echo'))
+    const large = bigModule(64 * 1024)
+    await a1.deploy('large', large.module)
+    for (const k of [2, 3]) {
+      await eventually(async () => { const names = (await net.client(k).list()).map(f => f.name); return names.includes('echo') && names.includes('large') }, 20_000, `agent ${k} to list both`)
+    }
+    await net.stop(1, { kill: true })
+    for (const k of [2, 3]) {
+      const res = await net.client(k).invoke('echo', { input: Buffer.from(`on ${k}`), policy: 'local' })
+      assert.equal(text(res.outputBytes), `on ${k}`)
+      assert.equal(res.ranOn, net.agent(k).peerId)
+    }
+    await assert.rejects(net.client(2).invoke('large', { policy: 'local', timeoutMs: 15_000 }), { message: /fetch|provider/ })
   })
 })

@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { encode as cborEncode } from 'cbor-x'
 import {
-  decode, encode, MAX_GOSSIP_BYTES, validateAdvert, validateAnnouncement, validateHello, validateInvokeFrame, validateInvokeRequest, validateInvokeResponse,
+  decode, encode, MAX_GOSSIP_BYTES, MAX_INLINE_CODE_BYTES, validateAdvert, validateAnnouncement, validateHello, validateInvokeFrame, validateInvokeRequest, validateInvokeResponse,
   WIRE_VERSION, type Advert
 } from '../../protocol/index.js'
 
@@ -112,4 +112,14 @@ test('announcements of deploy and delete validate', () => {
   const del = validateAnnouncement({ v: 1, type: 'delete', name: 'echo', version: 3, by: 'peer', at: 1 })
   assert.equal(del.type, 'delete')
   assert.throws(() => validateAnnouncement({ v: 1, type: 'deploy', fn: {}, holder: 'p', at: 1 }), { name: 'InvalidMessageError' })
+})
+
+test('a deploy announcement carries small code with its signed record, and only then', () => {
+  const fn = { name: 'echo', version: 1, runtime: 'wasm', sha256: 'c'.repeat(64), size: 3, memoryBytes: 65536, timeoutMs: 1000, deployedAt: 1 }
+  const deploy = { v: 1, type: 'deploy', fn, holder: 'p', at: 1, record: Buffer.from('rec'), code: Buffer.from('abc') }
+  assert.deepEqual(validateAnnouncement(deploy), deploy)
+  assert.throws(() => validateAnnouncement({ ...deploy, record: undefined }), { name: 'InvalidMessageError', message: /code: comes without a signed record/ })
+  assert.throws(() => validateAnnouncement({ ...deploy, code: Buffer.from('abcd') }), { name: 'InvalidMessageError', message: /code: is 4 bytes, but fn.size says 3/ })
+  const big = Buffer.alloc(MAX_INLINE_CODE_BYTES + 1)
+  assert.throws(() => validateAnnouncement({ ...deploy, fn: { ...fn, size: big.byteLength }, code: big }), { name: 'InvalidMessageError', message: /code: larger than/ })
 })
