@@ -12,6 +12,8 @@ export interface AdvertServiceInit {
   heartbeatMs: number
   /** At most one advert per this long, however fast things change. Default: 500 ms. */
   minIntervalMs?: number
+  /** A change of load alone (loadSignature) goes out no sooner than this after the last advert. Default: 5 s. */
+  loadIntervalMs?: number
   /** Builds this agent's advert, without seq and sentAt. */
   snapshot: () => Omit<Advert, 'seq' | 'sentAt'>
   onAdvert?: (advert: Advert) => void
@@ -86,26 +88,36 @@ export async function signAdvert (advert: Advert, key: PrivateKey): Promise<Sign
 }
 
 /**
- * What in an advert is worth telling the swarm about at once: holdings, warm code, addresses,
- * labels, slots, and load by the step (idle, a quarter busy, …, full; a queue or none). Exact busy
- * counts ride along but do not trigger an advert: callers count their own calls exactly, and peers
- * report their load in every answer.
+ * What in an advert the swarm must hear soon (its standing): holdings, addresses, labels, slots,
+ * trust, peers watched go. A change goes out at the next tick.
  */
-export function advertSignature (a: Omit<Advert, 'seq' | 'sentAt'>): string {
-  const load = a.runtimes.map(r => {
-    const free = Math.max(0, r.slots - r.busy)
-    const step = free === 0 ? 'full' : `${Math.ceil(4 * r.busy / Math.max(1, r.slots))}/4`
-    return `${r.kind}:${r.slots}:${step}`
-  })
-  return JSON.stringify([load, a.queue > 0, a.functions.map(f => f.sha256 + f.version), a.warm, a.addrs, a.labels, a.trusted ?? [], a.arch, a.lost ?? []])
+export function standingSignature (a: Omit<Advert, 'seq' | 'sentAt'>): string {
+  return JSON.stringify([a.runtimes.map(r => `${r.kind}:${r.slots}`), a.functions.map(f => f.sha256 + f.version), a.addrs, a.labels, a.trusted ?? [], a.arch, a.lost ?? []])
 }
 
 /**
- * Publishes this agent's advert on `edge/adverts/1` when it changes meaningfully (see
- * advertSignature), soon after a new peer appears (so that it learns of this agent without waiting
- * for a heartbeat), and otherwise every `heartbeatMs` — never more than once per `minIntervalMs`.
- * An idle swarm of N then sends N adverts per heartbeat, not N per second. Peers' adverts become
- * peer-table entries.
+ * Load by the step (idle, a quarter busy, …, full; a queue or none) and warm code. A change goes
+ * out, but no sooner than `loadIntervalMs` after the last advert: callers count their own calls
+ * exactly and every answer carries the callee's load, so adverts only need to say roughly how busy
+ * an agent is — and load that flips with every call, advertised at once, is O(N) messages per flip
+ * (a burst of first calls after a deploy was 2.7 adverts per agent, each to every agent). Exact
+ * busy counts ride along.
+ */
+export function loadSignature (a: Omit<Advert, 'seq' | 'sentAt'>): string {
+  const load = a.runtimes.map(r => {
+    const free = Math.max(0, r.slots - r.busy)
+    const step = free === 0 ? 'full' : `${Math.ceil(4 * r.busy / Math.max(1, r.slots))}/4`
+    return `${r.kind}:${step}`
+  })
+  return JSON.stringify([load, a.queue > 0, a.warm])
+}
+
+/**
+ * Publishes this agent's advert on `edge/adverts/1` when its standing changes (standingSignature),
+ * when its load changes by a step (loadSignature, at most once per `loadIntervalMs`), soon after a
+ * new peer appears (so that it learns of this agent without waiting for a heartbeat), and otherwise
+ * every `heartbeatMs` — never more than once per `minIntervalMs`. An idle swarm of N then sends N
+ * adverts per heartbeat, not N per second. Peers' adverts become peer-table entries.
  */
 export class AdvertService {
   readonly #init: Required<Omit<AdvertServiceInit, 'onAdvert'>> & Pick<AdvertServiceInit, 'onAdvert'>
@@ -115,7 +127,8 @@ export class AdvertService {
   #seq = 0
   #timer: NodeJS.Timeout | undefined
   #lastSentAt = Number.NEGATIVE_INFINITY
-  #lastSignature = ''
+  #lastStanding = ''
+  #lastLoad = ''
   #soon = false
   /** The last advert reached no peer: the next peer that listens gets one at once. */
   #unheard = false
@@ -126,7 +139,7 @@ export class AdvertService {
     this.#channel = channel
     this.#table = table
     this.#selfId = selfId
-    this.#init = { minIntervalMs: 500, now: Date.now, random: Math.random, ...init }
+    this.#init = { minIntervalMs: 500, loadIntervalMs: 5000, now: Date.now, random: Math.random, ...init }
     this.#heartbeatMs = this.#jittered()
   }
 
@@ -184,16 +197,19 @@ export class AdvertService {
     void this.tick(true)
   }
 
-  /** Publishes if the advert changed, a peer is new, or the heartbeat is due, and the rate allows (or `now`). */
+  /** Publishes if the standing changed, the load changed and may go, a peer is new, or the heartbeat is due, and the rate allows (or `now`). */
   async tick (force = false): Promise<boolean> {
     const now = this.#init.now()
-    if (!force && now - this.#lastSentAt < this.#init.minIntervalMs) return false
+    const since = now - this.#lastSentAt
+    if (!force && since < this.#init.minIntervalMs) return false
     const snapshot = this.#init.snapshot()
-    const signature = advertSignature(snapshot)
-    const due = now - this.#lastSentAt >= this.#heartbeatMs
-    if (!force && !due && !this.#soon && signature === this.#lastSignature) return false
+    const standing = standingSignature(snapshot)
+    const load = loadSignature(snapshot)
+    const due = since >= this.#heartbeatMs || (load !== this.#lastLoad && since >= this.#init.loadIntervalMs)
+    if (!force && !due && !this.#soon && standing === this.#lastStanding) return false
     this.#soon = false
-    this.#lastSignature = signature
+    this.#lastStanding = standing
+    this.#lastLoad = load
     this.#lastSentAt = now
     this.#heartbeatMs = this.#jittered()
     this.#sent++

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { AdvertService, advertSignature } from '../../agent/swarm/adverts.js'
+import { AdvertService, loadSignature, standingSignature } from '../../agent/swarm/adverts.js'
 import { PeerTable } from '../../agent/swarm/peer-table.js'
 import { WIRE_VERSION, type Advert } from '../../protocol/index.js'
 
@@ -41,22 +41,30 @@ test('an unchanged advert goes out once per heartbeat, not once a second', async
   assert.equal(sent.length, 5)
 })
 
-test('a meaningful change goes out at the next tick; small load changes wait for the heartbeat', async () => {
+test('new holdings go out at the next tick; a step of load waits 5 s from the last advert; a smaller change waits for the heartbeat', async () => {
   const { service, sent, state, advance } = setup()
   state.snap = snapshot(1)
   await service.tick()
-  // 2 of 8 busy is the same step (a quarter) as 1 of 8: no advert.
+  // 2 of 8 busy is the same step (a quarter) as 1 of 8: nothing to tell.
   state.snap = snapshot(2)
   await advance(500)
   assert.equal(sent.length, 1)
-  // Full is news.
+  // Full is news, but load alone waits 5 s from the last advert.
   state.snap = snapshot(8)
+  await advance(4000)
+  assert.equal(sent.length, 1)
   await advance(500)
   assert.equal(sent.length, 2)
   assert.equal(sent[1]?.runtimes[0]?.busy, 8)
-  // So are new holdings.
+  // New holdings go at the next tick.
   state.snap = snapshot(8, { functions: [{ name: 'f', version: 1, sha256: 'a'.repeat(64) }] })
   await advance(500)
+  assert.equal(sent.length, 3)
+  // Load that went and came back between adverts is not news.
+  state.snap = snapshot(0, { functions: state.snap.functions })
+  await advance(1000)
+  state.snap = snapshot(8, { functions: state.snap.functions })
+  await advance(5000)
   assert.equal(sent.length, 3)
 })
 
@@ -73,18 +81,26 @@ test('heartbeats are jittered, so that agents started together drift apart', asy
 })
 
 test('adverts are bounded in rate however fast things change', async () => {
-  const { service, sent, state } = setup()
+  const { sent, state } = setup()
   let t = 0
   const s = new AdvertService({ publish: async (a) => { sent.push(a) } }, new PeerTable({ expiryMs: 60_000 }), 'self', { heartbeatMs: 10_000, minIntervalMs: 500, snapshot: () => state.snap, now: () => t, random: () => 0.5 })
-  void service
-  // Ticks every 50 ms for 5 s, the load flipping between idle and full at each.
+  // Ticks every 50 ms for 5 s, what it holds changing at each: at most one advert per 500 ms.
   for (let i = 0; i < 100; i++) {
     t += 50
-    state.snap = snapshot(i % 2 === 0 ? 0 : 8)
+    state.snap = snapshot(0, { functions: [{ name: 'f', version: i + 1, sha256: 'a'.repeat(64) }] })
     await s.tick()
   }
   assert.ok(sent.length <= 10, `${sent.length} adverts in 5 s`)
   assert.ok(sent.length >= 5, 'changes still go out at the bounded rate')
+  // The load flipping between idle and full at every tick for 20 s: one advert per 5 s.
+  const before = sent.length
+  for (let i = 0; i < 400; i++) {
+    t += 50
+    state.snap = snapshot(i % 2 === 0 ? 8 : 0, { functions: state.snap.functions })
+    await s.tick()
+  }
+  assert.ok(sent.length - before <= 4, `${sent.length - before} adverts in 20 s of flipping load`)
+  assert.ok(sent.length - before >= 2, 'load still goes out')
 })
 
 test('a new peer\'s advert does not make this agent advertise (it learns of this agent from its neighbours); a listener new to the table does', async () => {
@@ -116,11 +132,14 @@ test('a peer watched go is advertised at once, within the rate bound', async () 
   assert.deepEqual(sent[1]?.lost, ['gone'])
 })
 
-test('the signature ignores what does not need telling at once (exact busy within a step, memory)', () => {
-  assert.equal(advertSignature(snapshot(3)), advertSignature(snapshot(4, { memFree: 99 })))
-  assert.notEqual(advertSignature(snapshot(0)), advertSignature(snapshot(1)))
-  assert.notEqual(advertSignature(snapshot(0)), advertSignature(snapshot(0, { queue: 1 })))
-  assert.notEqual(advertSignature(snapshot(0)), advertSignature(snapshot(0, { warm: ['b'.repeat(64)] })))
+test('the signatures ignore what does not need telling (exact busy within a step, memory); load and standing are apart', () => {
+  assert.equal(loadSignature(snapshot(3)), loadSignature(snapshot(4, { memFree: 99 })))
+  assert.equal(standingSignature(snapshot(3)), standingSignature(snapshot(8, { memFree: 99, queue: 2, warm: ['b'.repeat(64)] })))
+  assert.notEqual(loadSignature(snapshot(0)), loadSignature(snapshot(1)))
+  assert.notEqual(loadSignature(snapshot(0)), loadSignature(snapshot(0, { queue: 1 })))
+  assert.notEqual(loadSignature(snapshot(0)), loadSignature(snapshot(0, { warm: ['b'.repeat(64)] })))
+  assert.notEqual(standingSignature(snapshot(0)), standingSignature(snapshot(0, { functions: [{ name: 'f', version: 1, sha256: 'a'.repeat(64) }] })))
+  assert.notEqual(standingSignature(snapshot(0)), standingSignature(snapshot(0, { lost: ['gone'] })))
 })
 
 test('an advert that reached nobody goes again when a peer starts to listen, even one already in the table; a heard one does not', async () => {
