@@ -103,8 +103,10 @@ export class HelloService {
       return undefined
     }
     this.#init.receive(hello.advert)
-    this.#init.hints(hello.peers.filter(p => p.peerId !== from))
-    void this.#takeRelays(hello.relays ?? [], from)
+    // Hints once the signed adverts are in the table: a peer whose advert came along needs no dial
+    // (a newcomer dialled up to five hinted peers at once, then its overlay picked others).
+    const hinted = hello.peers.filter(p => p.peerId !== from)
+    void this.#takeRelays(hello.relays ?? [], from).finally(() => { this.#init.hints(hinted) })
     return hello
   }
 
