@@ -257,13 +257,15 @@ export class Connectivity {
 
   /** Copies libp2p's connection-monitor RTTs into the table (the smallest over a peer's connections). */
   #copyRtts (): void {
-    for (const entry of this.#table.list()) {
-      let best: number | undefined
-      for (const c of this.#node.getConnections(peerIdFromString(entry.peerId))) {
-        if (typeof c.rtt === 'number' && (best === undefined || c.rtt < best)) best = c.rtt
-      }
-      if (best !== undefined) this.#table.recordRtt(entry.peerId, best)
+    // Over the connections (a handful), not the table (every peer, each id parsed again).
+    const best = new Map<string, number>()
+    for (const c of this.#node.getConnections()) {
+      if (typeof c.rtt !== 'number') continue
+      const id = c.remotePeer.toString()
+      const known = best.get(id)
+      if (known === undefined || c.rtt < known) best.set(id, c.rtt)
     }
+    for (const [id, rtt] of best) this.#table.recordRtt(id, rtt)
   }
 
   /** Peers being dialled by #dial. */
