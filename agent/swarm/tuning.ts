@@ -29,6 +29,6 @@ export const GOSSIP = {
 /**
  * How often libp2p's connection monitor pings each connection: liveness, and the RTT policies
  * use. A process that dies closes its connections at once; pings find the silent failures (a
- * device unplugged) well within the 120 s of advert silence that expires a peer anyway.
+ * device unplugged) well within the 240 s of advert silence that expires a peer anyway.
  */
 export const PING_INTERVAL_MS = 60_000
