@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { logger } from '@libp2p/logger'
-import { LRUCache } from 'lru-cache'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { LRUCache } from 'lru-cache'
 import {
   FETCH_CHUNK_BYTES, FETCH_PROTOCOL, FetchFailedError, FramedStream, matches, MAX_FETCH_FRAME_BYTES, parseCid, validateChunkHeader,
   validateFetchChunk, validateFetchRequest, WIRE_VERSION
@@ -115,7 +115,8 @@ export class FetchService {
    * Assembles code from its chunks, several at once and spread over the providers (chunk i asks the
    * i-th first, the least penalised coming first), every chunk checked against its CID and the whole
    * against the sha256. The hinted holders (from adverts) are asked first; DHT providers are looked
-   * up — once, as holders hold whole artifacts — when there are no hints or the hints fail.
+   * up — once, as holders hold whole artifacts — when there are no hints or the hints fail. Code
+   * offered ahead (`offer`: small code that came with its announcement) is taken from memory.
    */
   async fetchChunks (layout: CodeLayout, hints: string[], options: { signal?: AbortSignal } = {}): Promise<{ code: Uint8Array, from: string[] }> {
     const offered = this.#offered.get(layout.sha256)
