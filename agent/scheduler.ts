@@ -1,5 +1,6 @@
 import { setMaxListeners } from 'node:events'
 import { logger } from '@libp2p/logger'
+import { raceSignal } from 'race-signal'
 import {
   abortError, BadRequestError, BusyError, parseTarget, DeadlineExceededError, FunctionNotFoundError, InterruptedError, RuntimeKind, UntrustedManifestError,
   type FunctionRef, type FunctionSpec, type InvokeRequest, type InvokeResult, type InvokeTimings, type PeerLoad
@@ -23,20 +24,6 @@ const log = logger('edge:agent:scheduler')
 
 /** Bound on one shared fetch-and-compile of a function's code. */
 const FETCH_DEADLINE_MS = 60_000
-
-async function raceSignal<T> (p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) throw abortError(signal, 'deadline exceeded while fetching the code')
-  let onAbort: (() => void) | undefined
-  const aborted = new Promise<never>((_resolve, reject) => {
-    onAbort = () => { reject(abortError(signal, 'deadline exceeded while fetching the code')) }
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
-  try {
-    return await Promise.race([p, aborted])
-  } finally {
-    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
-  }
-}
 
 export interface InvokeOptions {
   policy?: string
@@ -445,7 +432,7 @@ export class Scheduler {
       })().finally(() => { this.#preparing.delete(id) })
       this.#preparing.set(id, p)
     }
-    const spec = await raceSignal(p, signal)
+    const spec = await raceSignal(p, signal, { translateError: (s) => abortError(s, 'deadline exceeded while fetching the code') })
     return { spec, fetchMs: performance.now() - started }
   }
 

@@ -1,4 +1,5 @@
 import { request } from 'node:http'
+import { raceSignal } from 'race-signal'
 import type Docker from 'dockerode'
 
 export class DockerUnavailableError extends Error {
@@ -36,12 +37,7 @@ export async function connectDocker (timeoutMs = 3000): Promise<Docker> {
     const { default: Dockerode } = await import('dockerode')
     const docker = new Dockerode()
     // A daemon elsewhere (tcp://, ssh://) is pinged by dockerode itself.
-    if (socket === undefined) {
-      await Promise.race([
-        docker.ping(),
-        new Promise((_resolve, reject) => { signal.addEventListener('abort', () => { reject(new Error(`no answer in ${timeoutMs} ms`)) }, { once: true }) })
-      ])
-    }
+    if (socket === undefined) await raceSignal(docker.ping(), signal)
     return docker
   } catch (err) {
     const e = err as NodeJS.ErrnoException
