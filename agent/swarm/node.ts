@@ -122,6 +122,12 @@ export async function createNode (init: NodeInit): Promise<EdgeNode> {
       }),
       dht: kadDHT({
         clientMode: false,
+        // kad-dht's defaults (10 disjoint paths of 10 peers in parallel each) ask every peer of a
+        // small swarm at once, and each answer names up to 20 peers to merge into the peer store
+        // and routing table: on 10 agents an answer took ~50 ms, where one asked alone took ~8.
+        // Kademlia's classic α = 3 on one path: manifest look-ups 85 → 46 ms p50 on 10 agents.
+        alpha: 3,
+        disjointPaths: 1,
         peerInfoMapper: passthroughMapper,
         protocol: '/edge/kad/1.0.0',
         validators: { [MANIFEST_PREFIX]: trustedManifestValidator(init.trusts) },
@@ -130,7 +136,37 @@ export async function createNode (init: NodeInit): Promise<EdgeNode> {
     }
   })
   stopClosestPeerTags(node.services.dht)
+  skipKnownPeersInAnswers(node.services.dht)
   return node
+}
+
+interface DhtInternals {
+  network?: { safeDispatchEvent?: (type: string, init: { detail?: { id?: { toString: () => string } } }) => boolean }
+  routingTable?: { addEventListener?: (type: string, fn: (evt: CustomEvent<{ toString: () => string }>) => void) => void }
+}
+
+/**
+ * kad-dht takes every peer named in an answer for a newly discovered one: a routing-table update
+ * (a queued job with its own timers and signals) and a peer-store merge (a lock, a read, a
+ * decode) each. In a small swarm every answer names the same peers, nearly all of them already
+ * in the routing table: that was a quarter of a look-up's time (manifest look-ups on 10 agents
+ * 54–65 → 43–45 ms p50). Here peers already in the routing table are passed over; others are
+ * taken as before. A known peer's addresses come from identify and adverts, not from answers.
+ * Throws if this kad-dht lacks either part, so that an upgrade that moves them is noticed.
+ */
+export function skipKnownPeersInAnswers (dht: KadDHT): void {
+  const { network, routingTable } = dht as unknown as DhtInternals
+  const dispatch = network?.safeDispatchEvent
+  if (network === undefined || typeof dispatch !== 'function' || typeof routingTable?.addEventListener !== 'function') {
+    throw new Error('this @libp2p/kad-dht has no network.safeDispatchEvent or routingTable events (agent/swarm/node.ts)')
+  }
+  const known = new Set<string>()
+  routingTable.addEventListener('peer:add', (evt) => { known.add(evt.detail.toString()) })
+  routingTable.addEventListener('peer:remove', (evt) => { known.delete(evt.detail.toString()) })
+  network.safeDispatchEvent = (type, init) => {
+    const id = type === 'peer' ? init.detail?.id?.toString() : undefined
+    return id !== undefined && known.has(id) ? true : dispatch.call(network, type, init)
+  }
 }
 
 /**
