@@ -1,4 +1,5 @@
 import { request } from 'node:http'
+import { createRequire, Module } from 'node:module'
 import { raceSignal } from 'race-signal'
 import type Docker from 'dockerode'
 
@@ -22,10 +23,33 @@ async function pingSocket (socketPath: string, signal: AbortSignal): Promise<voi
 }
 
 /**
+ * dockerode loads, at its own load, gRPC and protobufjs for BuildKit sessions (`buildImage` with
+ * `version: '2'`) and docker-modem loads ssh2 for ssh:// daemons: ~10 MiB of an agent's memory,
+ * which edge-agent never uses (its images are `docker import`ed, and ssh is needed only when
+ * DOCKER_HOST says ssh://). Those two modules are put in Node's module cache as functions that
+ * throw, before dockerode is loaded; the rest of dockerode is untouched.
+ */
+function skipUnusedParts (ssh: boolean): void {
+  const fromDockerode = createRequire(createRequire(import.meta.url).resolve('dockerode'))
+  const parts: Array<[string, string]> = [['dockerode/lib/session.js', 'BuildKit sessions']]
+  if (!ssh) parts.push(['docker-modem/lib/ssh.js', 'ssh:// Docker daemons (set DOCKER_HOST=ssh://… before the agent starts)'])
+  for (const [part, what] of parts) {
+    const path = fromDockerode.resolve(part)
+    if (fromDockerode.cache[path] !== undefined) continue
+    const stub = new Module(path)
+    stub.filename = path
+    stub.loaded = true
+    stub.exports = () => { throw new Error(`edge-agent did not load dockerode's support for ${what}`) }
+    fromDockerode.cache[path] = stub
+  }
+}
+
+/**
  * A Docker client that has answered a ping ($DOCKER_HOST or the local socket), or a clear error:
  * agents without Docker keep running WASM functions. A daemon on a unix socket (the default) is
  * pinged before dockerode is loaded, so that an agent without Docker never loads it (with gRPC,
- * protobufjs and ssh2, some 20 MiB and a tenth of a second of CPU).
+ * protobufjs and ssh2, some 20 MiB and a tenth of a second of CPU), and loads it without the
+ * parts it never uses (skipUnusedParts).
  */
 export async function connectDocker (timeoutMs = 3000): Promise<Docker> {
   const host = process.env.DOCKER_HOST
@@ -34,6 +58,7 @@ export async function connectDocker (timeoutMs = 3000): Promise<Docker> {
   try {
     const socket = host === undefined ? DEFAULT_SOCKET : host.startsWith('unix://') ? host.slice('unix://'.length) : undefined
     if (socket !== undefined) await pingSocket(socket, signal)
+    skipUnusedParts(host?.startsWith('ssh://') === true)
     const { default: Dockerode } = await import('dockerode')
     const docker = new Dockerode()
     // A daemon elsewhere (tcp://, ssh://) is pinged by dockerode itself.

@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads'
 import { logger } from '@libp2p/logger'
+import { raceSignal } from 'race-signal'
 import { abortError, BusyError, FunctionError, FunctionNotFoundError, MAX_IO_BYTES, RuntimeKind } from '../../protocol/index.js'
 import { limitMemory, InvalidModuleError, MEMORY_IMPORT, type MemoryLimits } from './limits.js'
 import type { FromWorker, ToWorker } from './messages.js'
@@ -18,6 +19,8 @@ export interface WasmRuntimeInit {
   workerHeapMb?: number
   /** An idle worker beyond the first ends after this long. Default: 60 s. */
   workerIdleMs?: number
+  /** The last worker ends after this long without calls. Default: 5 min. */
+  lastWorkerIdleMs?: number
 }
 
 interface Pending {
@@ -27,11 +30,13 @@ interface Pending {
 }
 
 /**
- * One slot: a call at a time, in a worker thread. The worker (~5 MB) starts when the slot is
- * first used, and ends when the slot has idled for a while (the pool keeps one running).
+ * One slot: a call at a time, in a worker thread. The worker (~5 MiB of RSS, ~35 ms to start on
+ * x86) starts when the slot is first used, and ends when the slot has idled for a while.
  */
 class Slot {
   worker: Worker | undefined
+  /** Settles when the worker runs (or fails to start): a call's time limit starts after it. */
+  ready: Promise<void> = Promise.resolve()
   loaded = new Set<string>()
   pending: Pending | undefined
   /** When the slot last became idle (performance.now()). */
@@ -64,8 +69,16 @@ class Slot {
   /** Replaces the worker with a fresh one (after a timeout or a crash); the old one is terminated. */
   respawn (): void {
     this.retire()
+    // A fresh worker counts as just idle, not idle since the slot last ran.
+    this.idleSince = performance.now()
     const worker = new Worker(new URL('./worker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: this.#heapMb } })
     worker.unref()
+    this.ready = new Promise<void>((resolve) => {
+      worker.once('online', resolve)
+      // A worker that cannot start fails its call through #onDeath; the call need not wait.
+      worker.once('error', () => { resolve() })
+      worker.once('exit', () => { resolve() })
+    })
     worker.on('message', (msg: FromWorker) => {
       const p = this.pending
       if (p !== undefined && p.id === msg.id) {
@@ -105,6 +118,7 @@ export class WasmRuntime implements Runtime {
   readonly #maxQueue: number
   readonly #heapMb: number
   readonly #workerIdleMs: number
+  readonly #lastWorkerIdleMs: number
   #idle: Slot[] = []
   #all = new Set<Slot>()
   #waiters: Array<Waiter<Slot>> = []
@@ -118,9 +132,14 @@ export class WasmRuntime implements Runtime {
     this.#maxQueue = init.maxQueue ?? 64
     this.#heapMb = init.workerHeapMb ?? Number(process.env.EDGE_WORKER_HEAP_MB ?? 32)
     this.#workerIdleMs = init.workerIdleMs ?? 60_000
+    this.#lastWorkerIdleMs = init.lastWorkerIdleMs ?? 300_000
   }
 
-  /** Worker threads running now (slots start theirs when first used, and end them when idle). */
+  /**
+   * Worker threads running now. None until a module is prepared (an agent that holds no WASM
+   * function needs none); then one is kept ready, and more start as calls need them. Idle ones
+   * end: all but one after workerIdleMs, the last after lastWorkerIdleMs without calls.
+   */
   workers (): number {
     let n = 0
     for (const s of this.#all) if (s.worker !== undefined) n++
@@ -131,9 +150,7 @@ export class WasmRuntime implements Runtime {
     if (this.#started) return
     this.#started = true
     for (let i = 0; i < this.#slots; i++) this.#addSlot()
-    // One worker ready for the first call; the others start as calls need them.
-    this.#idle.at(-1)?.ensure()
-    this.#sweeper = setInterval(() => { this.#retireIdle() }, Math.max(10, this.#workerIdleMs / 2))
+    this.#sweeper = setInterval(() => { this.#retireIdle() }, Math.max(10, Math.min(this.#workerIdleMs, this.#lastWorkerIdleMs) / 2))
     this.#sweeper.unref()
   }
 
@@ -175,6 +192,8 @@ export class WasmRuntime implements Runtime {
     }
     if (limited.capped) log('%s: no declared maximum memory, capped at %d pages', spec.name, limited.memory.maxPages)
     this.#compiled.set(variant(spec), { spec, module, memory: limited.memory })
+    // A call may come: one worker ready for it.
+    if (this.#started && this.workers() === 0) this.#idle.at(-1)?.ensure()
   }
 
   isPrepared (spec: FunctionSpec): boolean {
@@ -214,6 +233,12 @@ export class WasmRuntime implements Runtime {
     if (compiled === undefined) throw new FunctionNotFoundError(`function ${spec.name} (${spec.sha256.slice(0, 12)}) is not prepared on this agent`)
     const queuedAt = performance.now()
     const slot = await this.#acquire(options)
+    try {
+      await raceSignal(slot.ready, options.signal)
+    } catch {
+      this.#releaseSlot(slot)
+      throw abortError(options.signal as AbortSignal, `call to ${spec.name} abandoned while its worker started`)
+    }
     const startedAt = performance.now()
     options.onStart?.()
     const warm = slot.loaded.has(key)
@@ -290,16 +315,16 @@ export class WasmRuntime implements Runtime {
     this.#idle.push(slot)
   }
 
-  /** Ends the workers of slots idle for longer than workerIdleMs, least recently used first, keeping one running. */
+  /** Ends the workers of slots idle too long, least recently used first (see workers()). */
   #retireIdle (): void {
-    const cutoff = performance.now() - this.#workerIdleMs
+    const now = performance.now()
     // #idle is in release order: the front idled longest.
     for (const slot of this.#idle) {
-      if (this.workers() <= 1) return
-      if (slot.idleSince > cutoff) return
       if (slot.worker === undefined) continue
+      const last = this.workers() <= 1
+      if (slot.idleSince > now - (last ? this.#lastWorkerIdleMs : this.#workerIdleMs)) return
       slot.retire()
-      log('an idle wasm worker ended (%d running)', this.workers())
+      log(last ? 'the last wasm worker ended after %d s without calls' : 'an idle wasm worker ended (%d running)', last ? Math.round(this.#lastWorkerIdleMs / 1000) : this.workers())
     }
   }
 

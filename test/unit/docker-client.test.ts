@@ -31,4 +31,9 @@ test('without a Docker daemon, dockerode is never loaded; one that answers its s
   assert.deepEqual(pings, ['GET /_ping'])
   assert.equal(loaded(), true)
   assert.equal(typeof docker.listContainers, 'function')
+  // Without its BuildKit (gRPC) and ssh parts, which the agent never uses: a BuildKit build says so.
+  const cache = Object.keys(createRequire(import.meta.url).cache)
+  assert.equal(cache.some(p => p.includes(join('node_modules', '@grpc'))), false, 'gRPC was loaded')
+  assert.equal(cache.some(p => p.includes(join('node_modules', 'ssh2'))), false, 'ssh2 was loaded')
+  await assert.rejects(docker.buildImage({ context: dir, src: [] }, { version: '2' }), /did not load dockerode's support for BuildKit sessions/)
 })
