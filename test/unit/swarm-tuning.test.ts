@@ -49,41 +49,41 @@ test('kad-dht does not keep its closest peers connected: the overlay decides whi
   }
 })
 
-test('peers named in DHT answers: one already in the routing table is passed over, a new one is taken', async () => {
+test('peers named in DHT answers: one in the routing table is passed over, a stranger is only noted, never dialled', async () => {
   const { mkdtempSync, rmSync } = await import('node:fs')
   const { tmpdir } = await import('node:os')
   const { join } = await import('node:path')
   const { generateKeyPair } = await import('@libp2p/crypto/keys')
-  const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
   const { multiaddr } = await import('@multiformats/multiaddr')
   await import('../../agent/polyfill.js')
-  const { createNode, skipKnownPeersInAnswers } = await import('../../agent/swarm/node.js')
+  const { createNode, filterPeersInAnswers } = await import('../../agent/swarm/node.js')
   const { newSwarmKey } = await import('../../agent/swarm/identity.js')
   const dir = mkdtempSync(join(tmpdir(), 'edge-tuning-'))
   const swarmKey = newSwarmKey()
   const make = async (name: string): Promise<Awaited<ReturnType<typeof createNode>>> => await createNode({ privateKey: await generateKeyPair('Ed25519'), swarmKey, listen: ['/ip4/127.0.0.1/tcp/0'], announce: [], bootstrap: [], mdns: false, datastorePath: join(dir, name), trusts: () => true })
-  const [a, b] = [await make('a'), await make('b')]
+  const [a, b, c] = [await make('a'), await make('b'), await make('c')]
   try {
-    await a.start()
-    await b.start()
-    const added = new Promise<void>(resolve => {
-      const table = (a.services.dht as unknown as { routingTable: EventTarget }).routingTable
-      table.addEventListener('peer:add', () => { resolve() }, { once: true })
-    })
+    await Promise.all([a.start(), b.start(), c.start()])
+    const dht = a.services.dht as unknown as { routingTable: EventTarget & { routingTableUpdateQueue: { size: number, onIdle: () => Promise<void> } }, network: { safeDispatchEvent: (type: string, init: unknown) => boolean } }
+    const added = new Promise<void>(resolve => { dht.routingTable.addEventListener('peer:add', () => { resolve() }, { once: true }) })
     await a.dial(b.getMultiaddrs())
     await added
-    // An answer names B (known) at an address it never had, and a stranger.
-    const stranger = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
-    const network = (a.services.dht as unknown as { network: { safeDispatchEvent: (type: string, init: unknown) => boolean } }).network
-    network.safeDispatchEvent('peer', { detail: { id: b.peerId, multiaddrs: [multiaddr('/ip4/127.0.0.1/tcp/9')] } })
-    network.safeDispatchEvent('peer', { detail: { id: stranger, multiaddrs: [multiaddr('/ip4/127.0.0.1/tcp/10')] } })
-    for (let i = 0; i < 100 && !(await a.peerStore.has(stranger)); i++) await new Promise(resolve => setTimeout(resolve, 20))
-    assert.deepEqual((await a.peerStore.get(stranger)).addresses.map(x => x.multiaddr.toString()), ['/ip4/127.0.0.1/tcp/10'])
+    await dht.routingTable.routingTableUpdateQueue.onIdle()
+    // An answer names B (in the routing table) at an address it never had, and C, a live agent A never met.
+    dht.network.safeDispatchEvent('peer', { detail: { id: b.peerId, multiaddrs: [multiaddr('/ip4/127.0.0.1/tcp/9')] } })
+    dht.network.safeDispatchEvent('peer', { detail: { id: c.peerId, multiaddrs: c.getMultiaddrs() } })
+    // kad-dht would have queued both for its routing table at once, and dialled C to ping it.
+    assert.equal(dht.routingTable.routingTableUpdateQueue.size, 0)
+    for (let i = 0; i < 100 && !(await a.peerStore.has(c.peerId)); i++) await new Promise(resolve => setTimeout(resolve, 20))
+    assert.deepEqual((await a.peerStore.get(c.peerId)).addresses.map(x => x.multiaddr.toString()), c.getMultiaddrs().map(m => m.toString().replace(/\/p2p\/.*$/, '')))
     assert.equal((await a.peerStore.get(b.peerId)).addresses.some(x => x.multiaddr.toString() === '/ip4/127.0.0.1/tcp/9'), false)
-    assert.throws(() => { skipKnownPeersInAnswers({} as never) }, /no network.safeDispatchEvent/)
+    // Noted, C can be dialled by its id (as a query would), and then enters the routing table.
+    const cAdded = new Promise<void>(resolve => { dht.routingTable.addEventListener('peer:add', (evt) => { if ((evt as CustomEvent).detail.equals(c.peerId)) resolve() }) })
+    await a.dial(c.peerId)
+    await cAdded
+    assert.throws(() => { filterPeersInAnswers({} as never, a) }, /no network.safeDispatchEvent/)
   } finally {
-    await a.stop()
-    await b.stop()
+    await Promise.all([a.stop(), b.stop(), c.stop()])
     rmSync(dir, { recursive: true, force: true })
   }
 })
