@@ -27,9 +27,11 @@ function cpuSeconds (pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS
 }
 
-function rssMiB (pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return Number(m?.[1] ?? 0) / 1024
+/** Resident memory, and the part of it that is the process's own (not the pages of the node binary and libraries, which every agent on a machine shares). */
+function memMiB (pid: number): { rss: number, anon: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const kb = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) / 1024
+  return { rss: kb('VmRSS'), anon: kb('RssAnon') }
 }
 
 async function sleep (ms: number): Promise<void> {
@@ -44,6 +46,7 @@ interface Figures {
   cpuTotal: number
   rssMedian: number
   rssMax: number
+  anonMedian: number
   advertAgeP50: number
   advertAgeP99: number
   deployS: number
@@ -66,7 +69,9 @@ async function measure (n: number): Promise<Figures> {
     await sleep(IDLE_SAMPLE_S * 1000)
     const elapsed = (performance.now() - t0) / 1000
     const cpu = sorted(pids.map((pid, i) => 100 * (cpuSeconds(pid) - (c0[i] as number)) / elapsed))
-    const rss = sorted(pids.map(rssMiB))
+    const mem = pids.map(memMiB)
+    const rss = sorted(mem.map(m => m.rss))
+    const anon = sorted(mem.map(m => m.anon))
     const ages = sorted((await Promise.all(net.agents.map(async a => await net.client(a.index).peers()))).flat().map(p => p.advertAgeMs))
     const statuses = await Promise.all(net.agents.map(async a => await net.client(a.index).status()))
     const leaves = statuses.reduce((x, s) => x + s.peerEvents.left, 0)
@@ -103,6 +108,7 @@ async function measure (n: number): Promise<Figures> {
       cpuTotal: cpu.reduce((x, y) => x + y, 0),
       rssMedian: pct(rss, 0.5),
       rssMax: rss.at(-1) ?? NaN,
+      anonMedian: pct(anon, 0.5),
       advertAgeP50: pct(ages, 0.5),
       advertAgeP99: pct(ages, 0.99),
       deployS,
@@ -127,7 +133,7 @@ export async function scaleBench (printTable: PrintTable): Promise<void> {
       f = await measure(n)
     } catch (err) {
       // A size that does not converge is a finding, not the end of the bench.
-      rows.push([String(n), `failed: ${(err as Error).message.slice(0, 160)}`, '', '', '', '', '', '', '', ''])
+      rows.push([String(n), `failed: ${(err as Error).message.slice(0, 160)}`, '', '', '', '', '', '', '', '', ''])
       process.stdout.write(`  ${n} agents: ${(err as Error).message}\n`)
       continue
     }
@@ -140,6 +146,7 @@ export async function scaleBench (printTable: PrintTable): Promise<void> {
       `${f.cpuMedian.toFixed(2)} / ${f.cpuMax.toFixed(2)}${vs(f.cpuMedian, base.cpuMedian)}`,
       f.cpuTotal.toFixed(1),
       `${f.rssMedian.toFixed(0)} / ${f.rssMax.toFixed(0)}${vs(f.rssMedian, base.rssMedian)}`,
+      f.anonMedian.toFixed(0),
       n > 1 ? `${(f.advertAgeP50 / 1000).toFixed(1)} / ${(f.advertAgeP99 / 1000).toFixed(1)}` : '-',
       String(f.leaves),
       f.deployS.toFixed(2),
@@ -148,7 +155,7 @@ export async function scaleBench (printTable: PrintTable): Promise<void> {
     process.stdout.write(`  ${n} agents: ${rows.at(-1)?.join(' | ') ?? ''}\n`)
   }
   printTable('idle cost and convergence by swarm size (baseline: the first size, alone)', [
-    'agents', 'converge s', 'connections median / max', 'idle CPU % per agent median / max', 'idle CPU % all', 'RSS MiB median / max', 'advert age s p50 / p99', 'peer leaves', 'deploy → invocable everywhere s', 'DHT look-up ms p50 / p99'
+    'agents', 'converge s', 'connections median / max', 'idle CPU % per agent median / max', 'idle CPU % all', 'RSS MiB median / max', 'of which private MiB median', 'advert age s p50 / p99', 'peer leaves', 'deploy → invocable everywhere s', 'DHT look-up ms p50 / p99'
   ], rows)
   process.stdout.write('targets: 50 agents converge in < 60 s; the idle swarm of 50 < 50 % of one core in total; a deploy is invocable on all 50 in < 5 s\n')
 }
