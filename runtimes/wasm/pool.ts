@@ -3,7 +3,7 @@ import { logger } from '@libp2p/logger'
 import { raceSignal } from 'race-signal'
 import { abortError, BusyError, FunctionError, FunctionNotFoundError, MAX_IO_BYTES, RuntimeKind } from '../../protocol/index.js'
 import { limitMemory, InvalidModuleError, MEMORY_IMPORT, type MemoryLimits } from './limits.js'
-import type { FromWorker, ToWorker } from './messages.js'
+import type { FromWorker, ToWorker, WorkerDone } from './messages.js'
 import type { Runtime, RunOptions, RunResult, RuntimeCapacityInfo } from '../runtime.js'
 import { enqueue, type Waiter } from '../queue.js'
 import type { FunctionSpec } from '../../protocol/index.js'
@@ -23,7 +23,7 @@ export interface WasmRuntimeInit {
 
 interface Pending {
   id: number
-  resolve: (r: FromWorker) => void
+  resolve: (r: WorkerDone) => void
   reject: (err: Error) => void
 }
 
@@ -34,7 +34,7 @@ interface Pending {
  */
 class Slot {
   worker: Worker | undefined
-  /** Settles when the worker runs (or fails to start): a call's time limit starts after it. */
+  /** Settles when the worker has loaded (or failed to start): a call's time limit starts after it. */
   ready: Promise<void> = Promise.resolve()
   loaded = new Set<string>()
   pending: Pending | undefined
@@ -73,12 +73,14 @@ class Slot {
     const worker = new Worker(new URL('./worker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: this.#heapMb } })
     worker.unref()
     this.ready = new Promise<void>((resolve) => {
-      worker.once('online', resolve)
-      // A worker that cannot start fails its call through #onDeath; the call need not wait.
+      // The worker says when it has loaded and listens; one that cannot start fails its call
+      // through #onDeath, and the call need not wait.
+      worker.on('message', (msg: FromWorker) => { if (msg.type === 'ready') resolve() })
       worker.once('error', () => { resolve() })
       worker.once('exit', () => { resolve() })
     })
     worker.on('message', (msg: FromWorker) => {
+      if (msg.type === 'ready') return
       const p = this.pending
       if (p !== undefined && p.id === msg.id) {
         this.pending = undefined
@@ -236,6 +238,8 @@ export class WasmRuntime implements Runtime {
       this.#releaseSlot(slot)
       throw abortError(options.signal as AbortSignal, `call to ${spec.name} abandoned while its worker started`)
     }
+    // Stopped while the worker started: stop() could not fail this call, which had no worker yet.
+    if (!this.#started) throw new BusyError('wasm runtime stopped')
     const startedAt = performance.now()
     options.onStart?.()
     const warm = slot.loaded.has(key)
@@ -258,9 +262,9 @@ export class WasmRuntime implements Runtime {
     }
   }
 
-  async #run (slot: Slot, key: string, spec: FunctionSpec, input: Uint8Array, signal?: AbortSignal): Promise<FromWorker> {
+  async #run (slot: Slot, key: string, spec: FunctionSpec, input: Uint8Array, signal?: AbortSignal): Promise<WorkerDone> {
     const id = this.#nextId++
-    return await new Promise<FromWorker>((resolve, reject) => {
+    return await new Promise<WorkerDone>((resolve, reject) => {
       const kill = (err: Error): void => {
         if (slot.pending?.id !== id) return
         slot.pending = undefined

@@ -5,7 +5,7 @@
  * by terminating this worker.
  */
 import { parentPort } from 'node:worker_threads'
-import type { ToWorker, FromWorker } from './messages.js'
+import type { ToWorker, FromWorker, WorkerDone } from './messages.js'
 
 // node:wasi warns that it is experimental on first use in every worker; the agent knows.
 const emitWarning = process.emitWarning.bind(process)
@@ -137,6 +137,8 @@ port.on('message', (msg: ToWorker) => {
     }
   }
 })
+// Loaded and listening: the pool starts a call's time limit from here.
+port.postMessage({ type: 'ready' } satisfies FromWorker)
 
 /** Concatenates into an exact-size buffer of its own (transferable, unlike a slice of Buffer's pool). */
 function join (parts: Uint8Array[]): Uint8Array {
@@ -149,7 +151,7 @@ function join (parts: Uint8Array[]): Uint8Array {
   return out
 }
 
-function run (msg: Extract<ToWorker, { type: 'run' }>, module: WebAssembly.Module | undefined, memory: WebAssembly.Memory | undefined): FromWorker {
+function run (msg: Extract<ToWorker, { type: 'run' }>, module: WebAssembly.Module | undefined, memory: WebAssembly.Memory | undefined): WorkerDone {
   if (module === undefined || memory === undefined) return { type: 'done', id: msg.id, ok: false, error: 'module not loaded in worker', stdout: new Uint8Array(0), stderr: '' }
   const wasi = new WASI({ version: 'preview1', args: [msg.name], env: msg.env, returnOnExit: true })
   const c: Call = {

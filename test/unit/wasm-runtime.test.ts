@@ -183,9 +183,9 @@ test("a call's time limit starts once its worker runs, not while it starts", asy
   const lazy = new WasmRuntime({ slots: 2 })
   await lazy.start()
   try {
-    // Shorter than a worker takes to start (~40 ms), longer than echo takes to run: two calls at
+    // Shorter than a worker takes to start (~40 ms), longer than echo takes to run (~2 ms): two calls at
     // once, the second on a slot whose worker starts for it.
-    const echo = specFor('echo', example('echo'), { timeoutMs: 15 })
+    const echo = specFor('echo', example('echo'), { timeoutMs: 25 })
     await lazy.prepare(echo, example('echo'))
     const r = await Promise.all(['one', 'two'].map(async (x) => await lazy.invoke(echo, Buffer.from(x))))
     assert.deepEqual(r.map(x => text(x.output)), ['one', 'two'])
@@ -193,4 +193,20 @@ test("a call's time limit starts once its worker runs, not while it starts", asy
   } finally {
     await lazy.stop()
   }
+})
+
+test('a call waiting for its worker to start fails at once when the runtime stops', async () => {
+  const lazy = new WasmRuntime({ slots: 2 })
+  await lazy.start()
+  const echo = specFor('echo', example('echo'), { timeoutMs: 2000 })
+  await lazy.prepare(echo, example('echo'))
+  // The second call gets the slot whose worker starts for it; the runtime stops meanwhile.
+  const calls = Promise.allSettled(['one', 'two'].map(async (x) => await lazy.invoke(echo, Buffer.from(x))))
+  await lazy.stop()
+  const settled = await calls
+  for (const s of settled) {
+    if (s.status === 'rejected') assert.match((s.reason as Error).message, /stopped/, 'failed by the stop, not by its time limit')
+  }
+  assert.equal(settled[1]?.status, 'rejected')
+  assert.equal(lazy.workers(), 0)
 })
