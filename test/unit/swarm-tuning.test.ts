@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { fastMessageId } from '../../agent/swarm/node.js'
+import { fastMessageId, type EdgeNode } from '../../agent/swarm/node.js'
 
 const from = (n: number): Uint8Array => new Uint8Array(38).fill(n)
 const seqno = (n: number): Uint8Array => new Uint8Array(8).map((_, i) => i === 7 ? n : 0)
@@ -29,39 +29,44 @@ test('yamux tells the peer of freed window once half of it is consumed, and alwa
   assert.equal(windowUpdateDue(StreamState.Init, window, window), true, 'the SYN goes at once')
 })
 
-test('kad-dht does not keep its closest peers connected: the overlay decides which connections stay', async () => {
+/** `names.length` nodes of one swarm on loopback (not started), each with its own datastore; `close` stops them and removes their data. */
+async function swarmNodes<T extends string[]> (...names: T): Promise<{ nodes: { [K in keyof T]: EdgeNode }, close: () => Promise<void> }> {
   const { mkdtempSync, rmSync } = await import('node:fs')
   const { tmpdir } = await import('node:os')
   const { join } = await import('node:path')
   const { generateKeyPair } = await import('@libp2p/crypto/keys')
   await import('../../agent/polyfill.js')
-  const { createNode, stopClosestPeerTags } = await import('../../agent/swarm/node.js')
+  const { createNode } = await import('../../agent/swarm/node.js')
   const { newSwarmKey } = await import('../../agent/swarm/identity.js')
   const dir = mkdtempSync(join(tmpdir(), 'edge-tuning-'))
-  const node = await createNode({ privateKey: await generateKeyPair('Ed25519'), swarmKey: newSwarmKey(), listen: ['/ip4/127.0.0.1/tcp/0'], announce: [], bootstrap: [], mdns: false, datastorePath: join(dir, 'ds'), trusts: () => true })
+  const swarmKey = newSwarmKey()
+  const nodes: EdgeNode[] = []
+  for (const name of names) nodes.push(await createNode({ privateKey: await generateKeyPair('Ed25519'), swarmKey, listen: ['/ip4/127.0.0.1/tcp/0'], announce: [], bootstrap: [], mdns: false, datastorePath: join(dir, name), trusts: () => true }))
+  return {
+    nodes: nodes as { [K in keyof T]: EdgeNode },
+    close: async () => {
+      await Promise.all(nodes.map(async n => { await n.stop() }))
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+}
+
+test('kad-dht does not keep its closest peers connected: the overlay decides which connections stay', async () => {
+  const { stopClosestPeerTags } = await import('../../agent/swarm/node.js')
+  const { nodes: [node], close } = await swarmNodes('ds')
   try {
     const tagger = (node.services.dht as unknown as { routingTable: { closestPeerTagger: { running: boolean } } }).routingTable.closestPeerTagger
     assert.equal(tagger.running, false)
     assert.throws(() => { stopClosestPeerTags({} as never) }, /no routingTable.closestPeerTagger/)
   } finally {
-    await node.stop()
-    rmSync(dir, { recursive: true, force: true })
+    await close()
   }
 })
 
 test('peers named in DHT answers: one in the routing table is passed over, a stranger is only noted, never dialled', async () => {
-  const { mkdtempSync, rmSync } = await import('node:fs')
-  const { tmpdir } = await import('node:os')
-  const { join } = await import('node:path')
-  const { generateKeyPair } = await import('@libp2p/crypto/keys')
   const { multiaddr } = await import('@multiformats/multiaddr')
-  await import('../../agent/polyfill.js')
-  const { createNode, filterPeersInAnswers } = await import('../../agent/swarm/node.js')
-  const { newSwarmKey } = await import('../../agent/swarm/identity.js')
-  const dir = mkdtempSync(join(tmpdir(), 'edge-tuning-'))
-  const swarmKey = newSwarmKey()
-  const make = async (name: string): Promise<Awaited<ReturnType<typeof createNode>>> => await createNode({ privateKey: await generateKeyPair('Ed25519'), swarmKey, listen: ['/ip4/127.0.0.1/tcp/0'], announce: [], bootstrap: [], mdns: false, datastorePath: join(dir, name), trusts: () => true })
-  const [a, b, c] = [await make('a'), await make('b'), await make('c')]
+  const { filterPeersInAnswers } = await import('../../agent/swarm/node.js')
+  const { nodes: [a, b, c], close } = await swarmNodes('a', 'b', 'c')
   try {
     await Promise.all([a.start(), b.start(), c.start()])
     const dht = a.services.dht as unknown as { routingTable: EventTarget & { routingTableUpdateQueue: { size: number, onIdle: () => Promise<void> } }, network: { safeDispatchEvent: (type: string, init: unknown) => boolean } }
@@ -83,7 +88,6 @@ test('peers named in DHT answers: one in the routing table is passed over, a str
     await cAdded
     assert.throws(() => { filterPeersInAnswers({} as never, a) }, /no network.safeDispatchEvent/)
   } finally {
-    await Promise.all([a.stop(), b.stop(), c.stop()])
-    rmSync(dir, { recursive: true, force: true })
+    await close()
   }
 })

@@ -179,34 +179,36 @@ test('workers start as calls need them and end when idle, one stays ready', asyn
   }
 })
 
-test("a call's time limit starts once its worker runs, not while it starts", async () => {
-  const lazy = new WasmRuntime({ slots: 2 })
-  await lazy.start()
+/** A started runtime of two slots with echo prepared under this time limit: a second call at once gets a slot whose worker starts for it. */
+async function twoSlotsWithEcho (timeoutMs: number): Promise<{ pool: WasmRuntime, echo: ReturnType<typeof specFor> }> {
+  const pool = new WasmRuntime({ slots: 2 })
+  await pool.start()
+  const echo = specFor('echo', example('echo'), { timeoutMs })
+  await pool.prepare(echo, example('echo'))
+  return { pool, echo }
+}
+
+test("a call's time limit starts once its worker has loaded, not while it starts", async () => {
+  // Shorter than a worker takes to start (~40 ms), longer than echo takes to run (~2 ms).
+  const { pool, echo } = await twoSlotsWithEcho(25)
   try {
-    // Shorter than a worker takes to start (~40 ms), longer than echo takes to run (~2 ms): two calls at
-    // once, the second on a slot whose worker starts for it.
-    const echo = specFor('echo', example('echo'), { timeoutMs: 25 })
-    await lazy.prepare(echo, example('echo'))
-    const r = await Promise.all(['one', 'two'].map(async (x) => await lazy.invoke(echo, Buffer.from(x))))
+    const r = await Promise.all(['one', 'two'].map(async (x) => await pool.invoke(echo, Buffer.from(x))))
     assert.deepEqual(r.map(x => text(x.output)), ['one', 'two'])
-    assert.equal(lazy.workers(), 2)
+    assert.equal(pool.workers(), 2)
   } finally {
-    await lazy.stop()
+    await pool.stop()
   }
 })
 
 test('a call waiting for its worker to start fails at once when the runtime stops', async () => {
-  const lazy = new WasmRuntime({ slots: 2 })
-  await lazy.start()
-  const echo = specFor('echo', example('echo'), { timeoutMs: 2000 })
-  await lazy.prepare(echo, example('echo'))
+  const { pool, echo } = await twoSlotsWithEcho(2000)
   // The second call gets the slot whose worker starts for it; the runtime stops meanwhile.
-  const calls = Promise.allSettled(['one', 'two'].map(async (x) => await lazy.invoke(echo, Buffer.from(x))))
-  await lazy.stop()
+  const calls = Promise.allSettled(['one', 'two'].map(async (x) => await pool.invoke(echo, Buffer.from(x))))
+  await pool.stop()
   const settled = await calls
   for (const s of settled) {
     if (s.status === 'rejected') assert.match((s.reason as Error).message, /stopped/, 'failed by the stop, not by its time limit')
   }
   assert.equal(settled[1]?.status, 'rejected')
-  assert.equal(lazy.workers(), 0)
+  assert.equal(pool.workers(), 0)
 })
