@@ -140,7 +140,7 @@ export class Agent {
     this.#key = privateKey
     const swarmKey = loadSwarmKey(dataDir)
     mkdirSync(join(dataDir, 'datastore'), { recursive: true })
-    this.registry = new FunctionRegistry(dataDir, { versionsKept: config.versionsKept, quotaBytes: config.storageBytes, replicas: config.replicas })
+    this.registry = new FunctionRegistry(dataDir, { versionsKept: config.versionsKept, quotaBytes: config.storageBytes, replicas: config.replicas, vouches: (peerId) => this.trust.trusts(peerId) })
     // EDGE_IGNORE_ANSWER_LOAD=1 (the overload bench's comparison only): adverts alone tell peers' load.
     this.peers = new PeerTable({ expiryMs: config.peerExpirySeconds * 1000, answerLoad: process.env.EDGE_IGNORE_ANSWER_LOAD !== '1' })
     this.metrics = new Metrics(() => this.peers.size)
@@ -543,34 +543,55 @@ export class Agent {
       }
       if (a.record === undefined) {
         log('ignored a delete of %s from untrusted %s', a.name, a.by)
+        this.metrics.ignoredAnnouncements.inc({ reason: 'unsigned' })
         return
       }
       openRecord(a.record)
         .then(({ body, signer }) => {
           if (body.type === 'tombstone' && body.name === a.name && body.version === a.version && this.trust.trusts(signer)) this.#dropFunction(a.name, a.version)
-          else log('ignored a delete of %s signed by untrusted %s', a.name, signer)
+          else {
+            log('ignored a delete of %s signed by untrusted %s', a.name, signer)
+            this.metrics.ignoredAnnouncements.inc({ reason: this.trust.trusts(signer) ? 'mismatched' : 'untrusted' })
+          }
         })
-        .catch((err: Error) => { log('delete of %s carried a bad record: %s', a.name, err.message) })
+        .catch((err: Error) => {
+          log('delete of %s carried a bad record: %s', a.name, err.message)
+          this.metrics.ignoredAnnouncements.inc({ reason: 'bad' })
+        })
       return
     }
-    if (a.record === undefined) {
-      this.registry.learn(a.fn)
+    // Known here only once its signed record is checked, its signer trusted, and the record kept:
+    // a call made as soon as the function is listed then finds it without a DHT look-up. Any
+    // other announcement changes nothing a name resolves to (gossip is open to every member).
+    const record = a.record
+    if (record === undefined) {
+      log('ignored a deploy of %s v%d from %s without a signed manifest', a.fn.name, a.fn.version, a.holder)
+      this.metrics.ignoredAnnouncements.inc({ reason: 'unsigned' })
       return
     }
-    // Known here only once its signed record is checked and kept: a call made as soon as the
-    // function is listed then finds the record (and who signed it) without a DHT look-up.
-    openRecord(a.record)
-      .then((record) => {
-        const b = record.body
-        if (b.type === 'manifest' && b.name === a.fn.name && b.version === a.fn.version && b.sha256 === a.fn.sha256 && a.record !== undefined) {
-          this.manifests.remember(record, a.record)
-          // Small code came along: a first call here runs it without a fetch. Kept for trusted
-          // deployers only, so that an untrusted member cannot crowd it out.
-          if (a.code !== undefined && this.trust.trusts(record.signer)) this.#fetcher.offer(b.sha256, a.code)
+    openRecord(record)
+      .then((opened) => {
+        const b = opened.body
+        if (b.type !== 'manifest' || b.name !== a.fn.name || b.version !== a.fn.version || b.sha256 !== a.fn.sha256) {
+          log('ignored a deploy of %s v%d from %s whose record is of another version', a.fn.name, a.fn.version, a.holder)
+          this.metrics.ignoredAnnouncements.inc({ reason: 'mismatched' })
+          return
         }
-        this.registry.learn(a.fn)
+        if (!this.trust.trusts(opened.signer)) {
+          log('ignored a deploy of %s v%d signed by untrusted %s', a.fn.name, a.fn.version, opened.signer)
+          this.registry.refuse(a.fn, opened.signer)
+          this.metrics.ignoredAnnouncements.inc({ reason: 'untrusted' })
+          return
+        }
+        this.manifests.remember(opened, record)
+        // Small code came along: a first call here runs it without a fetch.
+        if (a.code !== undefined) this.#fetcher.offer(b.sha256, a.code)
+        this.registry.learn({ ...a.fn, ...vouchedBy(b) })
       })
-      .catch((err: Error) => { log('announcement of %s carried a bad record: %s', a.fn.name, err.message) })
+      .catch((err: Error) => {
+        log('announcement of %s carried a bad record: %s', a.fn.name, err.message)
+        this.metrics.ignoredAnnouncements.inc({ reason: 'bad' })
+      })
   }
 
   /** CPUs (whole, as adverts carry them: a 0.3 quota is 1) and memory, for adverts. */

@@ -6,6 +6,7 @@ export class Metrics {
   readonly #invocations = new Counter({ name: 'edge_invocations_total', help: 'Invocations started at this agent, by where they ran and outcome', labelNames: ['where', 'outcome'] as const, registers: [this.registry] })
   readonly #duration = new Histogram({ name: 'edge_invocation_seconds', help: 'End-to-end time of successful invocations started at this agent', labelNames: ['where'] as const, buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers: [this.registry] })
   readonly offloadedIn = new Counter({ name: 'edge_offloaded_in_total', help: 'Calls peers offloaded to this agent, by outcome', labelNames: ['outcome'] as const, registers: [this.registry] })
+  readonly ignoredAnnouncements = new Counter({ name: 'edge_announcements_ignored_total', help: 'Deploy and delete announcements that changed nothing here, by reason: no signed record, signed by a key not trusted here, a record of another version, a record that does not open', labelNames: ['reason'] as const, registers: [this.registry] })
   readonly badChunks = new Counter({ name: 'edge_fetch_bad_chunks_total', help: 'Chunks of code a provider sent that did not match their CID (the provider was penalised)', registers: [this.registry] })
 
   constructor (peerCount: () => number) {

@@ -44,7 +44,18 @@ export interface RegistryInit {
   quotaBytes?: number
   /** Copies the swarm keeps: held code is evicted only while at least this many other live agents hold it. */
   replicas?: number
+  /**
+   * Whether a peer's advert may make a version known. A trusted agent holds only code that a
+   * trusted key signed, so its advert is a fair hint; an untrusted one is only taken as a holder of
+   * versions known otherwise (its copy is checked chunk by chunk when fetched). Default: every peer.
+   */
+  vouches?: (peerId: string) => boolean
 }
+
+/** Versions set aside without a signer to name (no trusted record found) are looked at again after this long. */
+export const SET_ASIDE_MS = 60_000
+/** Versions set aside are remembered up to this many (announcements from untrusted members cost no more than that). */
+const MAX_REFUSED = 1024
 
 /**
  * Functions known to this agent, every version kept. Code held locally lives in
@@ -69,7 +80,10 @@ export class FunctionRegistry {
   /** Chunks of the code held here, by CID: where each lies in its artifact's file. */
   readonly #chunks = new Map<string, { sha256: string, offset: number, length: number }>()
   /** Versions whose manifest is signed by a key this agent does not trust: never resolved to. */
-  readonly #refused = new Map<string, { name: string, signer: string }>()
+  readonly #refused = new Map<string, { name: string, version: number, signer?: string, until: number }>()
+  readonly #vouches: (peerId: string) => boolean
+  /** When the view must be built again because a version set aside for a while comes back. */
+  #viewUntil = Number.POSITIVE_INFINITY
   /** When each artifact held here was last used (a use counter: clocks tie within a millisecond), for eviction. */
   readonly #lastUsed = new Map<string, number>()
   #uses = 0
@@ -79,6 +93,7 @@ export class FunctionRegistry {
     this.#versionsKept = Math.max(1, init.versionsKept ?? 3)
     this.#quotaBytes = init.quotaBytes ?? Number.POSITIVE_INFINITY
     this.#replicas = init.replicas ?? 3
+    this.#vouches = init.vouches ?? (() => true)
     mkdirSync(this.#dir, { recursive: true })
     this.#load()
   }
@@ -118,15 +133,35 @@ export class FunctionRegistry {
     return join(this.#dir, `${sha256}.code`)
   }
 
-  /** Stops resolving to this version (its deployer is not trusted here): the newest trusted one wins. */
-  refuse (ref: FunctionRef, signer: string): void {
-    this.#refused.set(`${versionKey(ref)}:${ref.sha256}`, { name: ref.name, signer })
+  /**
+   * Stops resolving to this version: the newest trusted one wins. With the `signer` of its
+   * manifest (a key this agent does not trust), for good; without (no trusted manifest vouches for
+   * it yet: a record not found, or one of another version), for SET_ASIDE_MS.
+   */
+  refuse (ref: FunctionRef, signer?: string): void {
+    const k = `${versionKey(ref)}:${ref.sha256}`
+    this.#refused.delete(k)
+    this.#refused.set(k, { name: ref.name, version: ref.version, ...(signer !== undefined ? { signer } : {}), until: signer !== undefined ? Number.POSITIVE_INFINITY : Date.now() + SET_ASIDE_MS })
+    if (this.#refused.size > MAX_REFUSED) this.#refused.delete(this.#refused.keys().next().value as string)
     this.#view = undefined
   }
 
-  /** Signers of the versions of `name` set aside as untrusted. */
-  refusedSigners (name: string): string[] {
-    return [...new Set([...this.#refused.values()].filter(r => r.name === name).map(r => r.signer))]
+  #isRefused (ref: FunctionRef, now: number): boolean {
+    const k = `${versionKey(ref)}:${ref.sha256}`
+    const r = this.#refused.get(k)
+    if (r === undefined) return false
+    if (r.until > now) {
+      this.#viewUntil = Math.min(this.#viewUntil, r.until)
+      return true
+    }
+    this.#refused.delete(k)
+    return false
+  }
+
+  /** Signers of the versions of `name` (or of its one `version`) set aside as untrusted. */
+  refusedSigners (name: string, version?: number): string[] {
+    const signers = [...this.#refused.values()].filter(r => r.name === name && (version === undefined || r.version === version) && r.signer !== undefined).map(r => r.signer as string)
+    return [...new Set(signers)]
   }
 
   isDeleted (name: string, version: number): boolean {
@@ -279,7 +314,7 @@ export class FunctionRegistry {
     }
   }
 
-  /** Records a full spec learned from an announcement (no code). */
+  /** Records a full spec learned from an announcement (no code) whose manifest a trusted key signed. */
   learn (spec: FunctionSpec): void {
     if (this.isDeleted(spec.name, spec.version)) return
     this.#view = undefined
@@ -373,14 +408,19 @@ export class FunctionRegistry {
   }
 
   #all (): Map<string, KnownFunction[]> {
-    this.#view ??= this.#build()
+    if (this.#view !== undefined && Date.now() >= this.#viewUntil) this.#view = undefined
+    if (this.#view === undefined) {
+      this.#viewUntil = Number.POSITIVE_INFINITY
+      this.#view = this.#build()
+    }
     return this.#view
   }
 
   #build (): Map<string, KnownFunction[]> {
     const byVersion = new Map<string, KnownFunction>()
+    const now = Date.now()
     const consider = (ref: FunctionRef, deployedAt: number | undefined): void => {
-      if (this.isDeleted(ref.name, ref.version) || this.#refused.has(`${versionKey(ref)}:${ref.sha256}`)) return
+      if (this.isDeleted(ref.name, ref.version) || this.#isRefused(ref, now)) return
       const k = versionKey(ref)
       const current = byVersion.get(k)
       if (current !== undefined && (current.ref.sha256 === ref.sha256 || !newer({ version: ref.version, deployedAt }, { version: current.ref.version, deployedAt: current.spec?.deployedAt }))) return
@@ -388,7 +428,8 @@ export class FunctionRegistry {
     }
     for (const spec of this.#local.values()) consider(spec, spec.deployedAt)
     for (const spec of this.#specs.values()) consider(spec, spec.deployedAt)
-    for (const refs of this.#advertised.values()) {
+    for (const [peerId, refs] of this.#advertised) {
+      if (!this.#vouches(peerId)) continue
       for (const ref of refs) consider(ref, this.#specs.get(versionKey(ref))?.deployedAt)
     }
     for (const [peerId, refs] of this.#advertised) {

@@ -265,17 +265,19 @@ export class Scheduler {
         known = this.#init.registry.resolve(name, version)
       } catch (err) {
         if (refused !== undefined) throw refused
-        const signers = this.#init.registry.refusedSigners(name)
+        const signers = this.#init.registry.refusedSigners(name, version)
         if (signers.length === 0) throw err
-        throw new UntrustedManifestError(`every known version of '${name}' is signed by a key this agent does not trust (${signers.join(', ')}): 'edge-agent trust add KEY' on it, then restart it, to run it`, { signer: signers[0] })
+        const which = version === undefined ? `every known version of '${name}' is` : `'${name}' v${version} is`
+        throw new UntrustedManifestError(`${which} signed by a key this agent does not trust (${signers.join(', ')}): 'edge-agent trust add KEY' on it, then restart it, to run it`, { signer: signers[0] })
       }
       try {
         return { known, vouched: await this.#init.trust.authorise(known.ref, { signal }) }
       } catch (err) {
-        const signer = (err as { signer?: string }).signer
-        if (signer === undefined) throw err
-        refused = err as Error
-        this.#init.registry.refuse(known.ref, signer)
+        // Signed by a key not trusted here, or vouched for by no trusted manifest (announced or
+        // advertised by a member that made it up): set aside, and the next older version is tried.
+        if (!(err instanceof UntrustedManifestError) || signal.aborted) throw err
+        refused = err
+        this.#init.registry.refuse(known.ref, err.signer)
       }
     }
     throw refused ?? new Error('unreachable')

@@ -3,6 +3,9 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { FunctionSpec } from '../protocol/index.js'
+import type { EdgeNode } from '../agent/swarm/node.js'
+import type { Testnet } from '../testnet/index.js'
+import type { PrivateKey } from '@libp2p/interface'
 
 /** Paths resolve from dist/test/ back to the sources' folders. */
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -150,4 +153,30 @@ export async function containerFunction (name: string, path: string, runtime: 'n
   const code = await packFunction(path.startsWith('/') ? path : `${ROOT}${path}`)
   const entry = await artifactEntry(runtime, code)
   return { code, spec: specFor(name, code, { runtime, entry, memoryBytes: 128 * 1024 * 1024, timeoutMs: 10_000, ...extra }) }
+}
+
+/**
+ * A bare libp2p node of the project's own stack that holds a testnet's swarm key, bootstrapped
+ * through its agent 1: a member misbehaving on purpose. Not started; the caller stops it.
+ */
+export async function bareMember (net: Testnet, dir: string, options: { trusts?: (signer: string) => boolean, privateKey?: PrivateKey } = {}): Promise<EdgeNode> {
+  const { createNode } = await import('../agent/swarm/node.js')
+  const { generateKeyPair } = await import('@libp2p/crypto/keys')
+  return await createNode({
+    privateKey: options.privateKey ?? await generateKeyPair('Ed25519'),
+    swarmKey: readFileSync(net.state.swarmKey),
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    announce: [],
+    bootstrap: [`${net.agent(1).addrs[0] ?? ''}`],
+    mdns: false,
+    datastorePath: join(dir, 'ds'),
+    trusts: options.trusts ?? (() => false)
+  })
+}
+
+/** A series of an agent's /metrics as written there (`name{label="value"}`), 0 if absent. */
+export async function metricValue (api: string, series: string): Promise<number> {
+  const body = await (await fetch(`${api}/metrics`)).text()
+  const line = body.split('\n').find(l => l.startsWith(series + ' '))
+  return line === undefined ? 0 : Number(line.slice(series.length + 1))
 }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { FunctionRegistry } from '../../agent/registry.js'
+import { FunctionRegistry, SET_ASIDE_MS } from '../../agent/registry.js'
 import { specFor } from '../helpers.js'
 
 const A = Buffer.from('code a')
@@ -123,4 +123,37 @@ test('within its quota, the registry evicts the least recently used code that en
   assert.equal(r.bytesHeld(), 800)
   // Code already held costs nothing more.
   assert.equal(r.hasRoom(400, a!.spec.sha256), true)
+})
+
+test('an untrusted peer\'s advert makes no version known, but counts as a holder of one known otherwise', () => {
+  const r = new FunctionRegistry(dir, { vouches: (peer) => peer !== 'rogue' })
+  const v1 = specFor('fn', A, { version: 1 })
+  const v2 = specFor('fn', B, { version: 2 })
+  r.learn(v1)
+  r.setAdvertised('rogue', [v1, v2, { name: 'other', version: 1, sha256: v2.sha256 }].map(s => ({ name: s.name, version: s.version, sha256: s.sha256 })))
+  assert.equal(r.resolve('fn').ref.version, 1)
+  assert.deepEqual([...r.resolve('fn').holders], ['rogue'])
+  assert.throws(() => r.resolve('other'), { name: 'FunctionNotFoundError' })
+  r.setAdvertised('friend', [{ name: 'fn', version: 2, sha256: v2.sha256 }])
+  assert.equal(r.resolve('fn').ref.version, 2, 'a trusted agent holds only code a trusted key signed')
+  assert.deepEqual([...r.resolve('fn').holders].sort(), ['friend', 'rogue'])
+})
+
+test('a version set aside with its untrusted signer stays aside; one with no trusted record comes back after a while', (t) => {
+  t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 })
+  const r = new FunctionRegistry(dir)
+  const v1 = specFor('fn', A, { version: 1 })
+  const v2 = specFor('fn', B, { version: 2 })
+  const v3 = specFor('fn', Buffer.from('code c'), { version: 3 })
+  r.hold(v1, A)
+  r.setAdvertised('peer-x', [v2, v3].map(s => ({ name: s.name, version: s.version, sha256: s.sha256 })))
+  assert.equal(r.resolve('fn').ref.version, 3)
+  r.refuse(v3, 'untrusted-key')
+  r.refuse(v2)
+  assert.equal(r.resolve('fn').ref.version, 1, 'the newest version not set aside')
+  assert.deepEqual(r.refusedSigners('fn'), ['untrusted-key'])
+  t.mock.timers.tick(SET_ASIDE_MS - 1)
+  assert.equal(r.resolve('fn').ref.version, 1)
+  t.mock.timers.tick(1)
+  assert.equal(r.resolve('fn').ref.version, 2, 'looked at again: its record may have arrived since')
 })

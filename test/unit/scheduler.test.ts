@@ -9,7 +9,7 @@ import { PeerTable } from '../../agent/swarm/peer-table.js'
 import { Metrics } from '../../agent/metrics.js'
 import { NoopRuntime } from '../../runtimes/noop.js'
 import { RuntimeSet } from '../../runtimes/set.js'
-import { BusyError, CancelledError, DeadlineExceededError, FunctionError, PeerGoneError, WIRE_VERSION, type Advert, type InvokeResult } from '../../protocol/index.js'
+import { BusyError, CancelledError, DeadlineExceededError, FunctionError, PeerGoneError, UntrustedManifestError, WIRE_VERSION, type Advert, type InvokeResult } from '../../protocol/index.js'
 import { specFor, text } from '../helpers.js'
 import { withReportedLoad } from '../../agent/invoke-client.js'
 
@@ -304,4 +304,29 @@ test('stopping the scheduler cuts off its calls as interrupted, not as the funct
   await assert.rejects(here, { name: 'InterruptedError', code: 'INTERRUPTED' })
   await assert.rejects(there, { name: 'InterruptedError' })
   assert.equal(peers.inFlight(peers.get('a')!, 'wasm'), 0)
+})
+
+test('a newer version that no trusted manifest vouches for is set aside: the call runs the newest trusted one', async () => {
+  registry.hold(SPEC, CODE)
+  const forged = specFor('fn', Buffer.from('made up'), { version: 2 })
+  peers.upsert(advert('a'))
+  registry.setAdvertised('a', [{ name: 'fn', version: 2, sha256: forged.sha256 }])
+  const asked: number[] = []
+  const trust = {
+    authorise: async (ref: { version: number }) => {
+      asked.push(ref.version)
+      if (ref.version === 2) throw new UntrustedManifestError('the DHT\'s manifest of \'fn\' is v1, which does not vouch for v2')
+      return { runtime: SPEC.runtime, size: SPEC.size, memoryBytes: SPEC.memoryBytes, timeoutMs: SPEC.timeoutMs, deployedAt: SPEC.deployedAt, chunks: ['cid-0'] }
+    },
+    isAuthorised: () => true
+  }
+  const client = new FakePeers({})
+  const s = new Scheduler({ selfId: 'self', registry, runtimes: new RuntimeSet([runtime]), peers, client, fetcher: noFetch, trust, metrics: new Metrics(() => 0), hold: (spec, code) => { registry.hold(spec, code) } })
+  const out = await s.invoke('fn', Buffer.from('hi'))
+  assert.equal(out.function.version, 1)
+  assert.equal(out.local, true)
+  assert.deepEqual(client.sent, [], 'nothing went to the member that advertised v2')
+  await s.invoke('fn', Buffer.from('again'))
+  assert.equal(asked.filter(v => v === 2).length, 1, 'v2 is not looked up again for every call')
+  await assert.rejects(s.invoke('fn@2', Buffer.from('x')), { name: 'FunctionNotFoundError', message: /the swarm has v1$/ })
 })

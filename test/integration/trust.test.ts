@@ -1,0 +1,88 @@
+import '../../agent/polyfill.js'
+import { describe, test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { up, type Testnet } from '../../testnet/index.js'
+import type { AgentClient } from '../../cli/client.js'
+import { bareMember, eventually, example, metricValue, specFor, text } from '../helpers.js'
+
+/**
+ * Trust boundaries, tried as an attacker would: a member that holds the swarm key but whose key no
+ * agent trusts, built from the project's own libp2p stack, against three real agent processes.
+ */
+describe('a member whose key nobody trusts', () => {
+  let net: Testnet
+  let clients: AgentClient[]
+
+  before(async () => {
+    net = await up({ peers: 3, agentArgs: () => ['--replicas', '1'] })
+    clients = [1, 2, 3].map(k => net.client(k))
+    await clients[0]?.deploy('echo', example('echo'))
+    for (const c of clients) await eventually(async () => (await c.list()).some(f => f.name === 'echo'), 10_000, 'echo known everywhere')
+  })
+  after(async () => { await net?.down() })
+
+  test('cannot change what a name resolves to, by announcing or advertising newer versions', async () => {
+    const { ADVERTS_TOPIC, FUNCTIONS_TOPIC, WIRE_VERSION, chunk, encode, signRecord } = await import('../../protocol/index.js')
+    const { deployAnnouncement } = await import('../../agent/swarm/announcements.js')
+    const { generateKeyPair } = await import('@libp2p/crypto/keys')
+    const dir = mkdtempSync(join(tmpdir(), 'edge-untrusted-member-'))
+    const key = await generateKeyPair('Ed25519')
+    const rogue = await bareMember(net, dir, { privateKey: key })
+    const id = rogue.peerId.toString()
+    const code = example('primes')
+    const sha256 = createHash('sha256').update(code).digest('hex')
+    // v2: a claim with no record at all; v3: a well-formed manifest, signed by the member's own key;
+    // v4: only in its adverts, for code that does not exist.
+    const v2 = specFor('echo', code, { version: 2 })
+    const v3 = specFor('echo', code, { version: 3 })
+    const record = await signRecord({
+      v: WIRE_VERSION, type: 'manifest', name: 'echo', version: 3, runtime: 'wasm', entry: '_start', limits: { memoryBytes: v3.memoryBytes, timeoutMs: v3.timeoutMs, concurrency: 0 },
+      labels: {}, env: {}, chunks: chunk(code).map(c => c.cid.toString()), size: code.byteLength, sha256, deployedAt: v3.deployedAt
+    }, key)
+    let seq = 0
+    const misbehave = async (): Promise<void> => {
+      const at = Date.now()
+      const { record: _record, code: _code, ...unsigned } = deployAnnouncement(v2, id, record, code, at)
+      await rogue.services.pubsub.publish(FUNCTIONS_TOPIC, encode(unsigned)).catch(() => {})
+      await rogue.services.pubsub.publish(FUNCTIONS_TOPIC, encode(deployAnnouncement(v3, id, record, code, at))).catch(() => {})
+      await rogue.services.pubsub.publish(ADVERTS_TOPIC, encode({
+        v: WIRE_VERSION, type: 'advert', peerId: id, addrs: rogue.getMultiaddrs().map(String), arch: process.arch, platform: process.platform, cpus: 64, memTotal: 2 ** 34, memFree: 2 ** 34,
+        runtimes: [{ kind: 'wasm', slots: 64, busy: 0 }], queue: 0, labels: {}, warm: [],
+        functions: [{ name: 'echo', version: 4, sha256: 'f'.repeat(64) }, { name: 'echo', version: 3, sha256 }], seq: seq++, sentAt: at
+      })).catch(() => {})
+    }
+    let timer: NodeJS.Timeout | undefined
+    try {
+      await rogue.start()
+      rogue.services.pubsub.subscribe(FUNCTIONS_TOPIC)
+      rogue.services.pubsub.subscribe(ADVERTS_TOPIC)
+      timer = setInterval(() => { void misbehave() }, 500)
+      // Every agent has heard both announcements and an advert (the member is in its peer table).
+      for (const k of [1, 2, 3]) {
+        await eventually(async () => await metricValue(net.agent(k).api, 'edge_announcements_ignored_total{reason="unsigned"}') >= 1 &&
+          await metricValue(net.agent(k).api, 'edge_announcements_ignored_total{reason="untrusted"}') >= 1 &&
+          (await net.client(k).peers()).some(p => p.peerId === id), 15_000, `agent ${k} heard the member`)
+      }
+      for (const [i, c] of clients.entries()) {
+        const res = await c.invoke('echo', { input: Buffer.from(`still v1 on ${i + 1}`) })
+        assert.equal(text(res.outputBytes), `still v1 on ${i + 1}`)
+        assert.equal(res.function.version, 1)
+        assert.notEqual(res.ranOn, id)
+        assert.deepEqual((await c.list()).filter(f => f.name === 'echo').map(f => f.version), [1])
+      }
+      await assert.rejects(clients[1]?.invoke('echo@3') ?? Promise.reject(new Error('no client')), (err: Error & { status?: number }) => {
+        assert.equal(err.status, 403)
+        assert.match(err.message, new RegExp(`'echo' v3 is signed by a key this agent does not trust \\(${id}\\)`))
+        return true
+      })
+    } finally {
+      clearInterval(timer)
+      await rogue.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
