@@ -25,6 +25,8 @@ const STATUS: Record<string, number> = {
   DeadlineExceededError: 504,
   InterruptedError: 503,
   CancelledError: 499,
+  ForeignRequestError: 403,
+  UnsupportedMediaError: 415,
   VersionConflictError: 409,
   StorageFullError: 507
 }
@@ -36,6 +38,42 @@ class HttpError extends Error {
     this.status = status
     this.name = 'BadRequestError'
   }
+}
+
+/** A request for another host, from another site's page, or of a kind a web page can send unasked (DNS rebinding, CSRF). */
+class ForeignRequestError extends HttpError {
+  override name = 'ForeignRequestError'
+  readonly code = 'FOREIGN_REQUEST'
+  constructor (message: string) {
+    super(403, message)
+  }
+}
+
+/** An acting request whose body is not of the one type it takes. */
+class UnsupportedMediaError extends HttpError {
+  override name = 'UnsupportedMediaError'
+  readonly code = 'UNSUPPORTED_MEDIA'
+  constructor (message: string) {
+    super(415, message)
+  }
+}
+
+/** The body types each acting method takes: none a browser sends without asking (a form's text/plain, urlencoded, multipart). */
+const BODY_TYPES: Record<string, string[]> = {
+  POST: ['application/json'],
+  PUT: ['application/octet-stream', 'application/wasm', 'application/x-tar']
+}
+
+/** Whether a Host header's name (port and IPv6 brackets removed) is this device itself. */
+export function isLoopbackName (host: string): boolean {
+  const name = host.toLowerCase().replace(/\.$/, '')
+  return name === 'localhost' || name.endsWith('.localhost') || name === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name)
+}
+
+/** The name in a Host header or an origin's authority: `[::1]:4000` → `::1`, `localhost:4000` → `localhost`. */
+function hostName (authority: string): { name: string } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*))(?::\d*)?$/.exec(authority)
+  return { name: (m?.[1] ?? m?.[2] ?? '').toLowerCase() }
 }
 
 /** `signal` aborts (CancelledError) when the client goes away before its answer. */
@@ -125,6 +163,7 @@ export class ApiServer {
     try {
       const token = this.#init.token ?? ''
       if (token !== '' && !tokenMatches(req.headers.authorization, token)) throw new HttpError(401, 'missing or wrong API token: set EDGE_API_TOKEN')
+      this.#refuseForeign(req, token !== '')
       if (req.method === 'GET' && url.pathname === '/metrics') {
         const body = await this.#agent.metrics.registry.metrics()
         res.writeHead(200, { 'content-type': this.#agent.metrics.registry.contentType }).end(body)
@@ -152,6 +191,36 @@ export class ApiServer {
       if (status === 500 && e.name !== 'FunctionError') log.error('%s %s failed: %e', req.method, url.pathname, err)
       const retryAfter = status === 429 || status === 503 ? { 'retry-after': String(Math.max(1, Math.ceil((e.retryAfterMs ?? 1000) / 1000))) } : undefined
       send(res, status, { error: { name: e.name, code: e.code ?? e.name, message: e.message, stderr: e.stderr, attempts: e.attempts, ...(e.retryAfterMs !== undefined ? { retryAfterMs: Math.ceil(e.retryAfterMs) } : {}) } }, retryAfter)
+    }
+  }
+
+  /**
+   * A web page in a browser on this device can reach the loopback API: a cross-site form posts
+   * text/plain, and DNS rebinding makes a page's own name resolve to 127.0.0.1. So a request must
+   * name this device in its Host (a loopback name or address, or the address the API listens on;
+   * any, with the API's token, which no page has), must not come from another origin's page, and
+   * an acting one must carry the body type it takes (which a page cannot send without a CORS
+   * preflight, and the API answers none).
+   */
+  #refuseForeign (req: IncomingMessage, withToken: boolean): void {
+    const host = req.headers.host ?? ''
+    const { name } = hostName(host)
+    if (!withToken && !isLoopbackName(name) && name !== this.#init.host.toLowerCase()) {
+      throw new ForeignRequestError(`request for host '${host}' refused: this agent's API answers requests for localhost or 127.0.0.1 only (or, with its token, any name)`)
+    }
+    const origin = req.headers.origin
+    if (origin !== undefined) {
+      let own = false
+      try {
+        const o = new URL(origin)
+        own = o.protocol === 'http:' && o.host === host.toLowerCase() && (withToken || isLoopbackName(hostName(o.host).name))
+      } catch {}
+      if (!own) throw new ForeignRequestError(`request from the web page at ${origin} refused: the agent's API takes no cross-origin requests`)
+    }
+    const types = BODY_TYPES[req.method ?? '']
+    if (types !== undefined) {
+      const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? ''
+      if (!types.includes(type)) throw new UnsupportedMediaError(`${req.method ?? ''} takes a body of type ${types.join(' or ')}, not '${type === '' ? 'none' : type}'`)
     }
   }
 

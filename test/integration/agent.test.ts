@@ -2,6 +2,7 @@ import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { request } from 'node:http'
 import { join } from 'node:path'
 import { AgentClient, ApiError } from '../../cli/client.js'
 import { EDGE_AGENT_BIN, isAlive, runAgentCommand, spawnAgent, stopAgent } from '../../testnet/process.js'
@@ -126,6 +127,53 @@ test('with a token the API refuses requests that lack it', async () => {
   } finally {
     if (saved === undefined) delete process.env.EDGE_API_TOKEN
     else process.env.EDGE_API_TOKEN = saved
+    await stopAgent(a.pid, a.dataDir)
+  }
+})
+
+/** One request with exactly these headers (node:http sets only Host, unless told otherwise). */
+async function raw (api: string, method: string, path: string, headers: Record<string, string>, body = ''): Promise<{ status: number, body: { error?: { name?: string, message?: string } } }> {
+  return await new Promise((resolve, reject) => {
+    const req = request(`${api}${path}`, { method, headers: { 'content-length': String(Buffer.byteLength(body)), ...headers } }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') }) })
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+test('the loopback API refuses what a web page could send: another Host, another origin, a form\'s body type', async () => {
+  const a = await start('web')
+  try {
+    const client = new AgentClient(a.info.api)
+    await client.deploy('echo', readFileSync(join(ROOT, 'examples/echo/echo.wasm')))
+    const port = new URL(a.info.api).port
+    const invoke = JSON.stringify({ input: Buffer.from('hi').toString('base64') })
+    // DNS rebinding: a page of attacker.example whose name now resolves to 127.0.0.1.
+    const rebound = await raw(a.info.api, 'PUT', '/v1/functions/evil', { host: `attacker.example:${port}`, 'content-type': 'application/octet-stream' }, 'not wasm')
+    assert.equal(rebound.status, 403)
+    assert.match(rebound.body.error?.message ?? '', /^request for host 'attacker\.example:\d+' refused: this agent's API answers requests for localhost or 127\.0\.0\.1 only/)
+    assert.equal((await raw(a.info.api, 'GET', '/v1/status', { host: `attacker.example:${port}` })).status, 403, 'nor can it read')
+    // A cross-site form or fetch: another origin, text/plain.
+    const crossSite = await raw(a.info.api, 'POST', '/v1/functions/echo/invoke', { origin: 'http://evil.example', 'content-type': 'text/plain' }, invoke)
+    assert.equal(crossSite.status, 403)
+    assert.match(crossSite.body.error?.message ?? '', /^request from the web page at http:\/\/evil\.example refused/)
+    // Without an Origin (a page's no-cors request may omit it), the body type still gives it away.
+    const form = await raw(a.info.api, 'POST', '/v1/functions/echo/invoke', { 'content-type': 'text/plain' }, invoke)
+    assert.equal(form.status, 415)
+    assert.equal(form.body.error?.message, "POST takes a body of type application/json, not 'text/plain'")
+    assert.equal((await raw(a.info.api, 'PUT', '/v1/functions/evil', { 'content-type': 'multipart/form-data; boundary=x' }, 'x')).status, 415)
+    // Nothing of it ran or was deployed.
+    assert.deepEqual(await client.logs({ name: 'echo' }), [])
+    assert.deepEqual((await client.list()).map(f => f.name), ['echo'])
+    // The agent's own page (same origin), localhost, and the CLI's requests are answered.
+    const own = await raw(a.info.api, 'POST', '/v1/functions/echo/invoke', { origin: a.info.api, 'content-type': 'application/json' }, invoke)
+    assert.equal(own.status, 200, JSON.stringify(own.body))
+    assert.equal((await raw(a.info.api, 'GET', '/v1/status', { host: `localhost:${port}` })).status, 200)
+    assert.equal((await client.logs({ name: 'echo' })).length, 1)
+  } finally {
     await stopAgent(a.pid, a.dataDir)
   }
 })
