@@ -180,3 +180,15 @@ export async function metricValue (api: string, series: string): Promise<number>
   const line = body.split('\n').find(l => l.startsWith(series + ' '))
   return line === undefined ? 0 : Number(line.slice(series.length + 1))
 }
+
+/** A WebAssembly module from its text format (wabt), for small WASI fixtures written in the test itself. */
+export async function wat (source: string): Promise<Uint8Array> {
+  const { default: wabtInit } = await import('wabt')
+  const wabt = await wabtInit()
+  const parsed = wabt.parseWat('fixture.wat', source)
+  try {
+    return Uint8Array.from(parsed.toBinary({}).buffer)
+  } finally {
+    parsed.destroy()
+  }
+}

@@ -1,8 +1,9 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { WasmRuntime, limitMemory } from '../../runtimes/index.js'
-import { CancelledError, InterruptedError } from '../../protocol/index.js'
-import { eventually, example, fixture, specFor, text } from '../helpers.js'
+import { fstatSync } from 'node:fs'
+import { CancelledError, InterruptedError, MAX_IO_BYTES } from '../../protocol/index.js'
+import { eventually, example, fixture, specFor, text, wat } from '../helpers.js'
 
 const MiB = 1024 * 1024
 let rt: WasmRuntime
@@ -211,4 +212,54 @@ test('a call waiting for its worker to start fails at once when the runtime stop
   }
   assert.equal(settled[1]?.status, 'rejected')
   assert.equal(pool.workers(), 0)
+})
+
+const WASI_IMPORTS = `
+  (import "wasi_snapshot_preview1" "fd_close" (func $close (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))`
+
+test('a function that closes its stdio closes its own, never the agent\'s: later writes fail in it, and the next call writes as usual', async () => {
+  const before = fstatSync(1)
+  // Closes fds 0, 2 and 1 (as a C program's fclose(stdout) does), then exits with what a write to fd 1 returns.
+  const closer = await prepared('closer', await wat(`(module ${WASI_IMPORTS}
+    (memory (export "memory") 1)
+    (data (i32.const 16) "still here?\\n")
+    (func (export "_start")
+      (i32.store (i32.const 0) (i32.const 16))
+      (i32.store (i32.const 4) (i32.const 12))
+      (drop (call $close (i32.const 0)))
+      (drop (call $close (i32.const 2)))
+      (if (call $close (i32.const 1)) (then (call $exit (i32.const 99))))
+      (call $exit (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`))
+  for (let i = 0; i < 2; i++) {
+    await assert.rejects(rt.invoke(closer, new Uint8Array(0)), { name: 'FunctionError', message: /exited with code 8\b/ }, 'EBADF: its own stdout is closed')
+  }
+  const after = fstatSync(1)
+  assert.deepEqual([after.dev, after.ino, after.mode], [before.dev, before.ino, before.mode], 'this process\'s fd 1 is the same open file')
+  const echo = await prepared('echo', example('echo'))
+  const outputs = await Promise.all([1, 2, 3].map(async (i) => text((await rt.invoke(echo, Buffer.from(`call ${i}`))).output)))
+  assert.deepEqual(outputs, ['call 1', 'call 2', 'call 3'])
+})
+
+test('WASI arguments are taken as unsigned: a write to fd 2^32-1 is EBADF, not EINVAL', async () => {
+  const spec = await prepared('badfd', await wat(`(module ${WASI_IMPORTS}
+    (memory (export "memory") 1)
+    (func (export "_start")
+      (call $exit (call $write (i32.const -1) (i32.const 0) (i32.const 0) (i32.const 8)))))`))
+  await assert.rejects(rt.invoke(spec, new Uint8Array(0)), { name: 'FunctionError', message: /exited with code 8\b/ })
+})
+
+test('output past the limit fails the call, naming the limit, though the function exits 0', async () => {
+  // 100 writes of 64 KiB: 6.25 MiB, past the 6 MiB a call may return.
+  const spec = await prepared('flood', await wat(`(module ${WASI_IMPORTS}
+    (memory (export "memory") 2)
+    (func (export "_start") (local $i i32)
+      (i32.store (i32.const 0) (i32.const 1024))
+      (i32.store (i32.const 4) (i32.const 65536))
+      (loop $more
+        (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $more (i32.lt_u (local.get $i) (i32.const 100))))))`))
+  await assert.rejects(rt.invoke(spec, new Uint8Array(0)), { name: 'FunctionError', message: new RegExp(`output went past the limit of ${MAX_IO_BYTES} bytes`) })
 })
