@@ -140,7 +140,7 @@ export class Agent {
     this.#key = privateKey
     const swarmKey = loadSwarmKey(dataDir)
     mkdirSync(join(dataDir, 'datastore'), { recursive: true })
-    this.registry = new FunctionRegistry(dataDir, { versionsKept: config.versionsKept, quotaBytes: config.storageBytes, replicas: config.replicas, vouches: (peerId) => this.trust.trusts(peerId) })
+    this.registry = new FunctionRegistry(dataDir, { versionsKept: config.versionsKept, quotaBytes: config.storageBytes, replicas: config.replicas, vouches: (peerId) => this.trust.trustsPeer(peerId) })
     // EDGE_IGNORE_ANSWER_LOAD=1 (the overload bench's comparison only): adverts alone tell peers' load.
     this.peers = new PeerTable({ expiryMs: config.peerExpirySeconds * 1000, answerLoad: process.env.EDGE_IGNORE_ANSWER_LOAD !== '1' })
     this.metrics = new Metrics(() => this.peers.size)
@@ -164,7 +164,7 @@ export class Agent {
       datastorePath: join(dataDir, 'datastore')
     })
     this.node.addEventListener('self:peer:update', () => { this.#addrs = undefined })
-    this.#fetcher = new FetchService(this.node, this.registry, { onBadBytes: () => { this.metrics.badChunks.inc() } })
+    this.#fetcher = new FetchService(this.node, this.registry, { onBadBytes: () => { this.metrics.badChunks.inc() }, authorised: (peerId) => this.trust.trustsPeer(peerId) })
     this.manifests = new ManifestStore(this.node, dataDir, {
       heldChunks: () => this.registry.chunkCids(),
       onDeleted: (name, version) => { this.#dropFunction(name, version) }
@@ -206,7 +206,7 @@ export class Agent {
         this.metrics.offloadedIn.inc({ outcome: (err as Error).name === 'BusyError' ? 'busy' : 'error' })
         throw err
       }
-    }, (fn) => this.scheduler.loadOf(fn))
+    }, (fn) => this.scheduler.loadOf(fn), (peerId) => this.trust.trustsPeer(peerId))
     this.#advertsTopic = advertTopic(this.node, ({ advert, signed }) => { this.#adverts.receive(advert, signed) }, (peer) => { this.#adverts?.peerListening(peer) }, () => this.peers.size <= FLOOD_ADVERTS_UP_TO)
     this.#adverts = new AdvertService(this.#advertsTopic, this.peers, this.peerId, {
       heartbeatMs: config.advertIntervalMs,
@@ -225,6 +225,7 @@ export class Agent {
       manifests: this.manifests,
       fetcher: this.#fetcher,
       trusts: (signer) => this.trust.trusts(signer),
+      trustsPeer: (peerId) => this.trust.trustsPeer(peerId),
       signerOf: (ref) => this.manifests.signerOf(ref),
       hold: (spec, code, cids) => { this.#hold(spec, code, cids, true) }
     })

@@ -43,14 +43,26 @@ export class FetchService {
 
   readonly #onBadBytes: (peer: string) => void
 
-  constructor (node: EdgeNode, registry: FunctionRegistry, init: { onBadBytes?: (peer: string) => void } = {}) {
+  readonly #authorised: (peerId: string) => boolean
+
+  /** `authorised`: the peers this agent serves code to; any other's stream is closed unanswered. */
+  constructor (node: EdgeNode, registry: FunctionRegistry, init: { onBadBytes?: (peer: string) => void, authorised?: (peerId: string) => boolean } = {}) {
     this.#node = node
     this.#registry = registry
     this.#onBadBytes = init.onBadBytes ?? (() => {})
+    this.#authorised = init.authorised ?? (() => true)
   }
 
   async start (): Promise<void> {
-    await this.#node.handle(FETCH_PROTOCOL, (stream) => { void this.#serve(stream) }, { maxInboundStreams: 64, maxOutboundStreams: 64 })
+    await this.#node.handle(FETCH_PROTOCOL, (stream, connection) => {
+      const from = connection.remotePeer.toString()
+      if (this.#authorised(from)) {
+        void this.#serve(stream)
+        return
+      }
+      log('refused a fetch from untrusted %s', from)
+      stream.abort(new Error(`this agent serves code only to peers it trusts, and not to ${from}`))
+    }, { maxInboundStreams: 64, maxOutboundStreams: 64 })
   }
 
   async stop (): Promise<void> {

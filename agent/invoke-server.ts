@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events'
 import { logger } from '@libp2p/logger'
 import {
-  CancelledError, FramedStream, InterruptedError, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, validateInvokeFrame, wireCodeOf, WIRE_VERSION,
+  CancelledError, FramedStream, InterruptedError, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, validateInvokeFrame, WireCode, wireCodeOf, WIRE_VERSION,
   type FunctionRef, type InvokeRequest, type InvokeResult, type PeerLoad
 } from '../protocol/index.js'
 import { deadline, settledWithin } from './deadline.js'
@@ -34,10 +34,14 @@ export class InvokeServer {
   /** Calls being handled, until their answer is written. */
   readonly #handling = new Set<Promise<void>>()
 
-  constructor (node: EdgeNode, execute: ExecuteOffloaded, loadOf: LoadOf = () => undefined) {
+  readonly #authorised: (peerId: string) => boolean
+
+  /** `authorised`: the peers whose calls are taken; any other gets one UNTRUSTED answer and its stream closed. */
+  constructor (node: EdgeNode, execute: ExecuteOffloaded, loadOf: LoadOf = () => undefined, authorised: (peerId: string) => boolean = () => true) {
     this.#node = node
     this.#execute = execute
     this.#loadOf = loadOf
+    this.#authorised = authorised
   }
 
   async start (): Promise<void> {
@@ -63,6 +67,10 @@ export class InvokeServer {
 
   #accept (stream: Stream, connection: Connection): void {
     const from = connection.remotePeer.toString()
+    if (!this.#authorised(from)) {
+      this.#refuse(stream, from)
+      return
+    }
     // The calls of this stream by id, to cancel them; all of them end when the stream does.
     const calls = new Map<number, AbortController>()
     const framed: FramedStream = new FramedStream(stream, {
@@ -76,6 +84,25 @@ export class InvokeServer {
         for (const c of calls.values()) c.abort(new CancelledError(`the stream from ${from} closed`))
         calls.clear()
       }
+    })
+    this.#streams.add(framed)
+  }
+
+  /** A peer this agent does not trust: its first request is answered UNTRUSTED (so that it knows why), then the stream closes. */
+  #refuse (stream: Stream, from: string): void {
+    let answered = false
+    const framed: FramedStream = new FramedStream(stream, {
+      maxFrameBytes: MAX_INVOKE_FRAME_BYTES,
+      onMessage: (message) => {
+        if (answered) return
+        answered = true
+        const id = typeof (message as { id?: unknown })?.id === 'number' ? (message as { id: number }).id : 0
+        log('refused a call from untrusted %s', from)
+        void framed.write({ v: WIRE_VERSION, type: 'error', id, code: WireCode.UNTRUSTED, message: `this agent takes calls only from peers it trusts, and not from ${from}` })
+          .then(async () => { await framed.close() })
+          .catch(() => { framed.abort(new Error('untrusted caller')) })
+      },
+      onClose: () => { this.#streams.delete(framed) }
     })
     this.#streams.add(framed)
   }

@@ -45,9 +45,10 @@ export interface RegistryInit {
   /** Copies the swarm keeps: held code is evicted only while at least this many other live agents hold it. */
   replicas?: number
   /**
-   * Whether a peer's advert may make a version known. A trusted agent holds only code that a
-   * trusted key signed, so its advert is a fair hint; an untrusted one is only taken as a holder of
-   * versions known otherwise (its copy is checked chunk by chunk when fetched). Default: every peer.
+   * Whether a peer's advert counts: what it holds makes versions known and it a holder (to call, to
+   * fetch from, and as a copy). A trusted agent holds only code a trusted key signed; an untrusted
+   * peer's list could name anything, and counting it as a copy would let it talk the swarm out of
+   * keeping real ones. Checked whenever the view is built, so trust may change. Default: every peer.
    */
   vouches?: (peerId: string) => boolean
 }
@@ -433,6 +434,7 @@ export class FunctionRegistry {
       for (const ref of refs) consider(ref, this.#specs.get(versionKey(ref))?.deployedAt)
     }
     for (const [peerId, refs] of this.#advertised) {
+      if (!this.#vouches(peerId)) continue
       for (const ref of refs) {
         const entry = byVersion.get(versionKey(ref))
         if (entry?.ref.sha256 === ref.sha256) entry.holders.add(peerId)

@@ -19,6 +19,8 @@ export interface ReplicatorInit {
   fetcher: FetchService
   /** Only code whose manifest is signed by a trusted key is replicated. */
   trusts: (signer: string) => boolean
+  /** Peers that count as copies and may be chosen to hold one (this owner's devices). */
+  trustsPeer: (peerId: string) => boolean
   /** The signer of a version's manifest, when known: only agents that trust it are ranked. */
   signerOf?: (ref: FunctionRef) => string | undefined
   /** Stores fetched code here (registry + runtime bookkeeping). */
@@ -73,7 +75,7 @@ export class Replicator {
       // Agents that do not trust the deployer would decline: the next ones in the ranking take their place.
       const signer = this.#init.signerOf?.(known.ref)
       if (signer !== undefined && !this.#init.trusts(signer)) continue
-      const live = [selfId, ...peers.list().filter(e => signer === undefined || e.peerId === signer || (e.advert.trusted ?? []).includes(signer)).map(e => e.peerId)]
+      const live = [selfId, ...peers.list().filter(e => this.#init.trustsPeer(e.peerId) && (signer === undefined || e.peerId === signer || (e.advert.trusted ?? []).includes(signer))).map(e => e.peerId)]
       const chosen = Replicator.rank(known.ref.name, live).filter(id => !holders.has(id)).slice(0, replicas - holders.size)
       if (!chosen.includes(selfId)) continue
       await this.#replicate(known, [...holders])

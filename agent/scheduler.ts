@@ -75,6 +75,8 @@ export interface CodeFetcher {
 export interface Authoriser {
   authorise: (ref: FunctionRef, options?: { signal?: AbortSignal }) => Promise<Vouched>
   isAuthorised: (ref: FunctionRef) => boolean
+  /** Peers calls may go to (Trust.trustsPeer): an untrusted member's adverts, however free it says it is, place nothing. */
+  trustsPeer: (peerId: string) => boolean
 }
 
 export interface SchedulerInit {
@@ -187,6 +189,9 @@ export class Scheduler {
 
   async #place (known: KnownFunction, kind: RuntimeKind, fetchMs: number, input: Uint8Array, policy: Policy, options: InvokeOptions, started: number, timeoutMs: number, deadline: AbortSignal): Promise<InvokeOutcome> {
     const name = known.ref.name
+    if (options.peer !== undefined && options.peer !== this.#init.selfId && !this.#init.trust.trustsPeer(options.peer)) {
+      throw new NoCandidateError(`peer ${options.peer} is not trusted here: this agent sends calls only to peers it trusts ('edge-agent trust add ${options.peer}' on it, then restart it)`)
+    }
     const ranking = policy.rank({
       self: this.#selfView(known, kind, fetchMs),
       peers: this.#peerViews(known, kind, fetchMs),
@@ -462,6 +467,7 @@ export class Scheduler {
 
   #peerViews (known: KnownFunction, kind: RuntimeKind, fetchMs: number): CandidateView[] {
     return peerViews(this.#init.peers, { sha256: known.ref.sha256, kind, holders: known.holders, runMs: this.runTimes.estimate(known.ref.sha256, kind), fetchMs })
+      .filter(v => this.#init.trust.trustsPeer(v.peerId))
   }
 
 }

@@ -51,6 +51,15 @@ export class Trust {
     return this.#trusted.has(signer)
   }
 
+  /**
+   * Whether a peer is one of this swarm owner's devices, which this agent calls, serves and takes
+   * adverts from: the swarm key is the outer wall, this the inner one. Today a peer is trusted when
+   * its id is a trusted key (a testnet's agents trust each other's ids).
+   */
+  trustsPeer (peerId: string): boolean {
+    return this.#trusted.has(peerId)
+  }
+
   /** Records a version deployed here, whose manifest this agent checked (or signed) itself. */
   allow (spec: FunctionSpec, chunks: string[]): void {
     const { name: _name, version: _version, sha256: _sha256, ...fields } = spec

@@ -1,12 +1,11 @@
 import '../../agent/polyfill.js'
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync, readFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { up, waitForAgent, type Testnet } from '../../testnet/index.js'
-import type { EdgeNode } from '../../agent/swarm/node.js'
 import { runAgentCommand, spawnAgent, stopAgent, sleep } from '../../testnet/process.js'
 import { AgentClient, ApiError } from '../../cli/client.js'
 import { bareMember, bigModule, EDGE_BIN, example, fixture, eventually, metricValue, runNode, text, type Run } from '../helpers.js'
@@ -26,10 +25,6 @@ describe('a swarm of three agents', () => {
     ;[a1, a2, a3] = [net.client(1), net.client(2), net.client(3)]
   })
   after(async () => { await net?.down() })
-
-  async function swarmMember (dir: string, trusts: (signer: string) => boolean): Promise<EdgeNode> {
-    return await bareMember(net, dir, { trusts })
-  }
 
   /** An agent process outside the testnet, bootstrapped through agent 1; `initArgs` choose its swarm key. */
   async function extraAgent (dir: string, initArgs: string[], startArgs: string[] = []): Promise<{ pid: number, dataDir: string, info: { api: string, peerId: string } }> {
@@ -212,7 +207,7 @@ describe('a swarm of three agents', () => {
   test('malformed and oversize gossip is dropped, and the agents carry on', async () => {
     const { ADVERTS_TOPIC, FUNCTIONS_TOPIC, encode } = await import('../../protocol/index.js')
     const dir = mkdtempSync(join(tmpdir(), 'edge-garbage-'))
-    const node = await swarmMember(dir, () => false)
+    const node = await bareMember(net, dir)
     try {
       await node.start()
       node.services.pubsub.subscribe(ADVERTS_TOPIC)
@@ -338,15 +333,24 @@ describe('a swarm of three agents', () => {
     }
   })
 
-  test('a provider that sends tampered chunks is caught and penalised; the code comes from another and the call runs', async () => {
+  test('a trusted provider that sends tampered chunks is caught and penalised; the code comes from another and the call runs', async () => {
     const { ADVERTS_TOPIC, chunk, encode, FETCH_CHUNK_BYTES, FETCH_PROTOCOL, FramedStream, MAX_FETCH_FRAME_BYTES, WIRE_VERSION } = await import('../../protocol/index.js')
     const { module, output } = bigModule(2_500_000)
     const chunks = chunk(module)
     assert.equal(chunks.length, 3)
     await a1.deploy('tampered', module)
     const dir = mkdtempSync(join(tmpdir(), 'edge-rogue-'))
-    // A member of the swarm that answers requests for the function's chunks with junk of the right size.
-    const rogue = await swarmMember(dir, () => true)
+    // A device agent 3 trusts (its adverts count), gone bad: it answers requests for the
+    // function's chunks with junk of the right size.
+    const { generateKeyPair } = await import('@libp2p/crypto/keys')
+    const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
+    const key = await generateKeyPair('Ed25519')
+    await runAgentCommand(['trust', 'add', peerIdFromPrivateKey(key).toString(), '--data-dir', net.agent(3).dataDir])
+    await net.stop(3)
+    await net.start(3)
+    await net.waitForMesh()
+    a3 = net.client(3)
+    const rogue = await bareMember(net, dir, { trusts: () => true, privateKey: key })
     let asked = 0
     try {
       await rogue.start()

@@ -85,4 +85,67 @@ describe('a member whose key nobody trusts', () => {
       rmSync(dir, { recursive: true, force: true })
     }
   })
+
+  test('gets no calls however free it says it is, and is refused the calls and code it asks for', async () => {
+    const { ADVERTS_TOPIC, INVOKE_PROTOCOL, WIRE_VERSION, FramedStream, MAX_INVOKE_FRAME_BYTES, encode } = await import('../../protocol/index.js')
+    const { InvokeClient } = await import('../../agent/invoke-client.js')
+    const { FetchService } = await import('../../agent/fetch.js')
+    const { FunctionRegistry } = await import('../../agent/registry.js')
+    const dir = mkdtempSync(join(tmpdir(), 'edge-untrusted-member-'))
+    const rogue = await bareMember(net, dir)
+    const id = rogue.peerId.toString()
+    const primes = await clients[0]?.deploy('primes', example('primes'))
+    assert.ok(primes)
+    let received = 0
+    let timer: NodeJS.Timeout | undefined
+    try {
+      await rogue.start()
+      // It takes any call and answers it with a forged result.
+      await rogue.handle(INVOKE_PROTOCOL, (stream) => {
+        const framed: InstanceType<typeof FramedStream> = new FramedStream(stream, {
+          maxFrameBytes: MAX_INVOKE_FRAME_BYTES,
+          onMessage: (m) => {
+            received++
+            void framed.write({ v: WIRE_VERSION, type: 'result', id: (m as { id: number }).id, output: Buffer.from('FORGED'), warm: true, timings: { queueMs: 0, fetchMs: 0, runMs: 0 } }).catch(() => {})
+          },
+          onClose: () => {}
+        })
+      })
+      rogue.services.pubsub.subscribe(ADVERTS_TOPIC)
+      let seq = 0
+      // 4096 free slots, and every function of the swarm held and warm.
+      const advertise = async (): Promise<void> => {
+        const held = (await clients[0]?.list() ?? []).map(f => ({ name: f.name, version: f.version, sha256: f.sha256 }))
+        await rogue.services.pubsub.publish(ADVERTS_TOPIC, encode({
+          v: WIRE_VERSION, type: 'advert', peerId: id, addrs: rogue.getMultiaddrs().map(String), arch: process.arch, platform: process.platform, cpus: 64, memTotal: 2 ** 34, memFree: 2 ** 34,
+          runtimes: [{ kind: 'wasm', slots: 4096, busy: 0 }], queue: 0, labels: {}, warm: held.map(f => f.sha256), functions: held, seq: seq++, sentAt: Date.now()
+        })).catch(() => {})
+      }
+      timer = setInterval(() => { void advertise() }, 500)
+      for (const c of clients) await eventually(async () => (await c.peers()).find(p => p.peerId === id)?.runtimes[0]?.slots === 4096, 15_000, 'the member\'s advert heard')
+      // Calls spill over from a busy agent under every policy: none reaches the member.
+      for (const policy of ['local-first', 'near', 'least-loaded', 'p2c', 'weighted', 'warm-affinity']) {
+        const outputs = await Promise.all(Array.from({ length: 12 }, async () => text((await (clients[1] as AgentClient).invoke('primes', { params: { n: 20000 }, policy })).outputBytes)))
+        assert.deepEqual([...new Set(outputs)], ['{"n":20000,"primes":2262}\n'], policy)
+      }
+      assert.equal(received, 0, 'calls went to the member')
+      await assert.rejects((clients[1] as AgentClient).invoke('primes', { peer: id }), (err: Error & { status?: number }) => {
+        assert.match(err.message, new RegExp(id))
+        return err.status !== undefined && err.status >= 400
+      })
+      // Its own calls and fetches are refused.
+      const client = new InvokeClient(rogue)
+      await assert.rejects(client.call(net.agent(1).peerId, { fn: { name: 'primes', version: 1, sha256: primes.function.sha256 }, input: Buffer.from('{"n":10}'), deadlineMs: 5000, holders: [], queue: false }, { signal: AbortSignal.timeout(10_000) }), {
+        name: 'UntrustedManifestError', message: `this agent takes calls only from peers it trusts, and not from ${id}`
+      })
+      await client.stop()
+      const manifest = await (clients[0] as AgentClient).manifest('primes')
+      const fetcher = new FetchService(rogue, new FunctionRegistry(join(dir, 'registry')))
+      await assert.rejects(fetcher.fetchChunkFrom(net.agent(1).peerId, manifest.chunks?.[0] ?? '', { signal: AbortSignal.timeout(10_000) }))
+    } finally {
+      clearInterval(timer)
+      await rogue.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
 })

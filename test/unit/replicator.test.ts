@@ -49,7 +49,7 @@ function setup (name: string, signerKnown: boolean, selfTrusts = true): { replic
   const fetcher = { fetchChunks: async () => ({ code: CODE, from: ['holder'] }) } as unknown as FetchService
   const held: FunctionSpec[] = []
   const replicator = new Replicator({
-    selfId: 'self', replicas: 3, registry, peers, manifests, fetcher, trusts: (s) => selfTrusts && s === SIGNER, signerOf: (r) => manifests.signerOf(r), hold: (s) => { held.push(s) }
+    selfId: 'self', replicas: 3, registry, peers, manifests, fetcher, trusts: (s) => selfTrusts && s === SIGNER, trustsPeer: () => true, signerOf: (r) => manifests.signerOf(r), hold: (s) => { held.push(s) }
   })
   return { replicator, held }
 }

@@ -63,7 +63,7 @@ afterEach(() => {
 })
 
 function scheduler (client: RemoteInvoker, fetcher: CodeFetcher = noFetch): Scheduler {
-  const trust = { authorise: async () => ({ runtime: SPEC.runtime, size: SPEC.size, memoryBytes: SPEC.memoryBytes, timeoutMs: SPEC.timeoutMs, deployedAt: SPEC.deployedAt, chunks: ['cid-0'] }), isAuthorised: () => true }
+  const trust = { authorise: async () => ({ runtime: SPEC.runtime, size: SPEC.size, memoryBytes: SPEC.memoryBytes, timeoutMs: SPEC.timeoutMs, deployedAt: SPEC.deployedAt, chunks: ['cid-0'] }), isAuthorised: () => true, trustsPeer: (peer: string) => !peer.startsWith('rogue') }
   return new Scheduler({ selfId: 'self', registry, runtimes: new RuntimeSet([runtime]), peers, client, fetcher, trust, metrics: new Metrics(() => 0), hold: (spec, code) => { registry.hold(spec, code) } })
 }
 
@@ -101,6 +101,19 @@ test('a peer that dies mid-call is retried on another candidate', async () => {
   const out = await scheduler(client).invoke('fn', Buffer.from('x'), { policy: 'near' })
   assert.equal(out.ranOn, 'b')
   assert.equal(out.attempts[0]?.outcome, 'gone')
+})
+
+test('a peer not trusted here gets no call, however near and free its advert says it is', async () => {
+  addPeers(['rogue-1', 1], ['b', 20])
+  peers.upsert({ ...advert('rogue-1'), runtimes: [{ kind: 'wasm', slots: 4096, busy: 0 }] })
+  const release = runtime.saturate()
+  const client = new FakePeers({ 'rogue-1': 'ok', b: 'ok' })
+  for (const policy of ['near', 'least-loaded', 'p2c']) {
+    const out = await scheduler(client).invoke('fn', Buffer.from('x'), { policy })
+    assert.equal(out.ranOn, 'b', policy)
+  }
+  release()
+  assert.deepEqual([...new Set(client.sent)], ['b'])
 })
 
 test('a function that fails on a peer is not retried elsewhere', async () => {
@@ -318,7 +331,8 @@ test('a newer version that no trusted manifest vouches for is set aside: the cal
       if (ref.version === 2) throw new UntrustedManifestError('the DHT\'s manifest of \'fn\' is v1, which does not vouch for v2')
       return { runtime: SPEC.runtime, size: SPEC.size, memoryBytes: SPEC.memoryBytes, timeoutMs: SPEC.timeoutMs, deployedAt: SPEC.deployedAt, chunks: ['cid-0'] }
     },
-    isAuthorised: () => true
+    isAuthorised: () => true,
+    trustsPeer: () => true
   }
   const client = new FakePeers({})
   const s = new Scheduler({ selfId: 'self', registry, runtimes: new RuntimeSet([runtime]), peers, client, fetcher: noFetch, trust, metrics: new Metrics(() => 0), hold: (spec, code) => { registry.hold(spec, code) } })
