@@ -173,12 +173,25 @@ export class Testnet {
     throw new Error(`testnet stopped converging (no progress for ${Math.round(stallMs / 1000)} s, ${best} of ${of} peer sightings): ${shown.join('; ')}${lacking.size > 8 ? `; and ${lacking.size - 8} agents more` : ''}`)
   }
 
-  /** Stops every agent, removes their cgroups, then the testnet's folder (kept if a cgroup is busy, so that `down` can be retried). */
+  /**
+   * Stops every agent, removes the containers any of them left (one killed with -9 leaves its warm
+   * containers until that identity starts again), their cgroups, then the testnet's folder (kept if
+   * a cgroup is busy, so that `down` can be retried).
+   */
   async down (): Promise<void> {
     await Promise.all(this.state.agents.map(async (a) => { await stopAgent(a.pid, a.dataDir) }))
+    await reapLeftovers(this.state.agents.map(a => a.peerId))
     await removeCgroups([...this.state.agents.flatMap(a => cgroupDirs(a.cgroup)), ...cgroupDirs(this.state.cgroup)])
     rmSync(this.state.dir, { recursive: true, force: true })
   }
+}
+
+/** Removes containers labelled as owned by these agents, when Docker is here (none is no error). */
+async function reapLeftovers (owners: string[]): Promise<void> {
+  const { connectDocker, reapContainers } = await import('../runtimes/docker/index.js')
+  const docker = await connectDocker(2000).catch(() => undefined)
+  if (docker === undefined) return
+  await Promise.all(owners.map(async (owner) => await reapContainers(docker, owner)))
 }
 
 function loopbackAddr (a: TestnetAgent): string {

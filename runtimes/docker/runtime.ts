@@ -16,6 +16,15 @@ import { BINARY_RUNNER, NODE_RUNNER, PYTHON_RUNNER, RUNNER_DIR } from './runners
 
 const log = logger('edge:runtimes:docker')
 
+/** Removes every container (running or not) labelled as owned by the agent `owner` (its peer id); returns how many. */
+export async function reapContainers (docker: Docker, owner: string): Promise<number> {
+  const found = await docker.listContainers({ all: true, filters: { label: [`${OWNER_LABEL}=${owner}`] } })
+  await Promise.all(found.map(async (c) => {
+    await docker.getContainer(c.Id).remove({ force: true }).catch((err: Error) => { log.error('cannot remove %s: %s', c.Id.slice(0, 12), err.message) })
+  }))
+  return found.length
+}
+
 /** The label that names the agent owning a container. */
 export const OWNER_LABEL = 'edge.agent'
 /** Time a container may take from create to its runner's `ready`. */
@@ -121,7 +130,9 @@ export function containerOptions (plan: ContainerPlan): Docker.ContainerCreateOp
     AttachStdout: true,
     AttachStderr: true,
     OpenStdin: true,
-    StdinOnce: false,
+    // Its stdin closes when the agent's attach stream does (the agent stopped, or was killed): the
+    // runner reads EOF and exits, so no container outlives its agent.
+    StdinOnce: true,
     Tty: false,
     StopTimeout: 1,
     HostConfig: hostConfig
@@ -281,11 +292,7 @@ export class DockerRuntime implements Runtime {
 
   /** Removes every container labelled as this agent's; returns how many. */
   async reap (): Promise<number> {
-    const found = await this.#docker.listContainers({ all: true, filters: { label: [`${OWNER_LABEL}=${this.#init.owner}`] } })
-    await Promise.all(found.map(async (c) => {
-      await this.#docker.getContainer(c.Id).remove({ force: true }).catch((err: Error) => { log.error('cannot remove %s: %s', c.Id.slice(0, 12), err.message) })
-    }))
-    return found.length
+    return await reapContainers(this.#docker, this.#init.owner)
   }
 
   async stop (): Promise<void> {

@@ -4,7 +4,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type Docker from 'dockerode'
-import { Testnet } from '../../testnet/index.js'
+import { Testnet, up } from '../../testnet/index.js'
 import { OWNER_LABEL } from '../../runtimes/docker/index.js'
 import { dockerForTests, EDGE_BIN, eventually, runNode, type Run } from '../helpers.js'
 
@@ -153,5 +153,29 @@ describe('container functions in a mixed testnet', { skip }, () => {
     assert.equal(r.ranOn, peerId)
     // The code it held before the crash is ready again as it was: the next call is warm.
     assert.equal((await invoke(2, ['sieve'])).warm, true)
+  })
+})
+
+describe('the containers of an agent killed with -9', { skip }, () => {
+  test('exit with it, and testnet down removes them', async () => {
+    const net = await up({ peers: 1 })
+    const peerId = net.agent(1).peerId
+    const containers = async (): Promise<Docker.ContainerInfo[]> => await (docker as Docker).listContainers({ all: true, filters: { label: [`${OWNER_LABEL}=${peerId}`] } })
+    try {
+      const edge = async (args: string[]): Promise<Run> => await runNode(EDGE_BIN, ['--agent', net.agent(1).api, ...args])
+      const dep = await edge(['deploy', 'sieve', 'examples/sieve-node'])
+      assert.equal(dep.code, 0, dep.stderr)
+      const warm = await edge(['prewarm', 'sieve', '--count', '2'])
+      assert.equal(warm.code, 0, warm.stderr)
+      assert.equal((await containers()).filter(c => c.State === 'running').length, 2)
+      await net.stop(1, { kill: true })
+      // Their stdin closes with the agent's attach streams: each runner reads EOF and exits.
+      await eventually(async () => { const cs = await containers(); return cs.length === 2 && cs.every(c => c.State === 'exited') }, 15_000, 'the containers to exit with their agent')
+      await net.down()
+      assert.deepEqual(await containers(), [], 'testnet down removes what the killed agent left')
+    } finally {
+      await net.down()
+      for (const c of await containers()) await (docker as Docker).getContainer(c.Id).remove({ force: true })
+    }
   })
 })
