@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events'
 import { logger } from '@libp2p/logger'
 import {
-  CancelledError, FramedStream, InterruptedError, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, validateInvokeFrame, WireCode, wireCodeOf, WIRE_VERSION,
+  BusyError, CancelledError, FramedStream, InterruptedError, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, validateInvokeFrame, WireCode, wireCodeOf, WIRE_VERSION,
   type FunctionRef, type InvokeRequest, type InvokeResult, type PeerLoad
 } from '../protocol/index.js'
 import { deadline, settledWithin } from './deadline.js'
@@ -15,6 +15,11 @@ export type ExecuteOffloaded = (request: InvokeRequest, from: string, signal: Ab
 
 /** This agent's load for the runtime that runs `fn` (undefined when it does not know the function). */
 export type LoadOf = (fn: FunctionRef) => Omit<PeerLoad, 'yours'> | undefined
+
+/** Calls of one peer running or queued here at once; more are answered BUSY at once, without a look at the function. */
+export const MAX_CALLS_PER_PEER = 64
+/** Requests on one stream that fail validation before the stream is closed (a peer that keeps sending them is broken or hostile). */
+export const MAX_INVALID_FRAMES = 8
 
 /**
  * Serves `/edge/invoke/1`. Callers keep long-lived streams and send many requests on each, tagged
@@ -73,10 +78,12 @@ export class InvokeServer {
     }
     // The calls of this stream by id, to cancel them; all of them end when the stream does.
     const calls = new Map<number, AbortController>()
+    const invalid = { count: 0 }
     const framed: FramedStream = new FramedStream(stream, {
       maxFrameBytes: MAX_INVOKE_FRAME_BYTES,
       onMessage: (message) => {
-        const handled = this.#handle(framed, message, from, calls).finally(() => { this.#handling.delete(handled) })
+        if (invalid.count >= MAX_INVALID_FRAMES) return
+        const handled = this.#handle(framed, message, from, calls, invalid).finally(() => { this.#handling.delete(handled) })
         this.#handling.add(handled)
       },
       onClose: () => {
@@ -107,7 +114,7 @@ export class InvokeServer {
     this.#streams.add(framed)
   }
 
-  async #handle (framed: FramedStream, message: unknown, from: string, calls: Map<number, AbortController>): Promise<void> {
+  async #handle (framed: FramedStream, message: unknown, from: string, calls: Map<number, AbortController>, invalid: { count: number }): Promise<void> {
     const id = typeof (message as { id?: unknown })?.id === 'number' ? (message as { id: number }).id : 0
     let response: Record<string, unknown>
     let done: (() => void) | undefined
@@ -120,6 +127,7 @@ export class InvokeServer {
         return
       }
       fn = frame.fn
+      if ((this.#perCaller.get(from) ?? 0) >= MAX_CALLS_PER_PEER) throw new BusyError(`${MAX_CALLS_PER_PEER} calls of yours are running or queued here already`, { retryAfterMs: 1000 })
       if (calls.has(id)) throw Object.assign(new Error(`call id ${id} is already running on this stream`), { name: 'InvalidMessageError' })
       const controller = new AbortController()
       calls.set(id, controller)
@@ -153,6 +161,14 @@ export class InvokeServer {
     if (framed.closed) return
     const load = fn === undefined ? undefined : this.#loadOf(fn)
     if (load !== undefined) response.load = { ...load, yours: this.#perCaller.get(from) ?? 0 }
+    if (response.code === 'BAD_REQUEST' && ++invalid.count >= MAX_INVALID_FRAMES) {
+      // The answer leaves (close passes it to the transport), then nothing more is read.
+      log('closing the stream of %s after %d invalid requests', from, invalid.count)
+      await framed.write(response).catch(() => {})
+      await framed.close({ signal: AbortSignal.timeout(1000) })
+      framed.abort(new Error(`${invalid.count} invalid requests`))
+      return
+    }
     await framed.write(response).catch((err: Error) => { log('could not answer %s: %s', from, err.message) })
   }
 }

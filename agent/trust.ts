@@ -1,4 +1,4 @@
-import { CONTAINER_RUNTIMES, FunctionNotFoundError, UntrustedManifestError, type FunctionRef, type FunctionSpec, type Manifest } from '../protocol/index.js'
+import { BusyError, CONTAINER_RUNTIMES, FunctionNotFoundError, UntrustedManifestError, type FunctionRef, type FunctionSpec, type Manifest } from '../protocol/index.js'
 import type { Resolved } from './manifests.js'
 
 export interface TrustInit {
@@ -31,6 +31,12 @@ export function vouchedBy (body: Manifest): Omit<FunctionSpec, 'name' | 'version
 
 
 
+/** DHT look-ups of manifests in flight at once; beyond, a call is answered BUSY at once (another agent may know the function). */
+export const MAX_LOOKUPS = 16
+/** A version no trusted manifest vouched for is not looked up again for this long (a flood of calls for made-up names costs one look-up each, not one per call). */
+export const MISS_TTL_MS = 5000
+const MAX_MISSES = 4096
+
 /**
  * An agent runs only functions whose signed manifest is signed by itself or by a key in its
  * config. The manifest — from the DHT, or kept here for what this agent deployed — is checked once
@@ -41,6 +47,9 @@ export class Trust {
   readonly #trusted: Set<string>
   /** Authorised versions, `name@version:sha256` → what the manifest says. */
   readonly #ok = new Map<string, Vouched>()
+  /** Versions lately found unvouched, with why, until when (oldest first, bounded). */
+  readonly #misses = new Map<string, { error: Error, until: number }>()
+  #lookups = 0
 
   constructor (init: TrustInit) {
     this.#init = init
@@ -78,6 +87,25 @@ export class Trust {
   async authorise (ref: FunctionRef, options: { signal?: AbortSignal } = {}): Promise<Vouched> {
     const known = this.#ok.get(id(ref))
     if (known !== undefined) return known
+    const miss = this.#misses.get(id(ref))
+    if (miss !== undefined && miss.until > Date.now()) throw miss.error
+    if (this.#lookups >= MAX_LOOKUPS) throw new BusyError(`${MAX_LOOKUPS} manifest look-ups are in progress here already`, { retryAfterMs: 1000 })
+    this.#lookups++
+    try {
+      return await this.#lookUp(ref, options)
+    } catch (err) {
+      if (err instanceof UntrustedManifestError || err instanceof FunctionNotFoundError) {
+        this.#misses.delete(id(ref))
+        this.#misses.set(id(ref), { error: err, until: Date.now() + MISS_TTL_MS })
+        if (this.#misses.size > MAX_MISSES) this.#misses.delete(this.#misses.keys().next().value as string)
+      }
+      throw err
+    } finally {
+      this.#lookups--
+    }
+  }
+
+  async #lookUp (ref: FunctionRef, options: { signal?: AbortSignal }): Promise<Vouched> {
     const resolved = await this.#init.manifests.find(ref, options)
     if (resolved === undefined) throw new UntrustedManifestError(`no signed manifest for '${ref.name}' in the DHT: this agent runs only functions whose deployer signed them`)
     const { body, signer } = resolved.record

@@ -192,3 +192,24 @@ export async function wat (source: string): Promise<Uint8Array> {
     parsed.destroy()
   }
 }
+
+/** `names.length` nodes of one swarm on loopback (not started), each with its own datastore; `close` stops them and removes their data. */
+export async function bareNodes<T extends string[]> (...names: T): Promise<{ nodes: { [K in keyof T]: EdgeNode }, close: () => Promise<void> }> {
+  const { mkdtempSync, rmSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { generateKeyPair } = await import('@libp2p/crypto/keys')
+  await import('../agent/polyfill.js')
+  const { createNode } = await import('../agent/swarm/node.js')
+  const { newSwarmKey } = await import('../agent/swarm/identity.js')
+  const dir = mkdtempSync(join(tmpdir(), 'edge-nodes-'))
+  const swarmKey = newSwarmKey()
+  const nodes: EdgeNode[] = []
+  for (const name of names) nodes.push(await createNode({ privateKey: await generateKeyPair('Ed25519'), swarmKey, listen: ['/ip4/127.0.0.1/tcp/0'], announce: [], bootstrap: [], mdns: false, datastorePath: join(dir, name), trusts: () => true }))
+  return {
+    nodes: nodes as { [K in keyof T]: EdgeNode },
+    close: async () => {
+      await Promise.all(nodes.map(async n => { await n.stop() }))
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+}

@@ -6,6 +6,8 @@ import { createHash } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { up, type Testnet } from '../../testnet/index.js'
+import { runAgentCommand } from '../../testnet/process.js'
+import { peerIdFromString } from '@libp2p/peer-id'
 import type { AgentClient } from '../../cli/client.js'
 import { bareMember, eventually, example, metricValue, specFor, text } from '../helpers.js'
 
@@ -149,3 +151,52 @@ describe('a member whose key nobody trusts', () => {
     }
   })
 })
+
+describe('a trusted member that floods an agent', () => {
+  let net: Testnet
+  let key: Awaited<ReturnType<typeof import('@libp2p/crypto/keys').generateKeyPair>>
+
+  before(async () => {
+    const { generateKeyPair } = await import('@libp2p/crypto/keys')
+    const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
+    key = await generateKeyPair('Ed25519')
+    net = await up({ peers: 2 })
+    // Agent 1 trusts the member (a device of the owner's, broken or taken over).
+    await runAgentCommand(['trust', 'add', peerIdFromPrivateKey(key).toString(), '--data-dir', net.agent(1).dataDir])
+    await net.stop(1)
+    await net.start(1)
+    await net.waitForMesh()
+    await net.client(1).deploy('echo', example('echo'))
+  })
+  after(async () => { await net?.down() })
+
+  test('gets every call for made-up names answered at bounded cost, and the agent serves its own API and real calls meanwhile', async () => {
+    const { FramedStream, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, WIRE_VERSION } = await import('../../protocol/index.js')
+    const dir = mkdtempSync(join(tmpdir(), 'edge-flood-'))
+    const member = await bareMember(net, dir, { privateKey: key, trusts: () => true })
+    try {
+      await member.start()
+      await eventually(() => member.getConnections().some(c => c.remotePeer.toString() === net.agent(1).peerId), 10_000, 'connected to agent 1')
+      const answers: Array<{ code?: string, message?: string }> = []
+      const stream = await member.dialProtocol(peerIdFromString(net.agent(1).peerId), INVOKE_PROTOCOL)
+      const framed = new FramedStream(stream, { maxFrameBytes: MAX_INVOKE_FRAME_BYTES, onMessage: (m) => { answers.push(m as { code?: string }) } })
+      const n = 2000
+      for (let id = 1; id <= n; id++) {
+        await framed.write({ v: WIRE_VERSION, type: 'invoke', id, fn: { name: `made-up-${id}`, version: 1, sha256: createHash('sha256').update(String(id)).digest('hex') }, input: new Uint8Array(0), deadlineMs: 30_000, holders: [] })
+      }
+      // Meanwhile the agent answers its own API and runs a real call.
+      assert.equal((await net.client(1).status()).peerId, net.agent(1).peerId)
+      assert.equal(text((await net.client(1).invoke('echo', { input: Buffer.from('meanwhile') })).outputBytes), 'meanwhile')
+      await eventually(() => answers.length === n, 30_000, `all ${n} calls answered`)
+      const codes = new Map<string, number>()
+      for (const a of answers) codes.set(a.code ?? 'none', (codes.get(a.code ?? 'none') ?? 0) + 1)
+      assert.deepEqual([...codes.keys()].filter(c => !['UNTRUSTED', 'NOT_FOUND', 'BUSY'].includes(c)), [], JSON.stringify([...codes]))
+      assert.ok(answers.some(a => a.code === 'BUSY' && /look-ups are in progress|calls of yours are running/.test(a.message ?? '')), 'a bound was reached')
+      await framed.close()
+    } finally {
+      await member.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+

@@ -1,6 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { fastMessageId, type EdgeNode } from '../../agent/swarm/node.js'
+import { fastMessageId } from '../../agent/swarm/node.js'
+import { bareNodes } from '../helpers.js'
 
 const from = (n: number): Uint8Array => new Uint8Array(38).fill(n)
 const seqno = (n: number): Uint8Array => new Uint8Array(8).map((_, i) => i === 7 ? n : 0)
@@ -29,31 +30,10 @@ test('yamux tells the peer of freed window once half of it is consumed, and alwa
   assert.equal(windowUpdateDue(StreamState.Init, window, window), true, 'the SYN goes at once')
 })
 
-/** `names.length` nodes of one swarm on loopback (not started), each with its own datastore; `close` stops them and removes their data. */
-async function swarmNodes<T extends string[]> (...names: T): Promise<{ nodes: { [K in keyof T]: EdgeNode }, close: () => Promise<void> }> {
-  const { mkdtempSync, rmSync } = await import('node:fs')
-  const { tmpdir } = await import('node:os')
-  const { join } = await import('node:path')
-  const { generateKeyPair } = await import('@libp2p/crypto/keys')
-  await import('../../agent/polyfill.js')
-  const { createNode } = await import('../../agent/swarm/node.js')
-  const { newSwarmKey } = await import('../../agent/swarm/identity.js')
-  const dir = mkdtempSync(join(tmpdir(), 'edge-tuning-'))
-  const swarmKey = newSwarmKey()
-  const nodes: EdgeNode[] = []
-  for (const name of names) nodes.push(await createNode({ privateKey: await generateKeyPair('Ed25519'), swarmKey, listen: ['/ip4/127.0.0.1/tcp/0'], announce: [], bootstrap: [], mdns: false, datastorePath: join(dir, name), trusts: () => true }))
-  return {
-    nodes: nodes as { [K in keyof T]: EdgeNode },
-    close: async () => {
-      await Promise.all(nodes.map(async n => { await n.stop() }))
-      rmSync(dir, { recursive: true, force: true })
-    }
-  }
-}
 
 test('kad-dht does not keep its closest peers connected: the overlay decides which connections stay', async () => {
   const { stopClosestPeerTags } = await import('../../agent/swarm/node.js')
-  const { nodes: [node], close } = await swarmNodes('ds')
+  const { nodes: [node], close } = await bareNodes('ds')
   try {
     const tagger = (node.services.dht as unknown as { routingTable: { closestPeerTagger: { running: boolean } } }).routingTable.closestPeerTagger
     assert.equal(tagger.running, false)
@@ -66,7 +46,7 @@ test('kad-dht does not keep its closest peers connected: the overlay decides whi
 test('peers named in DHT answers: one in the routing table is passed over, a stranger is only noted, never dialled', async () => {
   const { multiaddr } = await import('@multiformats/multiaddr')
   const { filterPeersInAnswers } = await import('../../agent/swarm/node.js')
-  const { nodes: [a, b, c], close } = await swarmNodes('a', 'b', 'c')
+  const { nodes: [a, b, c], close } = await bareNodes('a', 'b', 'c')
   try {
     await Promise.all([a.start(), b.start(), c.start()])
     const dht = a.services.dht as unknown as { routingTable: EventTarget & { routingTableUpdateQueue: { size: number, onIdle: () => Promise<void> } }, network: { safeDispatchEvent: (type: string, init: unknown) => boolean } }

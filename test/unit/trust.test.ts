@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { Trust } from '../../agent/trust.js'
+import { MAX_LOOKUPS, MISS_TTL_MS, Trust } from '../../agent/trust.js'
 import { openRecord, signRecord, WIRE_VERSION, type Manifest } from '../../protocol/index.js'
 import type { Resolved } from '../../agent/manifests.js'
 
@@ -65,4 +65,25 @@ test('a tombstone from an untrusted key deletes nothing', async () => {
   const record = await signRecord({ v: WIRE_VERSION, type: 'tombstone', name: 'fn', version: 2, deployedAt: 1 }, stranger)
   const t = trust('self', [], { record: await openRecord(record), source: 'dht' })
   await assert.rejects(t.authorise(REF), { name: 'UntrustedManifestError' })
+})
+
+test('look-ups are bounded: past MAX_LOOKUPS in flight, a call is BUSY at once; a version found unvouched is not looked up again for a while', async (t) => {
+  t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 })
+  let asked = 0
+  let release = (): void => {}
+  const held = new Promise<undefined>((resolve) => { release = () => { resolve(undefined) } })
+  const tr = new Trust({ selfId: 'self', trusted: [], manifests: { find: async () => { asked++; return await held } } })
+  const refs = Array.from({ length: MAX_LOOKUPS + 4 }, (_, i) => ({ name: `made-up-${i}`, version: 1, sha256: 'a'.repeat(64) }))
+  const outcomes = refs.map(async (ref) => await tr.authorise(ref).then(() => 'ran', (err: Error) => err.name))
+  release()
+  const names = await Promise.all(outcomes)
+  assert.equal(asked, MAX_LOOKUPS)
+  assert.deepEqual(names.filter(n => n === 'BusyError').length, 4)
+  assert.deepEqual(names.filter(n => n === 'UntrustedManifestError').length, MAX_LOOKUPS)
+  // The same made-up version again: answered from memory, with the same reason.
+  await assert.rejects(tr.authorise(refs[0] as typeof REF), { name: 'UntrustedManifestError', message: /no signed manifest/ })
+  assert.equal(asked, MAX_LOOKUPS)
+  t.mock.timers.tick(MISS_TTL_MS)
+  await assert.rejects(tr.authorise(refs[0] as typeof REF), { name: 'UntrustedManifestError' })
+  assert.equal(asked, MAX_LOOKUPS + 1, 'looked up again once the miss is old: it may have been deployed since')
 })
