@@ -185,6 +185,15 @@ export async function openRecord (record: Uint8Array): Promise<SignedRecord> {
   return fresh
 }
 
+/** Whether `signature` signs `data` under `key`: false, not a throw, for a signature of the wrong length or form. */
+export async function verifies (key: PublicKey, data: Uint8Array, signature: Uint8Array): Promise<boolean> {
+  try {
+    return await key.verify(data, signature)
+  } catch {
+    return false
+  }
+}
+
 async function verifyRecord (record: Uint8Array): Promise<SignedRecord> {
   const outer = obj(decode(record, MAX_RECORD_BYTES), 'record')
   if (outer.v !== WIRE_VERSION || outer.type !== 'signed') fail('not a signed record of this version')
@@ -198,6 +207,6 @@ async function verifyRecord (record: Uint8Array): Promise<SignedRecord> {
     throw new InvalidMessageError('invalid manifest record: unreadable deployer key', { cause: err })
   }
   if (key.type !== 'Ed25519') fail(`deployer key is ${key.type}, not Ed25519`)
-  if (!(await key.verify(bodyBytes, signature))) fail('bad signature')
+  if (!(await verifies(key, bodyBytes, signature))) fail('bad signature')
   return { body, bytes: bodyBytes, signature, signer: peerIdFromPublicKey(key).toString() }
 }

@@ -1,6 +1,6 @@
 import { RPC } from '@libp2p/gossipsub/message'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
-import { ADVERTS_TOPIC, decode, encode, MAX_GOSSIP_BYTES, validateAdvert, type Advert, type SignedAdvert } from '../../protocol/index.js'
+import { ADVERTS_TOPIC, decode, encode, InvalidMessageError, MAX_GOSSIP_BYTES, validateAdvert, verifies, type Advert, type SignedAdvert } from '../../protocol/index.js'
 import { GossipTopic } from './gossip.js'
 import type { EdgeNode } from './node.js'
 import type { PeerTable } from './peer-table.js'
@@ -38,7 +38,7 @@ export interface ReceivedAdvert {
 /** Decodes and checks a gossiped advert: size, CBOR, schema, version, and that its signer is the peer it describes. */
 export function parseAdvert (message: Message): ReceivedAdvert {
   const advert = validateAdvert(decode(message.data, MAX_GOSSIP_BYTES))
-  if (message.type !== 'signed' || message.from.toString() !== advert.peerId) throw new Error('advert not signed by the peer it describes')
+  if (message.type !== 'signed' || message.from.toString() !== advert.peerId) throw new InvalidMessageError('advert not signed by the peer it describes')
   return { advert, signed: { data: message.data, seqno: seqnoBytes(message.sequenceNumber), signature: message.signature } }
 }
 
@@ -69,10 +69,15 @@ function signedBytes (author: PeerId, data: Uint8Array, seqno: Uint8Array): Uint
 export async function openSignedAdvert (signed: SignedAdvert, wanted?: (advert: Advert) => boolean): Promise<Advert | undefined> {
   const advert = validateAdvert(decode(signed.data, MAX_GOSSIP_BYTES))
   if (wanted !== undefined && !wanted(advert)) return undefined
-  const author = peerIdFromString(advert.peerId)
-  if (author.publicKey === undefined) throw new Error('advert of a peer whose id carries no key')
-  if (signed.seqno.byteLength !== 8) throw new Error('bad sequence number')
-  if (!await author.publicKey.verify(signedBytes(author, signed.data, signed.seqno), signed.signature)) throw new Error(`advert of ${advert.peerId} with a bad signature`)
+  let author: PeerId
+  try {
+    author = peerIdFromString(advert.peerId)
+  } catch (err) {
+    throw new InvalidMessageError('advert of a peer id that does not parse', { cause: err })
+  }
+  if (author.publicKey === undefined) throw new InvalidMessageError('advert of a peer whose id carries no key')
+  if (signed.seqno.byteLength !== 8) throw new InvalidMessageError('bad sequence number')
+  if (!await verifies(author.publicKey, signedBytes(author, signed.data, signed.seqno), signed.signature)) throw new InvalidMessageError(`advert of ${advert.peerId} with a bad signature`)
   return advert
 }
 

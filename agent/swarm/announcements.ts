@@ -1,5 +1,5 @@
 import {
-  decode, encode, FUNCTIONS_TOPIC, MAX_GOSSIP_BYTES, MAX_INLINE_CODE_BYTES, validateAnnouncement, WIRE_VERSION, type DeployAnnouncement, type FunctionAnnouncement, type FunctionSpec
+  decode, encode, FUNCTIONS_TOPIC, InvalidMessageError, MAX_GOSSIP_BYTES, MAX_INLINE_CODE_BYTES, validateAnnouncement, WIRE_VERSION, type DeployAnnouncement, type FunctionAnnouncement, type FunctionSpec
 } from '../../protocol/index.js'
 import { GossipTopic } from './gossip.js'
 import type { EdgeNode } from './node.js'
@@ -7,10 +7,10 @@ import type { Message } from '@libp2p/gossipsub'
 
 /** Decodes and checks an announcement, and that it is signed by the peer it names. */
 export function parseAnnouncement (message: Message): FunctionAnnouncement {
-  if (message.type !== 'signed') throw new Error('unsigned announcement')
+  if (message.type !== 'signed') throw new InvalidMessageError('unsigned announcement')
   const announcement = validateAnnouncement(decode(message.data, MAX_GOSSIP_BYTES))
   const claimed = announcement.type === 'deploy' ? announcement.holder : announcement.by
-  if (claimed !== message.from.toString()) throw new Error('announcement not signed by the peer it names')
+  if (claimed !== message.from.toString()) throw new InvalidMessageError('announcement not signed by the peer it names')
   return announcement
 }
 
