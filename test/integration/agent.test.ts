@@ -131,13 +131,20 @@ test('with a token the API refuses requests that lack it', async () => {
   }
 })
 
-/** One request with exactly these headers (node:http sets only Host, unless told otherwise). */
-async function raw (api: string, method: string, path: string, headers: Record<string, string>, body = ''): Promise<{ status: number, body: { error?: { name?: string, message?: string } } }> {
+/** One request with exactly these headers (node:http sets only Host, unless told otherwise); `json` is false when the answer is not JSON. */
+async function raw (api: string, method: string, path: string, headers: Record<string, string>, body: string | Buffer = ''): Promise<{ status: number, json: boolean, body: { error?: { name?: string, message?: string } } }> {
   return await new Promise((resolve, reject) => {
     const req = request(`${api}${path}`, { method, headers: { 'content-length': String(Buffer.byteLength(body)), ...headers } }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') }) })
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8')
+        try {
+          resolve({ status: res.statusCode ?? 0, json: true, body: JSON.parse(text === '' ? '{}' : text) })
+        } catch {
+          resolve({ status: res.statusCode ?? 0, json: false, body: {} })
+        }
+      })
     })
     req.on('error', reject)
     req.end(body)
@@ -173,6 +180,46 @@ test('the loopback API refuses what a web page could send: another Host, another
     assert.equal(own.status, 200, JSON.stringify(own.body))
     assert.equal((await raw(a.info.api, 'GET', '/v1/status', { host: `localhost:${port}` })).status, 200)
     assert.equal((await client.logs({ name: 'echo' })).length, 1)
+  } finally {
+    await stopAgent(a.pid, a.dataDir)
+  }
+})
+
+test('the HTTP API answers whatever it is sent with a status below 500 and JSON, and carries on (fuzzed, seeded)', async () => {
+  const { default: fc } = await import('fast-check')
+  const a = await start('fuzz')
+  try {
+    await new AgentClient(a.info.api).deploy('echo', readFileSync(join(ROOT, 'examples/echo/echo.wasm')))
+    const segment = fc.oneof(fc.string({ maxLength: 40 }), fc.constantFrom('echo', 'echo@1', 'echo@x', '..', '%', '%2F', '%40', 'a'.repeat(300), '\u00e9\u{1F600}', ''))
+    const path = fc.oneof(
+      segment.map(s => `/v1/functions/${encodeURIComponent(s)}`),
+      fc.tuple(segment, fc.constantFrom('invoke', 'manifest', 'prewarm', 'version', '')).map(([s, r]) => `/v1/functions/${s.replace(/[^\x21-\x7e]/g, '_')}/${r}`),
+      fc.tuple(segment, fc.integer({ min: -5, max: 120 })).map(([s, w]) => `/v1/requests/${encodeURIComponent(s)}?wait=${w}`),
+      fc.string({ maxLength: 30 }).map(s => `/v1/logs?limit=${encodeURIComponent(s)}&function=${encodeURIComponent(s)}`),
+      fc.constantFrom('/v1/status', '/v1/peers', '/v1/functions', '/v1/requests', '/metrics', '/', '/v2/x'),
+      fc.string({ maxLength: 60 }).map(s => '/' + s.replace(/[^\x21-\x7e]/g, '_'))
+    )
+    const body = fc.oneof(fc.json().map(j => Buffer.from(j)), fc.uint8Array({ maxLength: 4096 }).map(b => Buffer.from(b)), fc.constant(Buffer.alloc(0)),
+      fc.record({ input: fc.oneof(fc.string(), fc.integer()), params: fc.anything(), policy: fc.string({ maxLength: 12 }), timeoutMs: fc.oneof(fc.integer(), fc.double()), async: fc.anything() }, { requiredKeys: [] }).map(o => Buffer.from(JSON.stringify(o) ?? '')))
+    const request = fc.record({
+      method: fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'),
+      path,
+      type: fc.constantFrom('application/json', 'application/octet-stream', 'text/plain', 'application/json; charset=utf-8', ''),
+      query: fc.constantFrom('', '?memory=16MiB', '?timeout=-1s', '?runtime=node', '?runtime=nope', '?env=%7B', '?container=%7B%7D', '?memory=1e999'),
+      body
+    })
+    const statuses: number[] = []
+    await fc.assert(fc.asyncProperty(request, async (r) => {
+      const url = r.path.includes('?') ? r.path : r.path + r.query
+      const headers: Record<string, string> = r.type === '' ? {} : { 'content-type': r.type }
+      const res = await raw(a.info.api, r.method, url, headers, r.body).catch((err: Error) => ({ status: -1, json: false, body: { error: { message: err.message } } }))
+      statuses.push(res.status)
+      if (res.status === -1 || res.status >= 500 || (!res.json && !url.startsWith('/metrics'))) throw new Error(`${r.method} ${url} → ${res.status}: ${JSON.stringify(res.body)}`)
+      return true
+    }), { seed: 20261201, numRuns: 600 })
+    assert.ok(statuses.some(s => s >= 400) && statuses.some(s => s < 300), 'both refusals and answers were seen')
+    assert.equal((await new AgentClient(a.info.api).status()).peerId, a.info.peerId)
+    assert.equal(isAlive(a.pid), true)
   } finally {
     await stopAgent(a.pid, a.dataDir)
   }

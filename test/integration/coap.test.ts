@@ -112,4 +112,45 @@ describe('CoAP ingress', () => {
     const r = await coap(port1, 'POST', '/primes', { payload: Buffer.from('{"n":10}') })
     assert.equal(text(Buffer.from(r.payload)), '{"n":10,"primes":4}\n')
   })
+
+  test('random and mutated CoAP messages are answered or dropped; the agent carries on (fuzzed, seeded)', async () => {
+    const { default: fc } = await import('fast-check')
+    const sock = createSocket('udp4')
+    let replies = 0
+    sock.on('message', () => { replies++ })
+    const send = async (msg: Buffer): Promise<void> => { await new Promise<void>((resolve) => { sock.send(msg, port1, '127.0.0.1', () => { resolve() }) }) }
+    const option = fc.oneof(
+      fc.record({ name: fc.constantFrom('Uri-Path', 'Uri-Query', 'Content-Format', 'Accept', 'Block1', 'Block2', 'Size1', 'Observe', 'ETag', 'If-Match'), value: fc.uint8Array({ maxLength: 12 }).map(b => Buffer.from(b)) }),
+      fc.record({ name: fc.constantFrom('Uri-Path'), value: fc.constantFrom('echo', 'primes', 'echo@1', 'nope', '', '..', 'echo@x').map(v => Buffer.from(v)) }),
+      fc.record({ name: fc.integer({ min: 1, max: 2000 }).map(String), value: fc.uint8Array({ maxLength: 8 }).map(b => Buffer.from(b)) })
+    )
+    const message = fc.record({
+      messageId: fc.integer({ min: 0, max: 65535 }),
+      token: fc.uint8Array({ maxLength: 8 }).map(b => Buffer.from(b)),
+      code: fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', '0.00', '2.05', '4.04', '7.31'),
+      confirmable: fc.boolean(),
+      reset: fc.boolean(),
+      options: fc.array(option, { maxLength: 6 }),
+      payload: fc.uint8Array({ maxLength: 300 }).map(b => Buffer.from(b))
+    })
+    const encoded = message.map((m) => { try { return generate(m as never) } catch { return Buffer.from('x') } })
+    const mutated = fc.tuple(encoded, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 })).map(([b, edits]) => {
+      const out = Buffer.from(b)
+      for (const [at, byte] of edits) out[at % out.length] = byte
+      return out
+    })
+    try {
+      await fc.assert(fc.asyncProperty(fc.oneof(encoded, mutated, fc.uint8Array({ minLength: 1, maxLength: 64 }).map(b => Buffer.from(b))), async (datagram) => {
+        await send(datagram)
+        return true
+      }), { seed: 20261201, numRuns: 800 })
+      // Still serving, on both front doors.
+      const r = await coap(port1, 'POST', '/primes', { payload: Buffer.from('{"n":10}') })
+      assert.equal(r.payload, '{"n":10,"primes":4}\n')
+      assert.equal((await net.client(1).status()).peerId, net.agent(1).peerId)
+      assert.ok(replies > 0, 'some of it was answered')
+    } finally {
+      sock.close()
+    }
+  })
 })
