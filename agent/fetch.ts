@@ -28,6 +28,9 @@ export interface CodeLayout {
   sha256: string
 }
 
+/** Chunks sent to one peer at once; a request beyond has its stream closed unanswered (the fetcher asks another holder). */
+export const MAX_SERVED_PER_PEER = 16
+
 /**
  * `/edge/fetch/1`: one stream per request, for one chunk of code by its CID (as a signed manifest
  * lists them). The server answers with a header, the bytes in frames, and closes. The client checks
@@ -44,6 +47,8 @@ export class FetchService {
   readonly #onBadBytes: (peer: string) => void
 
   readonly #authorised: (peerId: string) => boolean
+  /** Chunks being sent, per peer. */
+  readonly #serving = new Map<string, number>()
 
   /** `authorised`: the peers this agent serves code to; any other's stream is closed unanswered. */
   constructor (node: EdgeNode, registry: FunctionRegistry, init: { onBadBytes?: (peer: string) => void, authorised?: (peerId: string) => boolean } = {}) {
@@ -57,7 +62,17 @@ export class FetchService {
     await this.#node.handle(FETCH_PROTOCOL, (stream, connection) => {
       const from = connection.remotePeer.toString()
       if (this.#authorised(from)) {
-        void this.#serve(stream)
+        const serving = this.#serving.get(from) ?? 0
+        if (serving >= MAX_SERVED_PER_PEER) {
+          stream.abort(new Error(`${MAX_SERVED_PER_PEER} chunks are being sent to ${from} already`))
+          return
+        }
+        this.#serving.set(from, serving + 1)
+        void this.#serve(stream).finally(() => {
+          const left = (this.#serving.get(from) ?? 1) - 1
+          if (left > 0) this.#serving.set(from, left)
+          else this.#serving.delete(from)
+        })
         return
       }
       log('refused a fetch from untrusted %s', from)

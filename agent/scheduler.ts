@@ -114,6 +114,10 @@ export function outcomeJson (outcome: InvokeOutcome, explain = false): Record<st
  * Errors after which the next candidate is tried: the call did not run there, or was cut off
  * there (the peer died, or stopped: InterruptedError from a peer).
  */
+/** DHT look-ups the calls of one peer may start per second, and at once. */
+export const LOOKUPS_PER_SECOND = 8
+export const LOOKUP_BURST = 16
+
 const RETRYABLE = new Set(['BusyError', 'PeerGoneError', 'FetchFailedError', 'FunctionNotFoundError', 'UntrustedManifestError', 'InterruptedError'])
 
 const OUTCOME: Record<string, Attempt['outcome']> = {
@@ -148,6 +152,8 @@ export class InvocationError extends Error {
 export class Scheduler {
   readonly #init: SchedulerInit
   readonly #preparing = new Map<string, Promise<FunctionSpec>>()
+  /** Per peer: look-ups its calls may still start now (a bucket of LOOKUP_BURST, refilled at LOOKUPS_PER_SECOND), and when it was last refilled. */
+  readonly #lookupBudget = new Map<string, { tokens: number, at: number }>()
   /** Observed run times per function, here and on peers: the expected wait of a queue is its work, not its length. */
   readonly runTimes = new RunTimes()
   /** The work each local runtime has taken on (running and queued calls with their estimates). */
@@ -308,11 +314,29 @@ export class Scheduler {
       const cap = runtime.capacity()
       if (request.queue !== true && cap.busy >= cap.slots) throw new BusyError('all slots busy', { retryAfterMs: this.#localWaitMs(kind, this.runTimes.estimate(ref.sha256, kind)) })
     }
+    if (!this.#init.trust.isAuthorised(ref) && !this.#preparing.has(`${ref.name}@${ref.version}:${ref.sha256}`)) this.#spendLookup(from, ref)
     const holders = [...new Set([...request.holders, from])]
     const { spec, fetchMs } = await this.#ensureLocal(ref, holders, signal)
     if (this.#init.runtimes.for(spec.runtime) === undefined) throw new BusyError(`this agent cannot run ${spec.runtime} functions`)
     const r = await this.#run(spec, request.input, { queue: request.queue === true, signal }, from, deadlineAt)
     return { output: r.output, warm: r.warm && fetchMs === 0, timings: timings(r, fetchMs) }
+  }
+
+  /**
+   * A call of a version this agent has not vouched for costs a DHT look-up: each peer may start
+   * LOOKUPS_PER_SECOND of them (LOOKUP_BURST at once); beyond, its call is BUSY at once. A peer
+   * sending calls for made-up names had kept the agent's event loop busy with DHT queries.
+   */
+  #spendLookup (from: string, ref: FunctionRef): void {
+    const now = performance.now()
+    const b = this.#lookupBudget.get(from) ?? { tokens: LOOKUP_BURST, at: now }
+    b.tokens = Math.min(LOOKUP_BURST, b.tokens + (now - b.at) * LOOKUPS_PER_SECOND / 1000)
+    b.at = now
+    if (b.tokens < 1) throw new BusyError(`too many calls of functions this agent does not know yet (${ref.name}): ${LOOKUPS_PER_SECOND} look-ups a second per peer`, { retryAfterMs: Math.ceil((1 - b.tokens) * 1000 / LOOKUPS_PER_SECOND) })
+    b.tokens--
+    this.#lookupBudget.delete(from)
+    this.#lookupBudget.set(from, b)
+    if (this.#lookupBudget.size > 4096) this.#lookupBudget.delete(this.#lookupBudget.keys().next().value as string)
   }
 
   /** This agent's load for the runtime that runs `ref`, for answers to peers; undefined for a function it does not know. */

@@ -9,6 +9,12 @@ import type { Stream } from '@libp2p/interface'
  * source/sink). One instance per stream; many requests may share it, matched by id.
  */
 const RECEIVE_SLICE_BYTES = 64 * 1024
+/**
+ * Frames handled per turn of the event loop; the rest wait for the next turn, the stream paused
+ * meanwhile. A peer that sends thousands of frames at once (20,000 calls, each answered BUSY) had
+ * held the agent's event loop for a second: its own API, and every other peer, waited.
+ */
+export const FRAMES_PER_TURN = 64
 
 export interface FramedInit {
   /** Largest frame accepted from the remote. */
@@ -26,13 +32,22 @@ export class FramedStream {
   #decoder: LengthPrefixedDecoder
   #init: FramedInit
   #closed = false
+  /** Frames received (length-delimited, not yet decoded) and not yet handled, from `#next` on. */
+  #queue: Uint8Array[] = []
+  #next = 0
+  #turn: NodeJS.Immediate | undefined
+  /** Frames handled in this turn of the event loop (a peer's frames come in many small events, each of a few frames). */
+  #spent = 0
+  #spentReset: NodeJS.Immediate | undefined
+  /** The stream closed with frames still queued: they are handled first, then onClose is called. */
+  #ending: { err: Error | undefined } | undefined
 
   constructor (stream: Stream, init: FramedInit) {
     this.stream = stream
     this.#init = init
     this.#decoder = new LengthPrefixedDecoder({ maxDataLength: init.maxFrameBytes, maxBufferSize: init.maxFrameBytes + RECEIVE_SLICE_BYTES + 16 })
     stream.addEventListener('message', (evt) => { this.#receive(evt.data) })
-    stream.addEventListener('close', (evt) => { this.#finish(evt.error) })
+    stream.addEventListener('close', (evt) => { this.#ended(evt.error) })
   }
 
   get closed (): boolean {
@@ -64,20 +79,54 @@ export class FramedStream {
       // slices, so that its buffer limit bounds what is pending, not what arrived at once.
       for (let off = 0; off < data.byteLength; off += RECEIVE_SLICE_BYTES) {
         const slice = data.byteLength <= RECEIVE_SLICE_BYTES ? data : data.subarray(off, Math.min(off + RECEIVE_SLICE_BYTES, data.byteLength))
-        for (const frame of this.#decoder.decode(slice)) {
-          if (this.#closed) return
-          this.#init.onMessage(decode(frame.subarray(), this.#init.maxFrameBytes))
-        }
+        for (const frame of this.#decoder.decode(slice)) this.#queue.push(frame.subarray())
       }
     } catch (err) {
-      // A malformed frame poisons the framing; nothing after it can be trusted.
+      // A frame too large poisons the framing; nothing after it can be trusted.
       this.abort(err as Error)
+      return
     }
+    if (this.#turn === undefined) this.#handleSome()
+  }
+
+  /** Handles up to FRAMES_PER_TURN queued frames, in order; more wait for the next turn, the stream paused. */
+  #handleSome (): void {
+    this.#turn = undefined
+    while (this.#next < this.#queue.length) {
+      if (this.#closed) return
+      if (this.#spent >= FRAMES_PER_TURN) {
+        if (this.stream.readStatus === 'readable') this.stream.pause()
+        this.#turn = setImmediate(() => { this.#handleSome() })
+        return
+      }
+      if (this.#spent++ === 0) this.#spentReset = setImmediate(() => { this.#spent = 0 })
+      const frame = this.#queue[this.#next++] as Uint8Array
+      try {
+        this.#init.onMessage(decode(frame, this.#init.maxFrameBytes))
+      } catch (err) {
+        // A malformed frame poisons the framing; nothing after it can be trusted.
+        this.abort(err as Error)
+        return
+      }
+    }
+    this.#queue = []
+    this.#next = 0
+    if (this.#ending !== undefined) this.#finish(this.#ending.err)
+    else if (this.stream.readStatus === 'paused') this.stream.resume()
+  }
+
+  #ended (err?: Error): void {
+    if (this.#turn === undefined) this.#finish(err)
+    else this.#ending = { err }
   }
 
   #finish (err?: Error): void {
     if (this.#closed) return
     this.#closed = true
+    clearImmediate(this.#turn)
+    clearImmediate(this.#spentReset)
+    this.#turn = undefined
+    this.#queue = []
     this.#init.onClose?.(err)
   }
 }

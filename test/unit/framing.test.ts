@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import * as varint from 'uint8-varint'
-import { encode, FramedStream } from '../../protocol/index.js'
+import { encode, FramedStream, FRAMES_PER_TURN } from '../../protocol/index.js'
 import type { Stream } from '@libp2p/interface'
 
 /** Just enough of a libp2p stream to push bytes at a FramedStream. */
@@ -48,4 +48,40 @@ test('garbage that is not CBOR aborts the stream', () => {
   new FramedStream(stream as unknown as Stream, { maxFrameBytes: 1024, onMessage: () => {} })
   stream.deliver(Uint8Array.from([3, 0xff, 0xff, 0xff]))
   assert.equal(stream.aborted?.name, 'InvalidMessageError')
+})
+
+test('over a real stream, a burst of frames is handled a turn at a time, in order, all of it before the close', async () => {
+  const { bareNodes, eventually } = await import('../helpers.js')
+  const { nodes: [server, client], close } = await bareNodes('server', 'client')
+  try {
+    await Promise.all([server.start(), client.start()])
+    const got: number[] = []
+    let inBetween: number | undefined
+    let closedAfter: number | undefined
+    await server.handle('/edge-test/burst/1', (stream) => {
+      // eslint-disable-next-line no-new
+      new FramedStream(stream, {
+        maxFrameBytes: 1024,
+        onMessage: (m) => {
+          // Something else the agent has to do, asked for as the first frame is handled.
+          if (got.length === 0) setImmediate(() => { inBetween = got.length })
+          got.push((m as { i: number }).i)
+        },
+        onClose: () => { closedAfter = got.length }
+      })
+      // This side sends nothing: the stream closes once the client closes its end.
+      void stream.close()
+    })
+    await client.dial(server.getMultiaddrs()[0] ?? assert.fail('no address'))
+    const stream = await client.dialProtocol(server.peerId, '/edge-test/burst/1')
+    const n = 1000
+    stream.send(Buffer.concat(Array.from({ length: n }, (_, i) => frame({ i }))))
+    await stream.close()
+    await eventually(() => closedAfter !== undefined, 10_000, 'the close')
+    assert.deepEqual(got, Array.from({ length: n }, (_, i) => i), 'every frame, in order')
+    assert.equal(closedAfter, n, 'onClose comes after the last frame')
+    assert.ok(inBetween !== undefined && inBetween <= FRAMES_PER_TURN, `other work ran after ${inBetween} frames`)
+  } finally {
+    await close()
+  }
 })

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Scheduler, type RemoteInvoker, type CodeFetcher } from '../../agent/scheduler.js'
+import { LOOKUP_BURST, Scheduler, type RemoteInvoker, type CodeFetcher } from '../../agent/scheduler.js'
 import { FunctionRegistry } from '../../agent/registry.js'
 import { PeerTable } from '../../agent/swarm/peer-table.js'
 import { Metrics } from '../../agent/metrics.js'
@@ -343,4 +343,20 @@ test('a newer version that no trusted manifest vouches for is set aside: the cal
   await s.invoke('fn', Buffer.from('again'))
   assert.equal(asked.filter(v => v === 2).length, 1, 'v2 is not looked up again for every call')
   await assert.rejects(s.invoke('fn@2', Buffer.from('x')), { name: 'FunctionNotFoundError', message: /the swarm has v1$/ })
+})
+
+test('a peer\'s calls of versions this agent does not know start at most LOOKUP_BURST look-ups at once, then are BUSY', async () => {
+  let lookedUp = 0
+  const trust = {
+    authorise: async () => { lookedUp++; throw new UntrustedManifestError('no signed manifest in the DHT') },
+    isAuthorised: () => false,
+    trustsPeer: () => true
+  }
+  const s = new Scheduler({ selfId: 'self', registry, runtimes: new RuntimeSet([runtime]), peers, client: new FakePeers({}), fetcher: noFetch, trust, metrics: new Metrics(() => 0), hold: () => {} })
+  const call = async (peer: string, i: number): Promise<string> => await s.executeOffloaded({ v: WIRE_VERSION, type: 'invoke', id: i, fn: { name: `made-up-${i}`, version: 1, sha256: 'c'.repeat(64) }, input: new Uint8Array(0), deadlineMs: 5000, holders: [] }, peer, AbortSignal.timeout(5000))
+    .then(() => 'ran', (err: Error) => err.name)
+  const outcomes = await Promise.all(Array.from({ length: LOOKUP_BURST + 10 }, async (_, i) => await call('flooder', i)))
+  assert.equal(lookedUp, LOOKUP_BURST)
+  assert.equal(outcomes.filter(o => o === 'BusyError').length, 10)
+  assert.equal(await call('another', 999), 'UntrustedManifestError', 'another peer has its own budget')
 })

@@ -1,0 +1,118 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
+import { up, type Testnet } from '../testnet/index.js'
+import { runAgentCommand, sleep } from '../testnet/process.js'
+import { FramedStream, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, WIRE_VERSION } from '../protocol/index.js'
+import { bareMember, example } from '../test/helpers.js'
+import { pct } from './stats.js'
+import type { EdgeNode } from '../agent/swarm/node.js'
+
+/**
+ * Issue 12's figures: what one swarm member that agent 1 trusts (a device of the owner's, taken
+ * over) costs agent 1 by flooding /edge/invoke/1 — the latency of agent 1's own GET /v1/status,
+ * sampled every 20 ms during each flood, against the same sampling with no flood in this run; and
+ * agent 1's RSS before, right after, and 30 s after the floods. Target: status < 100 ms throughout,
+ * memory back to its baseline.
+ */
+
+const SAMPLE_EVERY_MS = 20
+
+function rssMiB (pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return Number(m?.[1] ?? 0) / 1024
+}
+
+/** GET /v1/status latencies on agent `k`, every SAMPLE_EVERY_MS, until `done` settles. */
+async function sampleStatus (net: Testnet, k: number, done: Promise<unknown>): Promise<number[]> {
+  let finished = false
+  void done.finally(() => { finished = true })
+  const samples: number[] = []
+  const client = net.client(k)
+  while (!finished) {
+    const t = performance.now()
+    await client.status()
+    samples.push(performance.now() - t)
+    await sleep(SAMPLE_EVERY_MS)
+  }
+  return samples.sort((a, b) => a - b)
+}
+
+interface Flood { answers: number, busy: number, closed: number }
+
+/** Writes `frames` on streams of `perStream` frames each (a fresh stream when one closes); resolves once all are answered or their streams closed. */
+async function flood (member: EdgeNode, target: string, frames: (i: number) => unknown, count: number, perStream: number): Promise<Flood> {
+  const out: Flood = { answers: 0, busy: 0, closed: 0 }
+  for (let sent = 0; sent < count;) {
+    const stream = await member.dialProtocol(peerIdFromString(target), INVOKE_PROTOCOL)
+    let answered = 0
+    let closed = false
+    const n = Math.min(perStream, count - sent)
+    const settled = new Promise<void>((resolve) => {
+      const framed = new FramedStream(stream, {
+        maxFrameBytes: MAX_INVOKE_FRAME_BYTES,
+        onMessage: (m) => {
+          out.answers++
+          if ((m as { code?: string }).code === 'BUSY') out.busy++
+          if (++answered === n) resolve()
+        },
+        onClose: () => { closed = true; out.closed++; resolve() }
+      })
+      void (async () => {
+        for (let i = 0; i < n && !closed; i++) await framed.write(frames(sent + i)).catch(() => {})
+      })()
+    })
+    sent += n
+    await Promise.race([settled, sleep(60_000)])
+    if (!closed) stream.abort(new Error('done'))
+  }
+  return out
+}
+
+export async function abuseBench (print: (title: string, headers: string[], rows: string[][]) => void): Promise<void> {
+  const key = await generateKeyPair('Ed25519')
+  const net = await up({ peers: 3 })
+  const dir = mkdtempSync(join(tmpdir(), 'edge-bench-abuse-'))
+  let member: EdgeNode | undefined
+  try {
+    await runAgentCommand(['trust', 'add', peerIdFromPrivateKey(key).toString(), '--data-dir', net.agent(1).dataDir])
+    await net.stop(1)
+    await net.start(1)
+    await net.waitForMesh()
+    const primes = await net.client(1).deploy('primes', example('primes'))
+    member = await bareMember(net, dir, { privateKey: key, trusts: () => true })
+    await member.start()
+    const target = net.agent(1).peerId
+    for (let i = 0; i < 100 && !member.getConnections().some(c => c.remotePeer.toString() === target); i++) await sleep(100)
+    await sleep(2000)
+    const pid = net.agent(1).pid
+    const rows: string[][] = []
+    const baseline = await sampleStatus(net, 1, sleep(3000))
+    const idleP99 = pct(baseline, 0.99)
+    rows.push(['none (baseline)', '–', '–', '–', pct(baseline, 0.5).toFixed(1), idleP99.toFixed(1), (baseline.at(-1) ?? 0).toFixed(1), '1.00×', `${rssMiB(pid).toFixed(0)}`])
+    const rssStart = rssMiB(pid)
+    const floods: Array<[string, number, number, (i: number) => unknown]> = [
+      ['calls for made-up names', 3000, 3000, (i) => ({ v: WIRE_VERSION, type: 'invoke', id: i + 1, fn: { name: `made-up-${i}`, version: 1, sha256: createHash('sha256').update(String(i)).digest('hex') }, input: new Uint8Array(0), deadlineMs: 30_000, holders: [] })],
+      ['calls of a real function', 20_000, 20_000, (i) => ({ v: WIRE_VERSION, type: 'invoke', id: i + 1, fn: { name: 'primes', version: primes.function.version, sha256: primes.function.sha256 }, input: Buffer.from('{"n":100}'), deadlineMs: 30_000, holders: [] })],
+      ['invalid frames', 100_000, 50, (i) => ({ v: WIRE_VERSION, type: 'invoke', id: i + 1 })]
+    ]
+    for (const [label, count, perStream, frames] of floods) {
+      const before = rssMiB(pid)
+      const running = flood(member, target, frames, count, perStream)
+      const samples = await sampleStatus(net, 1, running)
+      const r = await running
+      rows.push([label, String(count), String(r.answers), `${r.busy} BUSY, ${r.closed} streams closed`, pct(samples, 0.5).toFixed(1), pct(samples, 0.99).toFixed(1), (samples.at(-1) ?? 0).toFixed(1), `${(pct(samples, 0.99) / idleP99).toFixed(2)}×`, `${before.toFixed(0)} → ${rssMiB(pid).toFixed(0)}`])
+    }
+    await sleep(30_000)
+    rows.push(['30 s after', '–', '–', '–', '–', '–', '–', '–', `${rssStart.toFixed(0)} → ${rssMiB(pid).toFixed(0)}`])
+    print('8. one trusted member flooding agent 1 over /edge/invoke/1: agent 1\'s own GET /v1/status during each flood (sampled every 20 ms), and its RSS',
+      ['flood', 'frames sent', 'answered', 'refused', 'status p50 ms', 'p99 ms', 'max ms', 'p99 vs idle', 'RSS MiB'], rows)
+  } finally {
+    await member?.stop()
+    await net.down()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
