@@ -110,14 +110,14 @@ export function outcomeJson (outcome: InvokeOutcome, explain = false): Record<st
   return { ...rest, output: Buffer.from(output).toString('base64'), ...(explain ? { ranking } : {}) }
 }
 
-/**
- * Errors after which the next candidate is tried: the call did not run there, or was cut off
- * there (the peer died, or stopped: InterruptedError from a peer).
- */
 /** DHT look-ups the calls of one peer may start per second, and at once. */
 export const LOOKUPS_PER_SECOND = 8
 export const LOOKUP_BURST = 16
 
+/**
+ * Errors after which the next candidate is tried: the call did not run there, or was cut off
+ * there (the peer died, or stopped: InterruptedError from a peer).
+ */
 const RETRYABLE = new Set(['BusyError', 'PeerGoneError', 'FetchFailedError', 'FunctionNotFoundError', 'UntrustedManifestError', 'InterruptedError'])
 
 const OUTCOME: Record<string, Attempt['outcome']> = {
