@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { tmpdir } from 'node:os'
@@ -26,19 +27,40 @@ function rssMiB (pid: number): number {
   return Number(m?.[1] ?? 0) / 1024
 }
 
-/** GET /v1/status latencies on agent `k`, every SAMPLE_EVERY_MS, until `done` settles. */
-async function sampleStatus (net: Testnet, k: number, done: Promise<unknown>): Promise<number[]> {
-  let finished = false
-  void done.finally(() => { finished = true })
-  const samples: number[] = []
-  const client = net.client(k)
-  while (!finished) {
-    const t = performance.now()
-    await client.status()
-    samples.push(performance.now() - t)
-    await sleep(SAMPLE_EVERY_MS)
+/**
+ * Samples GET /v1/status latencies on agent `k` every SAMPLE_EVERY_MS until `stop`: from a
+ * process of its own, so that this one's work (it floods) does not delay them. Resolves once the
+ * first sample is in.
+ */
+async function startSampler (net: Testnet, k: number): Promise<{ stop: () => Promise<number[]> }> {
+  const script = `
+    const out = []
+    let stop = false
+    process.on('SIGTERM', () => { stop = true })
+    while (!stop) {
+      const t = performance.now()
+      await (await fetch(process.argv[1] + '/v1/status')).arrayBuffer()
+      if (out.push(performance.now() - t) === 1) process.stdout.write('R')
+      await new Promise(resolve => setTimeout(resolve, ${SAMPLE_EVERY_MS}))
+    }
+    process.stdout.write(JSON.stringify(out))`
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script, net.agent(k).api], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let text = ''
+  let ready: () => void = () => {}
+  const first = new Promise<void>((resolve) => { ready = resolve })
+  child.stdout.on('data', (c: Buffer) => {
+    text += c.toString('utf8')
+    if (text.startsWith('R')) ready()
+  })
+  const exited = new Promise<void>((resolve) => { child.once('exit', () => { ready(); resolve() }) })
+  await first
+  return {
+    stop: async () => {
+      child.kill('SIGTERM')
+      await exited
+      return (JSON.parse(text.slice(1) === '' ? '[]' : text.slice(1)) as number[]).sort((a, b) => a - b)
+    }
   }
-  return samples.sort((a, b) => a - b)
 }
 
 interface Flood { answers: number, busy: number, closed: number }
@@ -90,7 +112,9 @@ export async function abuseBench (print: (title: string, headers: string[], rows
     await sleep(2000)
     const pid = net.agent(1).pid
     const rows: string[][] = []
-    const baseline = await sampleStatus(net, 1, sleep(3000))
+    const idle = await startSampler(net, 1)
+    await sleep(3000)
+    const baseline = await idle.stop()
     const idleP99 = pct(baseline, 0.99)
     rows.push(['none (baseline)', '–', '–', '–', pct(baseline, 0.5).toFixed(1), idleP99.toFixed(1), (baseline.at(-1) ?? 0).toFixed(1), '1.00×', `${rssMiB(pid).toFixed(0)}`])
     const rssStart = rssMiB(pid)
@@ -101,9 +125,9 @@ export async function abuseBench (print: (title: string, headers: string[], rows
     ]
     for (const [label, count, perStream, frames] of floods) {
       const before = rssMiB(pid)
-      const running = flood(member, target, frames, count, perStream)
-      const samples = await sampleStatus(net, 1, running)
-      const r = await running
+      const sampler = await startSampler(net, 1)
+      const r = await flood(member, target, frames, count, perStream)
+      const samples = await sampler.stop()
       rows.push([label, String(count), String(r.answers), `${r.busy} BUSY, ${r.closed} streams closed`, pct(samples, 0.5).toFixed(1), pct(samples, 0.99).toFixed(1), (samples.at(-1) ?? 0).toFixed(1), `${(pct(samples, 0.99) / idleP99).toFixed(2)}×`, `${before.toFixed(0)} → ${rssMiB(pid).toFixed(0)}`])
     }
     await sleep(30_000)
