@@ -47,8 +47,8 @@ export class Trust {
   readonly #trusted: Set<string>
   /** Authorised versions, `name@version:sha256` → what the manifest says. */
   readonly #ok = new Map<string, Vouched>()
-  /** Versions lately found unvouched, with why, until when (oldest first, bounded). */
-  readonly #misses = new Map<string, { error: Error, until: number }>()
+  /** Versions lately found unvouched, with why (the message, not the error and its stack: 4,096 of those add up), until when; oldest first, bounded. */
+  readonly #misses = new Map<string, { deleted: boolean, message: string, signer: string | undefined, until: number }>()
   #lookups = 0
 
   constructor (init: TrustInit) {
@@ -88,7 +88,9 @@ export class Trust {
     const known = this.#ok.get(id(ref))
     if (known !== undefined) return known
     const miss = this.#misses.get(id(ref))
-    if (miss !== undefined && miss.until > Date.now()) throw miss.error
+    if (miss !== undefined && miss.until > Date.now()) {
+      throw miss.deleted ? new FunctionNotFoundError(miss.message) : new UntrustedManifestError(miss.message, { signer: miss.signer })
+    }
     if (this.#lookups >= MAX_LOOKUPS) throw new BusyError(`${MAX_LOOKUPS} manifest look-ups are in progress here already`, { retryAfterMs: 1000 })
     this.#lookups++
     try {
@@ -96,7 +98,7 @@ export class Trust {
     } catch (err) {
       if (err instanceof UntrustedManifestError || err instanceof FunctionNotFoundError) {
         this.#misses.delete(id(ref))
-        this.#misses.set(id(ref), { error: err, until: Date.now() + MISS_TTL_MS })
+        this.#misses.set(id(ref), { deleted: err instanceof FunctionNotFoundError, message: err.message, signer: err instanceof UntrustedManifestError ? err.signer : undefined, until: Date.now() + MISS_TTL_MS })
         if (this.#misses.size > MAX_MISSES) this.#misses.delete(this.#misses.keys().next().value as string)
       }
       throw err

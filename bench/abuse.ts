@@ -22,6 +22,12 @@ import type { EdgeNode } from '../agent/swarm/node.js'
 
 const SAMPLE_EVERY_MS = 20
 
+/** V8's heap in use on agent `k`, MiB, from its /metrics. */
+async function heapMiB (net: Testnet, k: number): Promise<number> {
+  const body = await (await fetch(`${net.agent(k).api}/metrics`)).text()
+  return Number(/^nodejs_heap_size_used_bytes (\S+)$/m.exec(body)?.[1] ?? 0) / 1048576
+}
+
 function rssMiB (pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return Number(m?.[1] ?? 0) / 1024
@@ -118,6 +124,7 @@ export async function abuseBench (print: (title: string, headers: string[], rows
     const idleP99 = pct(baseline, 0.99)
     rows.push(['none (baseline)', '–', '–', '–', pct(baseline, 0.5).toFixed(1), idleP99.toFixed(1), (baseline.at(-1) ?? 0).toFixed(1), '1.00×', `${rssMiB(pid).toFixed(0)}`])
     const rssStart = rssMiB(pid)
+    const heapStart = await heapMiB(net, 1)
     const floods: Array<[string, number, number, (i: number) => unknown]> = [
       ['calls for made-up names', 3000, 3000, (i) => ({ v: WIRE_VERSION, type: 'invoke', id: i + 1, fn: { name: `made-up-${i}`, version: 1, sha256: createHash('sha256').update(String(i)).digest('hex') }, input: new Uint8Array(0), deadlineMs: 30_000, holders: [] })],
       ['calls of a real function', 20_000, 20_000, (i) => ({ v: WIRE_VERSION, type: 'invoke', id: i + 1, fn: { name: 'primes', version: primes.function.version, sha256: primes.function.sha256 }, input: Buffer.from('{"n":100}'), deadlineMs: 30_000, holders: [] })],
@@ -131,7 +138,7 @@ export async function abuseBench (print: (title: string, headers: string[], rows
       rows.push([label, String(count), String(r.answers), `${r.busy} BUSY, ${r.closed} streams closed`, pct(samples, 0.5).toFixed(1), pct(samples, 0.99).toFixed(1), (samples.at(-1) ?? 0).toFixed(1), `${(pct(samples, 0.99) / idleP99).toFixed(2)}×`, `${before.toFixed(0)} → ${rssMiB(pid).toFixed(0)}`])
     }
     await sleep(30_000)
-    rows.push(['30 s after', '–', '–', '–', '–', '–', '–', '–', `${rssStart.toFixed(0)} → ${rssMiB(pid).toFixed(0)}`])
+    rows.push(['30 s after', '–', '–', '–', '–', '–', '–', '–', `${rssStart.toFixed(0)} → ${rssMiB(pid).toFixed(0)} (heap in use ${heapStart.toFixed(0)} → ${(await heapMiB(net, 1)).toFixed(0)})`])
     print('8. one trusted member flooding agent 1 over /edge/invoke/1: agent 1\'s own GET /v1/status during each flood (sampled every 20 ms), and its RSS',
       ['flood', 'frames sent', 'answered', 'refused', 'status p50 ms', 'p99 ms', 'max ms', 'p99 vs idle', 'RSS MiB'], rows)
   } finally {
