@@ -181,6 +181,24 @@ export async function metricValue (api: string, series: string): Promise<number>
   return line === undefined ? 0 : Number(line.slice(series.length + 1))
 }
 
+/** WASI imports for WAT fixtures: fd_close, fd_write, proc_exit. */
+export const WASI_IMPORTS = `
+  (import "wasi_snapshot_preview1" "fd_close" (func $close (param i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))`
+
+/** Closes fds 0, 2 and 1 (as a C program's fclose(stdout) does), then exits with what a write to fd 1 returns (8, EBADF). */
+export const CLOSES_STDIO_WAT = `(module ${WASI_IMPORTS}
+  (memory (export "memory") 1)
+  (data (i32.const 16) "still here?\\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 12))
+    (drop (call $close (i32.const 0)))
+    (drop (call $close (i32.const 2)))
+    (if (call $close (i32.const 1)) (then (call $exit (i32.const 99))))
+    (call $exit (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`
+
 /** A WebAssembly module from its text format (wabt), for small WASI fixtures written in the test itself. */
 export async function wat (source: string): Promise<Uint8Array> {
   const { default: wabtInit } = await import('wabt')

@@ -6,7 +6,7 @@ import { request } from 'node:http'
 import { join } from 'node:path'
 import { AgentClient, ApiError } from '../../cli/client.js'
 import { EDGE_AGENT_BIN, isAlive, runAgentCommand, spawnAgent, stopAgent } from '../../testnet/process.js'
-import { eventually, ROOT, runNode, type Run } from '../helpers.js'
+import { CLOSES_STDIO_WAT, eventually, ROOT, runNode, wat, type Run } from '../helpers.js'
 
 /** One `edge-agent` process at a time: its lifecycle, identity and configuration errors. */
 const root = mkdtempSync(join(tmpdir(), 'edge-agent-test-'))
@@ -223,4 +223,25 @@ test('the HTTP API answers whatever it is sent with a status below 500 and JSON,
   } finally {
     await stopAgent(a.pid, a.dataDir)
   }
+})
+
+test('a function that closes its stdio closes its own: the agent keeps answering, and keeps writing its own log', async () => {
+  const a = await start('stdio')
+  try {
+    const client = new AgentClient(a.info.api)
+    await client.deploy('closer', await wat(CLOSES_STDIO_WAT))
+    await client.deploy('echo', readFileSync(join(ROOT, 'examples/echo/echo.wasm')))
+    for (let i = 0; i < 2; i++) {
+      await assert.rejects(client.invoke('closer'), (err: ApiError) => {
+        assert.equal(err.status, 500)
+        assert.match(err.message, /exited with code 8\b/, 'EBADF: the call\'s own stdout was closed')
+        return true
+      })
+    }
+    assert.equal(Buffer.from((await client.invoke('echo', { input: Buffer.from('still mine') })).outputBytes).toString(), 'still mine')
+  } finally {
+    await stopAgent(a.pid, a.dataDir)
+  }
+  // The agent's stdout (its log file here) still took what it wrote as it stopped.
+  assert.match(readFileSync(join(root, 'stdio.log'), 'utf8'), /^SIGTERM: stopping$/m)
 })

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { WasmRuntime, limitMemory } from '../../runtimes/index.js'
 import { fstatSync } from 'node:fs'
 import { CancelledError, InterruptedError, MAX_IO_BYTES } from '../../protocol/index.js'
-import { eventually, example, fixture, specFor, text, wat } from '../helpers.js'
+import { CLOSES_STDIO_WAT, eventually, example, fixture, specFor, text, WASI_IMPORTS, wat } from '../helpers.js'
 
 const MiB = 1024 * 1024
 let rt: WasmRuntime
@@ -214,24 +214,10 @@ test('a call waiting for its worker to start fails at once when the runtime stop
   assert.equal(pool.workers(), 0)
 })
 
-const WASI_IMPORTS = `
-  (import "wasi_snapshot_preview1" "fd_close" (func $close (param i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))`
 
 test('a function that closes its stdio closes its own, never the agent\'s: later writes fail in it, and the next call writes as usual', async () => {
   const before = fstatSync(1)
-  // Closes fds 0, 2 and 1 (as a C program's fclose(stdout) does), then exits with what a write to fd 1 returns.
-  const closer = await prepared('closer', await wat(`(module ${WASI_IMPORTS}
-    (memory (export "memory") 1)
-    (data (i32.const 16) "still here?\\n")
-    (func (export "_start")
-      (i32.store (i32.const 0) (i32.const 16))
-      (i32.store (i32.const 4) (i32.const 12))
-      (drop (call $close (i32.const 0)))
-      (drop (call $close (i32.const 2)))
-      (if (call $close (i32.const 1)) (then (call $exit (i32.const 99))))
-      (call $exit (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`))
+  const closer = await prepared('closer', await wat(CLOSES_STDIO_WAT))
   for (let i = 0; i < 2; i++) {
     await assert.rejects(rt.invoke(closer, new Uint8Array(0)), { name: 'FunctionError', message: /exited with code 8\b/ }, 'EBADF: its own stdout is closed')
   }
