@@ -10,11 +10,15 @@ import type { Stream } from '@libp2p/interface'
  */
 const RECEIVE_SLICE_BYTES = 64 * 1024
 /**
- * Frames handled per turn of the event loop; the rest wait for the next turn, the stream paused
- * meanwhile. A peer that sends thousands of frames at once (20,000 calls, each answered BUSY) had
- * held the agent's event loop for a second: its own API, and every other peer, waited.
+ * Frames handled per turn of the event loop; the rest wait for the next turn. A peer that sends
+ * thousands of frames at once (20,000 calls, each answered BUSY) had held the agent's event loop
+ * for a second: its own API, and every other peer, waited. Frames waiting are bounded by bytes:
+ * past two of the largest frames (1 MiB at least) the stream is paused, so that the sender waits.
+ * Not sooner: a paused libp2p stream resets once the remote has sent 4 MiB more, which a peer
+ * answering large outputs at full speed would do.
  */
 export const FRAMES_PER_TURN = 64
+const HANDLED = new Uint8Array(0)
 
 export interface FramedInit {
   /** Largest frame accepted from the remote. */
@@ -35,6 +39,7 @@ export class FramedStream {
   /** Frames received (length-delimited, not yet decoded) and not yet handled, from `#next` on. */
   #queue: Uint8Array[] = []
   #next = 0
+  #queuedBytes = 0
   #turn: NodeJS.Immediate | undefined
   /** Frames handled in this turn of the event loop (a peer's frames come in many small events, each of a few frames). */
   #spent = 0
@@ -79,7 +84,10 @@ export class FramedStream {
       // slices, so that its buffer limit bounds what is pending, not what arrived at once.
       for (let off = 0; off < data.byteLength; off += RECEIVE_SLICE_BYTES) {
         const slice = data.byteLength <= RECEIVE_SLICE_BYTES ? data : data.subarray(off, Math.min(off + RECEIVE_SLICE_BYTES, data.byteLength))
-        for (const frame of this.#decoder.decode(slice)) this.#queue.push(frame.subarray())
+        for (const frame of this.#decoder.decode(slice)) {
+          this.#queue.push(frame.subarray())
+          this.#queuedBytes += frame.byteLength
+        }
       }
     } catch (err) {
       // A frame too large poisons the framing; nothing after it can be trusted.
@@ -87,20 +95,27 @@ export class FramedStream {
       return
     }
     if (this.#turn === undefined) this.#handleSome()
+    if (this.#queuedBytes > Math.max(2 * this.#init.maxFrameBytes, 1024 * 1024) && this.stream.readStatus === 'readable') this.stream.pause()
   }
 
-  /** Handles up to FRAMES_PER_TURN queued frames, in order; more wait for the next turn, the stream paused. */
+  /** Handles queued frames in order, FRAMES_PER_TURN per turn of the event loop; the rest wait for the next turn. */
   #handleSome (): void {
     this.#turn = undefined
     while (this.#next < this.#queue.length) {
       if (this.#closed) return
       if (this.#spent >= FRAMES_PER_TURN) {
-        if (this.stream.readStatus === 'readable') this.stream.pause()
         this.#turn = setImmediate(() => { this.#handleSome() })
         return
       }
       if (this.#spent++ === 0) this.#spentReset = setImmediate(() => { this.#spent = 0 })
-      const frame = this.#queue[this.#next++] as Uint8Array
+      const frame = this.#queue[this.#next] as Uint8Array
+      // Let go of what is handled: a long flood never drains the queue to reset it.
+      this.#queue[this.#next++] = HANDLED
+      if (this.#next >= 4096) {
+        this.#queue = this.#queue.slice(this.#next)
+        this.#next = 0
+      }
+      this.#queuedBytes -= frame.byteLength
       try {
         this.#init.onMessage(decode(frame, this.#init.maxFrameBytes))
       } catch (err) {
@@ -111,6 +126,7 @@ export class FramedStream {
     }
     this.#queue = []
     this.#next = 0
+    this.#queuedBytes = 0
     if (this.#ending !== undefined) this.#finish(this.#ending.err)
     else if (this.stream.readStatus === 'paused') this.stream.resume()
   }
