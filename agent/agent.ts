@@ -587,7 +587,8 @@ export class Agent {
         this.manifests.remember(opened, record)
         // Small code came along: a first call here runs it without a fetch.
         if (a.code !== undefined) this.#fetcher.offer(b.sha256, a.code)
-        this.registry.learn({ ...a.fn, ...vouchedBy(b) })
+        // What the version is comes from the signed manifest alone, not from the announcement.
+        this.registry.learn({ name: b.name, version: b.version, sha256: b.sha256, ...vouchedBy(b) })
       })
       .catch((err: Error) => {
         log('announcement of %s carried a bad record: %s', a.fn.name, err.message)
