@@ -16,6 +16,11 @@ export function versionKey (f: { name: string, version: number }): string {
   return `${f.name}@${f.version}`
 }
 
+/** One version of one function's code exactly: `name@version:sha256`. */
+export function refKey (ref: FunctionRef): string {
+  return `${versionKey(ref)}:${ref.sha256}`
+}
+
 /** What this agent knows of one version of a function, from its own store, announcements and adverts. */
 export interface KnownFunction {
   ref: FunctionRef
@@ -140,7 +145,7 @@ export class FunctionRegistry {
    * it yet: a record not found, or one of another version), for SET_ASIDE_MS.
    */
   refuse (ref: FunctionRef, signer?: string): void {
-    const k = `${versionKey(ref)}:${ref.sha256}`
+    const k = refKey(ref)
     this.#refused.delete(k)
     this.#refused.set(k, { name: ref.name, version: ref.version, ...(signer !== undefined ? { signer } : {}), until: signer !== undefined ? Number.POSITIVE_INFINITY : Date.now() + SET_ASIDE_MS })
     if (this.#refused.size > MAX_REFUSED) this.#refused.delete(this.#refused.keys().next().value as string)
@@ -148,7 +153,7 @@ export class FunctionRegistry {
   }
 
   #isRefused (ref: FunctionRef, now: number): boolean {
-    const k = `${versionKey(ref)}:${ref.sha256}`
+    const k = refKey(ref)
     const r = this.#refused.get(k)
     if (r === undefined) return false
     if (r.until > now) {

@@ -14,7 +14,7 @@ import type { Runtime } from '../runtimes/runtime.js'
 import type { CodeLayout } from './fetch.js'
 import type { Vouched } from './trust.js'
 import type { PeerTable } from './swarm/peer-table.js'
-import type { FunctionRegistry, KnownFunction } from './registry.js'
+import { refKey, type FunctionRegistry, type KnownFunction } from './registry.js'
 import type { RuntimeSet } from '../runtimes/index.js'
 import type { Metrics } from './metrics.js'
 import type { CallLog } from './call-log.js'
@@ -314,7 +314,7 @@ export class Scheduler {
       const cap = runtime.capacity()
       if (request.queue !== true && cap.busy >= cap.slots) throw new BusyError('all slots busy', { retryAfterMs: this.#localWaitMs(kind, this.runTimes.estimate(ref.sha256, kind)) })
     }
-    if (!this.#init.trust.isAuthorised(ref) && !this.#preparing.has(`${ref.name}@${ref.version}:${ref.sha256}`)) this.#spendLookup(from, ref)
+    if (!this.#init.trust.isAuthorised(ref) && !this.#preparing.has(refKey(ref))) this.#spendLookup(from, ref)
     const holders = [...new Set([...request.holders, from])]
     const { spec, fetchMs } = await this.#ensureLocal(ref, holders, signal)
     if (this.#init.runtimes.for(spec.runtime) === undefined) throw new BusyError(`this agent cannot run ${spec.runtime} functions`)
@@ -439,7 +439,7 @@ export class Scheduler {
     if (heldHere) registry.touch(ref.sha256)
     if (known !== undefined && heldHere && runtimes.isPrepared(known) && this.#init.trust.isAuthorised(ref)) return { spec: known, fetchMs: 0 }
     const started = performance.now()
-    const id = `${ref.name}@${ref.version}:${ref.sha256}`
+    const id = refKey(ref)
     let p = this.#preparing.get(id)
     if (p === undefined) {
       p = (async () => {

@@ -1,5 +1,6 @@
 import { BusyError, CONTAINER_RUNTIMES, FunctionNotFoundError, UntrustedManifestError, type FunctionRef, type FunctionSpec, type Manifest } from '../protocol/index.js'
 import type { Resolved } from './manifests.js'
+import { refKey as id } from './registry.js'
 
 export interface TrustInit {
   selfId: string
@@ -125,8 +126,4 @@ export class Trust {
     this.#ok.set(id(ref), vouched)
     return vouched
   }
-}
-
-function id (ref: FunctionRef): string {
-  return `${ref.name}@${ref.version}:${ref.sha256}`
 }

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -8,8 +8,8 @@ import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { up, type Testnet } from '../testnet/index.js'
 import { runAgentCommand, sleep } from '../testnet/process.js'
 import { FramedStream, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, WIRE_VERSION } from '../protocol/index.js'
-import { bareMember, example } from '../test/helpers.js'
-import { pct } from './stats.js'
+import { bareMember, example, metricValue } from '../test/helpers.js'
+import { memMiB, pct } from './stats.js'
 import type { EdgeNode } from '../agent/swarm/node.js'
 
 /**
@@ -24,13 +24,11 @@ const SAMPLE_EVERY_MS = 20
 
 /** V8's heap in use on agent `k`, MiB, from its /metrics. */
 async function heapMiB (net: Testnet, k: number): Promise<number> {
-  const body = await (await fetch(`${net.agent(k).api}/metrics`)).text()
-  return Number(/^nodejs_heap_size_used_bytes (\S+)$/m.exec(body)?.[1] ?? 0) / 1048576
+  return await metricValue(net.agent(k).api, 'nodejs_heap_size_used_bytes') / 1048576
 }
 
 function rssMiB (pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return Number(m?.[1] ?? 0) / 1024
+  return memMiB(pid).rss
 }
 
 /**

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { up, type Testnet } from '../testnet/index.js'
-import { pct, sorted } from './stats.js'
+import { memMiB, pct, sorted } from './stats.js'
 
 /**
  * Issue 11's figures: testnets of 10, 25 and 50 agents on this machine against one agent alone,
@@ -27,12 +27,6 @@ function cpuSeconds (pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS
 }
 
-/** Resident memory, and the part of it that is the process's own (not the pages of the node binary and libraries, which every agent on a machine shares). */
-function memMiB (pid: number): { rss: number, anon: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-  const kb = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) / 1024
-  return { rss: kb('VmRSS'), anon: kb('RssAnon') }
-}
 
 async function sleep (ms: number): Promise<void> {
   await new Promise(resolve => setTimeout(resolve, ms))
