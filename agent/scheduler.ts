@@ -111,8 +111,8 @@ export function outcomeJson (outcome: InvokeOutcome, explain = false): Record<st
 }
 
 /** DHT look-ups the calls of one peer may start per second, and at once. */
-export const LOOKUPS_PER_SECOND = 8
-export const LOOKUP_BURST = 16
+export const LOOKUPS_PER_SECOND = 4
+export const LOOKUP_BURST = 4
 
 /**
  * Errors after which the next candidate is tried: the call did not run there, or was cut off

@@ -33,7 +33,7 @@ export function vouchedBy (body: Manifest): Omit<FunctionSpec, 'name' | 'version
 
 
 /** DHT look-ups of manifests in flight at once; beyond, a call is answered BUSY at once (another agent may know the function). */
-export const MAX_LOOKUPS = 16
+export const MAX_LOOKUPS = 8
 /** A version no trusted manifest vouched for is not looked up again for this long (a flood of calls for made-up names costs one look-up each, not one per call). */
 export const MISS_TTL_MS = 5000
 const MAX_MISSES = 4096
