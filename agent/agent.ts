@@ -27,7 +27,7 @@ import { Journal } from './journal.js'
 import { AsyncCalls, type RequestSummary } from './async-calls.js'
 import type { CoapIngress } from './coap.js'
 import { CallLog } from './call-log.js'
-import { ApiServer } from './api/server.js'
+import { ApiServer, isLoopbackName } from './api/server.js'
 import { ManifestStore } from './manifests.js'
 import { Replicator } from './replicator.js'
 import { Trust, vouchedBy } from './trust.js'
@@ -133,7 +133,7 @@ export class Agent {
       }
     }
     const apiToken = process.env.EDGE_API_TOKEN ?? config.apiToken
-    if (!isLoopback(config.apiHost) && apiToken === '') {
+    if (!isLoopbackName(config.apiHost) && apiToken === '') {
       throw new ConfigError(`the API would listen on ${config.apiHost}, beyond this device: set a token (apiToken in config.json or $EDGE_API_TOKEN), or keep --api-host 127.0.0.1`)
     }
     const privateKey = loadPeerKey(dataDir)
@@ -703,10 +703,6 @@ export class Agent {
       versions: this.registry.versions(k.ref.name).map(v => ({ version: v.ref.version, sha256: v.ref.sha256, holders: v.holders.size + (v.local ? 1 : 0), local: v.local }))
     }))
   }
-}
-
-function isLoopback (host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.')
 }
 
 export async function createAgent (dataDir: string, config: AgentConfig): Promise<Agent> {

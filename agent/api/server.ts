@@ -65,7 +65,7 @@ const BODY_TYPES: Record<string, string[]> = {
 }
 
 /** Whether a Host header's name (port and IPv6 brackets removed) is this device itself. */
-function isLoopbackName (host: string): boolean {
+export function isLoopbackName (host: string): boolean {
   const name = host.toLowerCase().replace(/\.$/, '')
   return name === 'localhost' || name.endsWith('.localhost') || name === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name)
 }

@@ -114,6 +114,10 @@ test('a bad bootstrap address or a non-loopback API without a token is a one-lin
   const open = await runAgent(['start', '--data-dir', join(root, 'bad2'), '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--no-mdns', '--api-host', '0.0.0.0'], { EDGE_API_TOKEN: '' })
   assert.equal(open.code, 1)
   assert.match(open.stderr.trim(), /^edge-agent: error: the API would listen on 0\.0\.0\.0, beyond this device: set a token/)
+  // A name that merely starts like a loopback address is a name like any other.
+  const named = await runAgent(['start', '--data-dir', join(root, 'bad3'), '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--no-mdns', '--api-host', '127.0.0.1.example'], { EDGE_API_TOKEN: '' })
+  assert.equal(named.code, 1)
+  assert.match(named.stderr.trim(), /^edge-agent: error: the API would listen on 127\.0\.0\.1\.example, beyond this device: set a token/)
 })
 
 test('with a token the API refuses requests that lack it', async () => {
