@@ -239,7 +239,10 @@ export class WasmRuntime implements Runtime {
       throw abortError(options.signal as AbortSignal, `call to ${spec.name} abandoned while its worker started`)
     }
     // Stopped while the worker started: stop() could not fail this call, which had no worker yet.
-    if (!this.#started) throw new BusyError('wasm runtime stopped')
+    if (!this.#started) {
+      this.#releaseSlot(slot)
+      throw new BusyError('wasm runtime stopped')
+    }
     const startedAt = performance.now()
     options.onStart?.()
     const warm = slot.loaded.has(key)
