@@ -1,7 +1,7 @@
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createHash } from 'node:crypto'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
@@ -22,6 +22,23 @@ import type { EdgeNode } from '../agent/swarm/node.js'
 
 const SAMPLE_EVERY_MS = 20
 
+/**
+ * Agent 1 and its sampler get CPU 0, everything else (this process, which floods, and agents 2
+ * and 3) the other CPUs: the flooder is another device, and on a shared pair of cores the
+ * sampler's own wait for a CPU had counted as agent 1's latency. False when this machine has one
+ * CPU or no `taskset`.
+ */
+function pin (pid: number, cpus: string): boolean {
+  try {
+    execFileSync('taskset', ['-apc', cpus, String(pid)], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+const CPUS = availableParallelism()
+const OTHERS = CPUS > 2 ? `1-${CPUS - 1}` : '1'
+
 /** V8's heap in use on agent `k`, MiB, from its /metrics. */
 async function heapMiB (net: Testnet, k: number): Promise<number> {
   return await metricValue(net.agent(k).api, 'nodejs_heap_size_used_bytes') / 1048576
@@ -36,7 +53,7 @@ function rssMiB (pid: number): number {
  * process of its own, so that this one's work (it floods) does not delay them. Resolves once the
  * first sample is in.
  */
-async function startSampler (net: Testnet, k: number): Promise<{ stop: () => Promise<number[]> }> {
+async function startSampler (net: Testnet, k: number, pinned: boolean): Promise<{ stop: () => Promise<number[]> }> {
   const script = `
     const out = []
     let stop = false
@@ -49,6 +66,7 @@ async function startSampler (net: Testnet, k: number): Promise<{ stop: () => Pro
     }
     process.stdout.write(JSON.stringify(out))`
   const child = spawn(process.execPath, ['--input-type=module', '-e', script, net.agent(k).api], { stdio: ['ignore', 'pipe', 'inherit'] })
+  if (pinned && child.pid !== undefined) pin(child.pid, '0')
   let text = ''
   let ready: () => void = () => {}
   const first = new Promise<void>((resolve) => { ready = resolve })
@@ -115,8 +133,9 @@ export async function abuseBench (print: (title: string, headers: string[], rows
     for (let i = 0; i < 100 && !member.getConnections().some(c => c.remotePeer.toString() === target); i++) await sleep(100)
     await sleep(2000)
     const pid = net.agent(1).pid
+    const pinned = CPUS >= 2 && pin(pid, '0') && [process.pid, net.agent(2).pid, net.agent(3).pid].every(p => pin(p, OTHERS))
     const rows: string[][] = []
-    const idle = await startSampler(net, 1)
+    const idle = await startSampler(net, 1, pinned)
     await sleep(3000)
     const baseline = await idle.stop()
     const idleP99 = pct(baseline, 0.99)
@@ -130,16 +149,18 @@ export async function abuseBench (print: (title: string, headers: string[], rows
     ]
     for (const [label, count, perStream, frames] of floods) {
       const before = rssMiB(pid)
-      const sampler = await startSampler(net, 1)
+      const sampler = await startSampler(net, 1, pinned)
       const r = await flood(member, target, frames, count, perStream)
       const samples = await sampler.stop()
       rows.push([label, String(count), String(r.answers), `${r.busy} BUSY, ${r.closed} streams closed`, pct(samples, 0.5).toFixed(1), pct(samples, 0.99).toFixed(1), (samples.at(-1) ?? 0).toFixed(1), `${(pct(samples, 0.99) / idleP99).toFixed(2)}×`, `${before.toFixed(0)} → ${rssMiB(pid).toFixed(0)}`])
     }
     await sleep(30_000)
     rows.push(['30 s after', '–', '–', '–', '–', '–', '–', '–', `${rssStart.toFixed(0)} → ${rssMiB(pid).toFixed(0)} (heap in use ${heapStart.toFixed(0)} → ${(await heapMiB(net, 1)).toFixed(0)})`])
-    print('8. one trusted member flooding agent 1 over /edge/invoke/1: agent 1\'s own GET /v1/status during each flood (sampled every 20 ms), and its RSS',
+    print(`8. one trusted member flooding agent 1 over /edge/invoke/1: agent 1's own GET /v1/status during each flood (sampled every 20 ms), and its RSS; ${pinned ? 'agent 1 and the sampler on CPU 0, the flooder and the other agents on the others' : 'all on the same CPUs (taskset unavailable)'}`,
       ['flood', 'frames sent', 'answered', 'refused', 'status p50 ms', 'p99 ms', 'max ms', 'p99 vs idle', 'RSS MiB'], rows)
   } finally {
+    // The benches after this one run in this process: it gets every CPU back.
+    pin(process.pid, `0-${CPUS - 1}`)
     await member?.stop()
     await net.down()
     rmSync(dir, { recursive: true, force: true })
