@@ -2,6 +2,7 @@ import { readFileSync, existsSync } from 'node:fs'
 import { Option, type Command } from 'commander'
 import { ApiError, type InvokeRequest, type InvokeResponse } from '../client.js'
 import { UserError } from '../errors.js'
+import { parseDuration } from '../../protocol/units.js'
 import { clientFor, globals } from '../context.js'
 import { ms, printJson, shortId } from '../output.js'
 
@@ -59,14 +60,6 @@ function readData (spec: string): Uint8Array {
   return Buffer.from(spec)
 }
 
-function parseTimeout (text: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim())
-  if (m === null) throw new UserError(`bad --timeout '${text}': use e.g. 10s or 500ms`)
-  const n = Number(m[1]) * (m[2] === 'm' ? 60_000 : m[2] === 'ms' ? 1 : 1000)
-  if (n <= 0) throw new UserError('--timeout must be positive')
-  return n
-}
-
 export function summary (res: InvokeResponse): string {
   const t = res.timings
   const where = res.local ? `here (${shortId(res.ranOn)})` : `peer ${shortId(res.ranOn)}`
@@ -103,7 +96,7 @@ export function registerInvokeCommand (program: Command): void {
       else if (opts.policy !== undefined) request.policy = opts.policy
       const size = request.input?.byteLength ?? Buffer.byteLength(JSON.stringify(request.params ?? {}))
       if (size > MAX_INPUT_BYTES) throw new UserError(`input of ${size} bytes is over the ${MAX_INPUT_BYTES / 1048576} MiB limit of one call`)
-      if (opts.timeout !== undefined) request.timeoutMs = parseTimeout(opts.timeout)
+      if (opts.timeout !== undefined) request.timeoutMs = parseDuration(opts.timeout)
       if (opts.explain === true) request.explain = true
       const json = globals(cmd).json === true
       if (opts.async === true) {

@@ -45,7 +45,8 @@ describe('the edge CLI', () => {
   })
 
   test('deploy and invoke with params, a params file, and raw data', async () => {
-    const dep = await edge(['--node', '1', 'deploy', 'echo', 'examples/echo/echo.wasm', '--memory', '16MiB', '--timeout', '2s'])
+    // A bare number of seconds, as every duration flag takes it (deploy's had read it as ms).
+    const dep = await edge(['--node', '1', 'deploy', 'echo', 'examples/echo/echo.wasm', '--memory', '16MiB', '--timeout', '2'])
     assert.equal(dep.code, 0, dep.stderr)
     assert.match(dep.stdout, /deployed echo v1 .*memory 16 MiB, timeout 2000 ms/)
     const p = await edge(['--node', '1', 'invoke', 'echo', '-p', 'a:1', '-p', 'b:text'])

@@ -9,10 +9,14 @@ test('sizes accept binary and decimal units', () => {
   assert.throws(() => parseBytes('lots'), { name: 'BadRequestError', message: /bad size 'lots'/ })
 })
 
-test('durations accept ms, s and m', () => {
+test('durations accept ms, s, m and h; a bare number is seconds', () => {
   assert.equal(parseDuration('5s'), 5000)
   assert.equal(parseDuration('250ms'), 250)
   assert.equal(parseDuration('2m'), 120_000)
+  assert.equal(parseDuration('1h'), 3_600_000)
+  assert.equal(parseDuration('10'), 10_000)
+  assert.equal(parseDuration('0.5'), 500)
+  assert.throws(() => parseDuration('10x'), { message: /a bare number is seconds/ })
   assert.throws(() => parseDuration('0s'), { message: /must be positive/ })
   assert.throws(() => parseDuration('soon'), { name: 'BadRequestError' })
 })
