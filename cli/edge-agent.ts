@@ -3,7 +3,7 @@ import '../agent/polyfill.js'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { Command, Option } from 'commander'
-import { checkNode, runCli } from './main.js'
+import { checkNode, packageVersion, runCli } from './main.js'
 import { UserError } from './errors.js'
 
 checkNode()
@@ -54,6 +54,7 @@ async function init (opts: InitOptions): Promise<string> {
 }
 
 const program = new Command('edge-agent')
+  .version(packageVersion(), '-V, --version', 'print the version')
   .description('the edge-agent daemon: one per device')
   .option('--debug', 'print stack traces of unexpected errors')
   .exitOverride()

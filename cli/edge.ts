@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander'
-import { checkNode, runCli } from './main.js'
+import { checkNode, packageVersion, runCli } from './main.js'
 import { registerFunctionCommands, registerKeyCommands } from './commands/functions.js'
 import { registerInvokeCommand } from './commands/invoke.js'
 import { registerAsyncCommands } from './commands/async.js'
@@ -10,6 +10,7 @@ import { registerTestnetCommands } from './commands/testnet.js'
 checkNode()
 
 const program = new Command('edge')
+  .version(packageVersion(), '-V, --version', 'print the version')
   .description('deploy and invoke functions on an edge-agent swarm')
   .option('--agent <url>', 'talk to the agent at this API URL (default http://127.0.0.1:7070 or $EDGE_AGENT_URL)')
   .option('--node <k>', 'talk to agent K of the running testnet')

@@ -1,5 +1,11 @@
+import { readFileSync } from 'node:fs'
 import { CommanderError } from 'commander'
 import { UserError } from './errors.js'
+
+/** This package's version, from its package.json (dist/cli/ → the package's root), for `--version`. */
+export function packageVersion (): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+}
 
 const MIN_NODE_MAJOR = 20
 

@@ -1,10 +1,22 @@
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Testnet } from '../../testnet/index.js'
+import { EDGE_AGENT_BIN } from '../../testnet/process.js'
 import { EDGE_BIN, runNode, type Run } from '../helpers.js'
+
+test('both binaries print the package\'s version with --version and -V', async () => {
+  const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
+  for (const bin of [EDGE_BIN, EDGE_AGENT_BIN]) {
+    for (const flag of ['--version', '-V']) {
+      const r = await runNode(bin, [flag])
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal(r.stdout.trim(), version)
+    }
+  }
+})
 
 /** The `edge` CLI as users run it, against a testnet it starts itself. */
 describe('the edge CLI', () => {
