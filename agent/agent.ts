@@ -1,4 +1,4 @@
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, rmSync, unwatchFile, watchFile, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { logger } from '@libp2p/logger'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -33,12 +33,14 @@ import { Replicator } from './replicator.js'
 import { Trust, vouchedBy } from './trust.js'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
-import type { AgentConfig } from './config.js'
+import { readConfig, type AgentConfig } from './config.js'
 
 const log = logger('edge:agent')
 
 export const AGENT_VERSION = '0.1.0'
 export const RUNTIME_FILE = 'agent.json'
+/** How often the config is looked at for changed trusted keys. */
+const TRUST_RELOAD_MS = 1000
 /** Peers that join within this long of each other share one republish of the agent's DHT records. */
 const REPUBLISH_AFTER_JOIN_MS = 500
 /** This agent's own addresses are read again at least this often, besides when libp2p says they changed. */
@@ -154,7 +156,8 @@ export class Agent {
     this.runtimes = new RuntimeSet(runtimes)
     const trusted = new Set([peerIdFromPrivateKey(privateKey).toString(), ...config.trustedKeys])
     this.node = await createNode({
-      trusts: (signer) => trusted.has(signer),
+      // The keys as they are now (they change while the agent runs), once Trust exists.
+      trusts: (signer) => this.trust?.trusts(signer) ?? trusted.has(signer),
       privateKey,
       swarmKey,
       listen: config.listen,
@@ -277,7 +280,29 @@ export class Agent {
     this.#startedAt = Date.now()
     const info: RuntimeInfo = { pid: process.pid, peerId: this.peerId, addrs: this.addrs(), api: this.apiUrl, startedAt: this.#startedAt }
     writeFileSync(join(dataDir, RUNTIME_FILE), JSON.stringify(info, null, 2))
+    // `edge-agent trust add/remove` edit the config while the agent runs: applied within a second.
+    watchFile(join(dataDir, 'config.json'), { interval: TRUST_RELOAD_MS, persistent: false }, this.#onConfigChange)
     log('agent %s started, API on %s', this.peerId, this.apiUrl)
+  }
+
+  readonly #onConfigChange = (): void => { this.#reloadTrust() }
+
+  /** Applies the config's trusted keys now: what they signed runs, their devices are peers; what a removed key signed is checked again. */
+  #reloadTrust (): void {
+    let keys: string[]
+    try {
+      keys = readConfig(this.dataDir).trustedKeys
+    } catch (err) {
+      log.error('could not read the trusted keys from the config: %e', err)
+      return
+    }
+    const { added, removed } = this.trust.setTrusted(keys)
+    this.config.trustedKeys = keys
+    for (const k of added) {
+      this.registry.forgive(k)
+      log('now trusting %s', k)
+    }
+    for (const k of removed) log('no longer trusting %s', k)
   }
 
   async stop (): Promise<void> {
@@ -287,6 +312,7 @@ export class Agent {
 
   async #stop (): Promise<void> {
     rmSync(join(this.dataDir, RUNTIME_FILE), { force: true })
+    unwatchFile(join(this.dataDir, 'config.json'), this.#onConfigChange)
     const steps: Array<[string, () => unknown]> = [
       ['api', async () => { await this.#api?.stop() }],
       ['coap', async () => { await this.#coap?.stop() }],
@@ -502,7 +528,7 @@ export class Agent {
     if (record !== undefined) {
       const { body, signer } = await openRecord(record)
       if (body.type !== 'tombstone' || body.name !== name) throw new BadRequestError(`the signed record is not a tombstone of '${name}'`)
-      if (!this.trust.trusts(signer)) throw new UntrustedManifestError(`this agent does not trust the key ${signer} that signed the delete: 'edge-agent trust add ${signer}' on it, then restart it`, { signer })
+      if (!this.trust.trusts(signer)) throw new UntrustedManifestError(`this agent does not trust the key ${signer} that signed the delete: 'edge-agent trust add ${signer}' on it`, { signer })
       if (body.version < highest) throw new VersionConflictError(`the signed tombstone deletes up to v${body.version} of '${name}', but v${highest} exists: sign it again`)
       version = body.version
     }

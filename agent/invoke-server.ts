@@ -83,6 +83,12 @@ export class InvokeServer {
       maxFrameBytes: MAX_INVOKE_FRAME_BYTES,
       onMessage: (message) => {
         if (invalid.count >= MAX_INVALID_FRAMES) return
+        // Trust is checked per request too: a key removed while the stream is open stops there.
+        if (!this.#authorised(from)) {
+          invalid.count = MAX_INVALID_FRAMES
+          this.#answerUntrusted(framed, message, from)
+          return
+        }
         const handled = this.#handle(framed, message, from, calls, invalid).finally(() => { this.#handling.delete(handled) })
         this.#handling.add(handled)
       },
@@ -103,15 +109,20 @@ export class InvokeServer {
       onMessage: (message) => {
         if (answered) return
         answered = true
-        const id = typeof (message as { id?: unknown })?.id === 'number' ? (message as { id: number }).id : 0
-        log('refused a call from untrusted %s', from)
-        void framed.write({ v: WIRE_VERSION, type: 'error', id, code: WireCode.UNTRUSTED, message: `this agent takes calls only from peers it trusts, and not from ${from}` })
-          .then(async () => { await framed.close() })
-          .catch(() => { framed.abort(new Error('untrusted caller')) })
+        this.#answerUntrusted(framed, message, from)
       },
       onClose: () => { this.#streams.delete(framed) }
     })
     this.#streams.add(framed)
+  }
+
+  /** Answers `message` UNTRUSTED (so that the caller knows why), then closes the stream. */
+  #answerUntrusted (framed: FramedStream, message: unknown, from: string): void {
+    const id = typeof (message as { id?: unknown })?.id === 'number' ? (message as { id: number }).id : 0
+    log('refused a call from untrusted %s', from)
+    void framed.write({ v: WIRE_VERSION, type: 'error', id, code: WireCode.UNTRUSTED, message: `this agent takes calls only from peers it trusts, and not from ${from}` })
+      .then(async () => { await framed.close() })
+      .catch(() => { framed.abort(new Error('untrusted caller')) })
   }
 
   async #handle (framed: FramedStream, message: unknown, from: string, calls: Map<number, AbortController>, invalid: { count: number }): Promise<void> {

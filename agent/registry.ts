@@ -164,6 +164,12 @@ export class FunctionRegistry {
     return false
   }
 
+  /** Lets go of the versions set aside for being signed by `signer`, which is trusted now. */
+  forgive (signer: string): void {
+    for (const [k, r] of this.#refused) if (r.signer === signer) this.#refused.delete(k)
+    this.#view = undefined
+  }
+
   /** Signers of the versions of `name` (or of its one `version`) set aside as untrusted. */
   refusedSigners (name: string, version?: number): string[] {
     const signers = [...this.#refused.values()].filter(r => r.name === name && (version === undefined || r.version === version) && r.signer !== undefined).map(r => r.signer as string)

@@ -196,7 +196,7 @@ export class Scheduler {
   async #place (known: KnownFunction, kind: RuntimeKind, fetchMs: number, input: Uint8Array, policy: Policy, options: InvokeOptions, started: number, timeoutMs: number, deadline: AbortSignal): Promise<InvokeOutcome> {
     const name = known.ref.name
     if (options.peer !== undefined && options.peer !== this.#init.selfId && !this.#init.trust.trustsPeer(options.peer)) {
-      throw new NoCandidateError(`peer ${options.peer} is not trusted here: this agent sends calls only to peers it trusts ('edge-agent trust add ${options.peer}' on it, then restart it)`)
+      throw new NoCandidateError(`peer ${options.peer} is not trusted here: this agent sends calls only to peers it trusts ('edge-agent trust add ${options.peer}' on it)`)
     }
     const ranking = policy.rank({
       self: this.#selfView(known, kind, fetchMs),
@@ -279,7 +279,7 @@ export class Scheduler {
         const signers = this.#init.registry.refusedSigners(name, version)
         if (signers.length === 0) throw err
         const which = version === undefined ? `every known version of '${name}' is` : `'${name}' v${version} is`
-        throw new UntrustedManifestError(`${which} signed by a key this agent does not trust (${signers.join(', ')}): 'edge-agent trust add KEY' on it, then restart it, to run it`, { signer: signers[0] })
+        throw new UntrustedManifestError(`${which} signed by a key this agent does not trust (${signers.join(', ')}): 'edge-agent trust add KEY' on it to run it`, { signer: signers[0] })
       }
       try {
         return { known, vouched: await this.#init.trust.authorise(known.ref, { signal }) }

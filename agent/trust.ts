@@ -45,9 +45,11 @@ const MAX_MISSES = 4096
  */
 export class Trust {
   readonly #init: TrustInit
-  readonly #trusted: Set<string>
+  #trusted: Set<string>
   /** Authorised versions, `name@version:sha256` → what the manifest says. */
   readonly #ok = new Map<string, Vouched>()
+  /** Who signed each authorised version found in the DHT (a version deployed here is this agent's own). */
+  readonly #signers = new Map<string, string>()
   /** Versions lately found unvouched, with why (the message, not the error and its stack: 4,096 of those add up), until when; oldest first, bounded. */
   readonly #misses = new Map<string, { deleted: boolean, message: string, signer: string | undefined, until: number }>()
   #lookups = 0
@@ -55,6 +57,27 @@ export class Trust {
   constructor (init: TrustInit) {
     this.#init = init
     this.#trusted = new Set([init.selfId, ...init.trusted])
+  }
+
+  /**
+   * Replaces the keys trusted besides this agent's own (the config changed: `edge-agent trust
+   * add/remove` while the agent runs). Versions a removed key vouched for are forgotten, to be
+   * checked again at their next call; remembered misses are too, as a version may be trusted now.
+   */
+  setTrusted (keys: readonly string[]): { added: string[], removed: string[] } {
+    const next = new Set([this.#init.selfId, ...keys])
+    const added = [...next].filter(k => !this.#trusted.has(k))
+    const removed = [...this.#trusted].filter(k => !next.has(k))
+    this.#trusted = next
+    if (removed.length > 0) {
+      for (const [k, signer] of this.#signers) {
+        if (next.has(signer)) continue
+        this.#signers.delete(k)
+        this.#ok.delete(k)
+      }
+    }
+    if (added.length > 0 || removed.length > 0) this.#misses.clear()
+    return { added, removed }
   }
 
   trusts (signer: string): boolean {
@@ -113,7 +136,7 @@ export class Trust {
     if (resolved === undefined) throw new UntrustedManifestError(`no signed manifest for '${ref.name}' in the DHT: this agent runs only functions whose deployer signed them`)
     const { body, signer } = resolved.record
     if (!this.trusts(signer)) {
-      throw new UntrustedManifestError(`'${ref.name}' v${body.version} is signed by ${signer}, which this agent does not trust: 'edge-agent trust add ${signer}' on it, then restart it, to run it`, { signer })
+      throw new UntrustedManifestError(`'${ref.name}' v${body.version} is signed by ${signer}, which this agent does not trust: 'edge-agent trust add ${signer}' on it to run it`, { signer })
     }
     if (body.type === 'tombstone' && body.version >= ref.version) {
       this.#init.onDeleted?.(ref.name, body.version)
@@ -124,6 +147,7 @@ export class Trust {
     }
     const vouched: Vouched = { ...vouchedBy(body), chunks: body.chunks }
     this.#ok.set(id(ref), vouched)
+    this.#signers.set(id(ref), signer)
     return vouched
   }
 }

@@ -191,14 +191,14 @@ trust.command('add').argument('<keys...>', 'peer ids of deployers').option('--da
     const ids = await Promise.all(keys.map(peerIdArg))
     const current = readConfig(dataDir).trustedKeys
     writeConfig(dataDir, { trustedKeys: [...new Set([...current, ...ids])] })
-    for (const id of ids) process.stdout.write(`trusted ${id} (restart the agent to apply)\n`)
+    for (const id of ids) process.stdout.write(`trusted ${id}\n`)
   })
 trust.command('remove').argument('<key>').option('--data-dir <dir>')
   .action(async (key: string, opts: { dataDir?: string }) => {
     const dataDir = trustDir(opts)
     const id = await peerIdArg(key)
     writeConfig(dataDir, { trustedKeys: readConfig(dataDir).trustedKeys.filter(k => k !== id) })
-    process.stdout.write(`no longer trusting ${id} (restart the agent to apply)\n`)
+    process.stdout.write(`no longer trusting ${id}\n`)
   })
 trust.command('list').option('--data-dir <dir>')
   .action(async (opts: { dataDir?: string }) => {

@@ -211,3 +211,64 @@ describe('a trusted member that floods an agent', () => {
   })
 })
 
+
+describe('trust changes while the agent runs', () => {
+  let net: Testnet
+  let echo: { version: number, sha256: string }
+
+  before(async () => {
+    net = await up({ peers: 2 })
+    echo = (await net.client(1).deploy('echo', example('echo'))).function
+  })
+  after(async () => { await net?.down() })
+
+  test('apply without a restart: a key trusted with trust add is served at once, and one removed is refused on its open stream', async () => {
+    const { FramedStream, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, WIRE_VERSION } = await import('../../protocol/index.js')
+    const { generateKeyPair } = await import('@libp2p/crypto/keys')
+    const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
+    const key = await generateKeyPair('Ed25519')
+    const memberId = peerIdFromPrivateKey(key).toString()
+    const dir = mkdtempSync(join(tmpdir(), 'edge-live-trust-'))
+    const member = await bareMember(net, dir, { privateKey: key, trusts: () => true })
+    /** A stream to agent 1 whose calls of echo answer with their first frame. */
+    const open = async (): Promise<{ call: (id: number) => Promise<{ type?: string, code?: string, output?: Uint8Array }>, close: () => Promise<void> }> => {
+      const stream = await member.dialProtocol(peerIdFromString(net.agent(1).peerId), INVOKE_PROTOCOL)
+      const waiting = new Map<number, (m: { type?: string, code?: string }) => void>()
+      const framed = new FramedStream(stream, {
+        maxFrameBytes: MAX_INVOKE_FRAME_BYTES,
+        onMessage: (m) => { const a = m as { id: number, type?: string, code?: string }; waiting.get(a.id)?.(a); waiting.delete(a.id) },
+        onClose: () => { for (const w of waiting.values()) w({ code: 'CLOSED' }) }
+      })
+      return {
+        call: async (id) => await new Promise((resolve) => {
+          waiting.set(id, resolve)
+          framed.write({ v: WIRE_VERSION, type: 'invoke', id, fn: { name: 'echo', version: echo.version, sha256: echo.sha256 }, input: Buffer.from('hi'), deadlineMs: 10_000, holders: [] }).catch(() => { resolve({ code: 'CLOSED' }) })
+        }),
+        close: async () => { await framed.close() }
+      }
+    }
+    try {
+      await member.start()
+      await eventually(() => member.getConnections().some(c => c.remotePeer.toString() === net.agent(1).peerId), 10_000, 'connected to agent 1')
+      const before = await open()
+      assert.equal((await before.call(1)).code, 'UNTRUSTED')
+      await runAgentCommand(['trust', 'add', memberId, '--data-dir', net.agent(1).dataDir])
+      let served: { type?: string, output?: Uint8Array } = {}
+      await eventually(async () => {
+        const s = await open()
+        served = await s.call(1)
+        await s.close().catch(() => {})
+        return served.type === 'result'
+      }, 10_000, 'the member served after trust add, with no restart')
+      assert.equal(text(served.output ?? new Uint8Array(0)), 'hi')
+      const kept = await open()
+      assert.equal((await kept.call(1)).type, 'result')
+      await runAgentCommand(['trust', 'remove', memberId, '--data-dir', net.agent(1).dataDir])
+      let n = 2
+      await eventually(async () => (await kept.call(n++)).code === 'UNTRUSTED', 10_000, 'the open stream refused after trust remove')
+    } finally {
+      await member.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})

@@ -156,4 +156,7 @@ test('a version set aside with its untrusted signer stays aside; one with no tru
   assert.equal(r.resolve('fn').ref.version, 1)
   t.mock.timers.tick(1)
   assert.equal(r.resolve('fn').ref.version, 2, 'looked at again: its record may have arrived since')
+  r.forgive('untrusted-key')
+  assert.equal(r.resolve('fn').ref.version, 3, 'its signer is trusted now')
+  assert.deepEqual(r.refusedSigners('fn'), [])
 })

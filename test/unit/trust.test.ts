@@ -87,3 +87,21 @@ test('look-ups are bounded: past MAX_LOOKUPS in flight, a call is BUSY at once; 
   await assert.rejects(tr.authorise(refs[0] as typeof REF), { name: 'UntrustedManifestError' })
   assert.equal(asked, MAX_LOOKUPS + 1, 'looked up again once the miss is old: it may have been deployed since')
 })
+
+test('trust changes apply at once: a key added vouches at the next call (its miss forgotten), a key removed takes its versions and peer with it', async () => {
+  const deployer = await generateKeyPair('Ed25519')
+  const id = peerIdFromPrivateKey(deployer).toString()
+  const t = trust('self', [], await signed(deployer))
+  await assert.rejects(t.authorise(REF), { name: 'UntrustedManifestError' })
+  assert.deepEqual(t.setTrusted([id]), { added: [id], removed: [] })
+  assert.equal(t.trustsPeer(id), true)
+  assert.equal((await t.authorise(REF)).timeoutMs, 1500)
+  // What this agent deployed itself stays; what the removed key signed goes.
+  const own = { name: 'own', version: 1, sha256: 'c'.repeat(64) }
+  t.allow({ ...own, runtime: 'wasm', size: 10, memoryBytes: 1 << 20, timeoutMs: 100, deployedAt: 1 }, ['cid'])
+  assert.deepEqual(t.setTrusted([]), { added: [], removed: [id] })
+  assert.equal(t.trustsPeer(id), false)
+  assert.equal(t.isAuthorised(REF), false)
+  assert.equal(t.isAuthorised(own), true)
+  await assert.rejects(t.authorise(REF), { name: 'UntrustedManifestError', message: new RegExp(`signed by ${id}`) })
+})
