@@ -11,7 +11,7 @@ import { advertTopic, AdvertService, FLOOD_ADVERTS_UP_TO, signAdvert, type Recei
 import { announcements, deployAnnouncement } from './swarm/announcements.js'
 import type { GossipTopic } from './swarm/gossip.js'
 import { Connectivity } from './swarm/connectivity.js'
-import { ConfigError, StorageFullError, VersionConflictError } from './errors.js'
+import { AddressInUseError, ConfigError, StorageFullError, VersionConflictError } from './errors.js'
 import { FetchService } from './fetch.js'
 import { HelloService } from './swarm/hello.js'
 import { Host } from './host.js'
@@ -155,7 +155,7 @@ export class Agent {
     if (this.docker !== undefined) runtimes.push(this.docker)
     this.runtimes = new RuntimeSet(runtimes)
     const trusted = new Set([peerIdFromPrivateKey(privateKey).toString(), ...config.trustedKeys])
-    this.node = await createNode({
+    this.node = await listening(createNode({
       // The keys as they are now (they change while the agent runs), once Trust exists.
       trusts: (signer) => this.trust?.trusts(signer) ?? trusted.has(signer),
       privateKey,
@@ -165,7 +165,7 @@ export class Agent {
       bootstrap: config.bootstrap,
       mdns: config.mdns,
       datastorePath: join(dataDir, 'datastore')
-    })
+    }))
     this.node.addEventListener('self:peer:update', () => { this.#addrs = undefined })
     this.#fetcher = new FetchService(this.node, this.registry, { onBadBytes: () => { this.metrics.badChunks.inc() }, authorised: (peerId) => this.trust.trustsPeer(peerId) })
     this.manifests = new ManifestStore(this.node, dataDir, {
@@ -728,6 +728,16 @@ export class Agent {
       holders: [...(k.local ? [this.peerId] : []), ...k.holders],
       versions: this.registry.versions(k.ref.name).map(v => ({ version: v.ref.version, sha256: v.ref.sha256, holders: v.holders.size + (v.local ? 1 : 0), local: v.local }))
     }))
+  }
+}
+
+/** libp2p reports a taken listen address as a page of text: the first address in use, in one line. */
+async function listening<T> (starting: Promise<T>): Promise<T> {
+  try {
+    return await starting
+  } catch (err) {
+    const taken = /(\/ip[46]\/[^\s:]+\/tcp\/\d+): Error: listen EADDRINUSE/.exec((err as Error).message)
+    throw taken !== null ? new AddressInUseError(`listen address ${taken[1]} is in use: is another agent running? Use --listen`, { cause: err }) : err
   }
 }
 

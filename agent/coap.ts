@@ -8,6 +8,7 @@ import { BadRequestError, InterruptedError, parseDuration } from '../protocol/in
 import type { InvokeOptions, InvokeOutcome } from './scheduler.js'
 import type { RequestRecord } from './journal.js'
 import type { RequestSummary } from './async-calls.js'
+import { AddressInUseError } from './errors.js'
 
 const log = logger('edge:agent:coap')
 
@@ -80,7 +81,7 @@ export class CoapIngress {
     const socket = createSocket({ type: isIPv6(this.#host) ? 'udp6' : 'udp4' })
     await new Promise<void>((resolve, reject) => {
       socket.once('error', (err: NodeJS.ErrnoException) => {
-        reject(err.code === 'EADDRINUSE' ? new Error(`CoAP port ${this.#port} on ${this.#host} is in use: use another --coap-listen`) : err)
+        reject(err.code === 'EADDRINUSE' ? new AddressInUseError(`CoAP port ${this.#port} on ${this.#host} is in use: use another --coap-listen`) : err)
       })
       socket.bind(this.#port, this.#host, () => { resolve() })
     })

@@ -3,6 +3,11 @@ export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
+/** An address this agent was to listen on (API, libp2p, CoAP) is taken: another agent, most likely. */
+export class AddressInUseError extends Error {
+  override name = 'AddressInUseError'
+}
+
 /** No place in the swarm (this agent, its peers) can start the call in time for its deadline. */
 export class OverloadedError extends Error {
   override name = 'OverloadedError'

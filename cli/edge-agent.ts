@@ -98,6 +98,17 @@ program.command('start')
   .addOption(new Option('--no-mdns', 'do not discover peers on the LAN with multicast DNS'))
   .action(async (opts: StartOptions) => {
     const dataDir = resolve(opts.dataDir ?? defaultDataDir())
+    // Arguments first: nothing is written for a command line that cannot start.
+    const { multiaddr } = await import('@multiformats/multiaddr')
+    for (const [flag, addrs] of [['--listen', opts.listen], ['--announce', opts.announce], ['--bootstrap', opts.bootstrap]] as const) {
+      for (const a of addrs ?? []) {
+        try {
+          multiaddr(a)
+        } catch (err) {
+          throw new UserError(`bad ${flag} '${a}' (${(err as Error).message}): use a multiaddr such as /ip4/0.0.0.0/tcp/4001`)
+        }
+      }
+    }
     if (!existsSync(join(dataDir, 'config.json'))) await init({ dataDir })
     const stored = readConfig(dataDir)
     const config = {

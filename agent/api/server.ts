@@ -6,6 +6,7 @@ import { BadRequestError, CancelledError, MAX_CODE_BYTES, MAX_IO_BYTES, MAX_RECO
 import { parseBytes, parseDuration } from '../../protocol/index.js'
 import type { Agent } from '../agent.js'
 import { outcomeJson } from '../scheduler.js'
+import { AddressInUseError } from '../errors.js'
 
 const log = logger('edge:agent:api')
 
@@ -139,7 +140,7 @@ export class ApiServer {
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
         reject(err.code === 'EADDRINUSE'
-          ? new Error(`API port ${this.#init.port} on ${this.#init.host} is in use: is another agent running? Use --api-port`)
+          ? new AddressInUseError(`API port ${this.#init.port} on ${this.#init.host} is in use: is another agent running? Use --api-port`)
           : err)
       })
       server.listen(this.#init.port, this.#init.host, () => { resolve() })

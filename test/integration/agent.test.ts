@@ -120,6 +120,25 @@ test('a bad bootstrap address or a non-loopback API without a token is a one-lin
   assert.match(named.stderr.trim(), /^edge-agent: error: the API would listen on 127\.0\.0\.1\.example, beyond this device: set a token/)
 })
 
+test('an unparseable --listen writes nothing; a taken API port or listen address is one line naming it', async (t) => {
+  const garbage = join(root, 'garbage')
+  const bad = await runAgent(['start', '--data-dir', garbage, '--listen', 'garbage', '--api-port', '0', '--no-mdns'])
+  assert.equal(bad.code, 1)
+  assert.match(bad.stderr.trim(), /^edge-agent: error: bad --listen 'garbage' \(.*\): use a multiaddr such as \/ip4\/0\.0\.0\.0\/tcp\/4001$/)
+  assert.equal(existsSync(garbage), false, 'nothing written for a command line that cannot start')
+  const { createServer } = await import('node:net')
+  const taken = createServer()
+  await new Promise<void>((resolve) => { taken.listen(0, '127.0.0.1', resolve) })
+  t.after(() => { taken.close() })
+  const port = (taken.address() as { port: number }).port
+  const api = await runAgent(['start', '--data-dir', join(root, 'taken-api'), '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', String(port), '--no-mdns'])
+  assert.equal(api.code, 1)
+  assert.equal(api.stderr.trim(), `edge-agent: error: API port ${port} on 127.0.0.1 is in use: is another agent running? Use --api-port`)
+  const p2p = await runAgent(['start', '--data-dir', join(root, 'taken-p2p'), '--listen', `/ip4/127.0.0.1/tcp/${port}`, '--api-port', '0', '--no-mdns'])
+  assert.equal(p2p.code, 1)
+  assert.equal(p2p.stderr.trim(), `edge-agent: error: listen address /ip4/127.0.0.1/tcp/${port} is in use: is another agent running? Use --listen`)
+})
+
 test('with a token the API refuses requests that lack it', async () => {
   const a = await start('token', [], { EDGE_API_TOKEN: 's3cret' })
   const saved = process.env.EDGE_API_TOKEN
