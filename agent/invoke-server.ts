@@ -72,10 +72,6 @@ export class InvokeServer {
 
   #accept (stream: Stream, connection: Connection): void {
     const from = connection.remotePeer.toString()
-    if (!this.#authorised(from)) {
-      this.#refuse(stream, from)
-      return
-    }
     // The calls of this stream by id, to cancel them; all of them end when the stream does.
     const calls = new Map<number, AbortController>()
     const invalid = { count: 0 }
@@ -83,7 +79,8 @@ export class InvokeServer {
       maxFrameBytes: MAX_INVOKE_FRAME_BYTES,
       onMessage: (message) => {
         if (invalid.count >= MAX_INVALID_FRAMES) return
-        // Trust is checked per request too: a key removed while the stream is open stops there.
+        // Trust is checked per request: an untrusted caller's first one is answered UNTRUSTED, and
+        // a key removed while its stream is open stops there; nothing more is read.
         if (!this.#authorised(from)) {
           invalid.count = MAX_INVALID_FRAMES
           this.#answerUntrusted(framed, message, from)
@@ -97,21 +94,6 @@ export class InvokeServer {
         for (const c of calls.values()) c.abort(new CancelledError(`the stream from ${from} closed`))
         calls.clear()
       }
-    })
-    this.#streams.add(framed)
-  }
-
-  /** A peer this agent does not trust: its first request is answered UNTRUSTED (so that it knows why), then the stream closes. */
-  #refuse (stream: Stream, from: string): void {
-    let answered = false
-    const framed: FramedStream = new FramedStream(stream, {
-      maxFrameBytes: MAX_INVOKE_FRAME_BYTES,
-      onMessage: (message) => {
-        if (answered) return
-        answered = true
-        this.#answerUntrusted(framed, message, from)
-      },
-      onClose: () => { this.#streams.delete(framed) }
     })
     this.#streams.add(framed)
   }

@@ -27,7 +27,6 @@ function cpuSeconds (pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS
 }
 
-
 async function sleep (ms: number): Promise<void> {
   await new Promise(resolve => setTimeout(resolve, ms))
 }

@@ -14,7 +14,7 @@ const RECEIVE_SLICE_BYTES = 64 * 1024
  * thousands of frames at once (20,000 calls, each answered BUSY) had held the agent's event loop
  * for a second: its own API, and every other peer, waited. An invoke frame answered BUSY costs
  * about 0.5 ms (decode, checks, an encrypted answer); at 64 a turn, turns of 40–200 ms kept the
- * agent's status at 0.2–0.4 s during a flood, at 16 it is under ~100 ms. Throughput is that of
+ * agent's status at 0.2–0.4 s during a flood, at 16 its p99 was 52–131 ms. Throughput is that of
  * the agent either way: a turn is short when little waits. Frames waiting are bounded by bytes:
  * past two of the largest frames (1 MiB at least) the stream is paused, so that the sender waits.
  * Not sooner: a paused libp2p stream resets once the remote has sent 4 MiB more, which a peer

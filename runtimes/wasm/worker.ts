@@ -173,7 +173,11 @@ for (const name of wasiNames) {
   const own = stdio[name] ?? ((...args: number[]) => (call as Call).real[name]!(...args))
   // WASM hands i32 arguments to JS as signed numbers; WASI's are all unsigned (fds, pointers,
   // lengths, flags), and node:wasi answers EINVAL to a negative one. i64s arrive as BigInts.
-  forwarded[name] = (...args: number[]) => own(...args.map(a => typeof a === 'number' ? a >>> 0 : a))
+  // Converted in place: this runs at every WASI call (each write of a chatty function).
+  forwarded[name] = (...args: number[]) => {
+    for (let i = 0; i < args.length; i++) if (typeof args[i] === 'number') args[i] = (args[i] as number) >>> 0
+    return own(...args)
+  }
 }
 const imports = { wasi_snapshot_preview1: forwarded }
 
