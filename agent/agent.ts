@@ -5,7 +5,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { RuntimeSet, WasmRuntime, type Runtime } from '../runtimes/index.js'
 import type { DockerRuntime } from '../runtimes/docker/index.js'
 import {
-  artifactEntry, BadRequestError, chunk, CONTAINER_RUNTIMES, DEFAULT_CONTAINER_MEMORY_BYTES, DEFAULT_MEMORY_BYTES, MIN_CONTAINER_MEMORY_BYTES, type ContainerOptions, type Manifest, DEFAULT_TIMEOUT_MS, FunctionNotFoundError, UntrustedManifestError, openRecord, parseTarget, FUNCTION_NAME, RuntimeKind, signRecord, WIRE_VERSION, type Advert, type FunctionAnnouncement, type FunctionSpec
+  artifactEntry, BadRequestError, chunk, CONTAINER_RUNTIMES, DEFAULT_CONTAINER_MEMORY_BYTES, DEFAULT_MEMORY_BYTES, MIN_CONTAINER_MEMORY_BYTES, type ContainerOptions, type Manifest, DEFAULT_TIMEOUT_MS, FunctionNotFoundError, UntrustedManifestError, openRecord, ownerId, parseTarget, FUNCTION_NAME, RuntimeKind, signRecord, WIRE_VERSION, type Advert, type FunctionAnnouncement, type FunctionSpec
 } from '../protocol/index.js'
 import { advertTopic, AdvertService, FLOOD_ADVERTS_UP_TO, signAdvert, type ReceivedAdvert } from './swarm/adverts.js'
 import { announcements, deployAnnouncement } from './swarm/announcements.js'
@@ -15,7 +15,8 @@ import { AddressInUseError, ConfigError, StorageFullError, VersionConflictError 
 import { FetchService } from './fetch.js'
 import { HelloService } from './swarm/hello.js'
 import { Host } from './host.js'
-import { loadPeerKey, loadSwarmKey } from './swarm/identity.js'
+import { createOwner, loadOwnerKey, OWNER_KEY_FILE, loadPeerKey, loadSwarmKey } from './swarm/identity.js'
+import { Membership } from './membership.js'
 import { InvokeClient } from './invoke-client.js'
 import { InvokeServer } from './invoke-server.js'
 import { Metrics } from './metrics.js'
@@ -33,7 +34,7 @@ import { Replicator } from './replicator.js'
 import { Trust, vouchedBy } from './trust.js'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
-import { readConfig, type AgentConfig } from './config.js'
+import { readConfig, writeConfig, type AgentConfig } from './config.js'
 
 const log = logger('edge:agent')
 
@@ -98,6 +99,8 @@ export class Agent {
   #api!: ApiServer
   manifests!: ManifestStore
   trust!: Trust
+  /** This device among its owner's devices: the roster, joins (on the owner key's device), revocations. */
+  membership!: Membership
   /** Async calls (`edge invoke --async`, `edge poll`), journaled under `<dataDir>/requests`. */
   calls!: AsyncCalls
   #coap: CoapIngress | undefined
@@ -140,6 +143,12 @@ export class Agent {
     }
     const privateKey = loadPeerKey(dataDir)
     this.#key = privateKey
+    // A data dir from before owners (or made by hand): this device founds a swarm of its own.
+    if (config.owner === '') {
+      config.owner = await createOwner(dataDir, peerIdFromPrivateKey(privateKey).toString())
+      writeConfig(dataDir, { owner: config.owner })
+      log('this device now holds an owner key of its own (%s): edge-agent invite adds devices', config.owner)
+    }
     const swarmKey = loadSwarmKey(dataDir)
     mkdirSync(join(dataDir, 'datastore'), { recursive: true })
     this.registry = new FunctionRegistry(dataDir, { versionsKept: config.versionsKept, quotaBytes: config.storageBytes, replicas: config.replicas, vouches: (peerId) => this.trust.trustsPeer(peerId) })
@@ -154,7 +163,7 @@ export class Agent {
     this.docker = await this.#docker(privateKey, defaultSlots)
     if (this.docker !== undefined) runtimes.push(this.docker)
     this.runtimes = new RuntimeSet(runtimes)
-    const trusted = new Set([peerIdFromPrivateKey(privateKey).toString(), ...config.trustedKeys])
+    const trusted = new Set([peerIdFromPrivateKey(privateKey).toString(), ...config.trustedKeys, config.owner])
     this.node = await listening(createNode({
       // The keys as they are now (they change while the agent runs), once Trust exists.
       trusts: (signer) => this.trust?.trusts(signer) ?? trusted.has(signer),
@@ -175,7 +184,7 @@ export class Agent {
     this.#client = new InvokeClient(this.node)
     this.trust = new Trust({
       selfId: this.peerId,
-      trusted: config.trustedKeys,
+      trusted: [...trusted],
       manifests: this.manifests,
       onDeleted: (name, version) => { this.#dropFunction(name, version) }
     })
@@ -220,6 +229,17 @@ export class Agent {
       }
     })
     this.#announcements = announcements(this.node, (a) => { this.#onAnnouncement(a) })
+    const ownerKey = loadOwnerKey(dataDir)
+    if (ownerKey !== undefined && ownerId(ownerKey.publicKey) !== config.owner) log.error('%s is the key of owner %s, but this device belongs to %s: it answers no joins', OWNER_KEY_FILE, ownerId(ownerKey.publicKey), config.owner)
+    this.membership = new Membership(this.node, {
+      dataDir,
+      selfId: this.peerId,
+      owner: config.owner,
+      ownerKey: ownerKey !== undefined && ownerId(ownerKey.publicKey) === config.owner ? ownerKey : undefined,
+      trusted: () => this.config.trustedKeys,
+      onChange: () => { this.#applyTrust() },
+      publish: (roster) => { void this.#announcements.publish({ v: WIRE_VERSION, type: 'roster', by: this.peerId, at: Date.now(), roster }, { untilHeardMs: 10_000 }) }
+    })
     this.#replicator = new Replicator({
       selfId: this.peerId,
       replicas: config.replicas,
@@ -229,6 +249,8 @@ export class Agent {
       fetcher: this.#fetcher,
       trusts: (signer) => this.trust.trusts(signer),
       trustsPeer: (peerId) => this.trust.trustsPeer(peerId),
+      // A peer runs what a key it trusts signed, and what its owner's devices signed.
+      peerTrusts: (advert, signer) => (advert.trusted ?? []).includes(signer) || ((advert.trusted ?? []).includes(this.config.owner) && this.membership.devices().includes(signer)),
       signerOf: (ref) => this.manifests.signerOf(ref),
       hold: (spec, code, cids) => { this.#hold(spec, code, cids, true) }
     })
@@ -242,7 +264,9 @@ export class Agent {
       known: () => this.peers.size,
       receive: (advert, signed, ageMs) => { this.#adverts.receive(advert, signed, ageMs) },
       isNews: (advert, ageMs) => advert.peerId !== this.peerId && this.peers.isNews(advert, ageMs),
-      hints: (peers) => { this.#connectivity.hint(peers) }
+      hints: (peers) => { this.#connectivity.hint(peers) },
+      roster: () => this.membership.roster?.record,
+      takeRoster: (roster, from) => { void this.membership.offer(roster, from) }
     })
     this.peers.addEventListener('peer:leave', (evt) => {
       this.#peerEvents.left++
@@ -264,6 +288,8 @@ export class Agent {
     this.scheduler.start()
     // Before the node starts, so that its first connections (bootstrap) are greeted too.
     await this.#hello.start()
+    await this.membership.start()
+    this.#reloadTrust()
     await this.node.start()
     await this.#fetcher.start()
     await this.#server.start()
@@ -287,17 +313,36 @@ export class Agent {
 
   readonly #onConfigChange = (): void => { this.#reloadTrust() }
 
-  /** Applies the config's trusted keys now: what they signed runs, their devices are peers; what a removed key signed is checked again. */
+  /**
+   * Takes the config's trusted keys and revocations (`edge-agent trust add/remove/revoke` edit it
+   * while the agent runs): revocations are carried out on the device holding the owner key.
+   */
   #reloadTrust (): void {
-    let keys: string[]
+    let stored: AgentConfig
     try {
-      keys = readConfig(this.dataDir).trustedKeys
+      stored = readConfig(this.dataDir)
     } catch (err) {
       log.error('could not read the trusted keys from the config: %e', err)
       return
     }
-    const { added, removed } = this.trust.setTrusted(keys)
-    this.config.trustedKeys = keys
+    this.config.trustedKeys = stored.trustedKeys
+    this.config.revoked = stored.revoked
+    this.#applyTrust()
+    if (stored.revoked.length > 0 && this.membership.holdsOwnerKey) {
+      this.membership.revoke(stored.revoked).then(
+        (ids) => { for (const id of ids) log('revoked device %s: it is off the owner\'s roster, everywhere within seconds', id) },
+        (err: Error) => { log.error('could not revoke %s: %e', stored.revoked.join(', '), err) })
+    }
+  }
+
+  /**
+   * Trusts now what the config and the roster say: the config's deployer keys, the owner and the
+   * owner's devices. What a key no longer trusted signed is checked again at its next call; its
+   * device is no longer a peer.
+   */
+  #applyTrust (): void {
+    const keys = [...new Set([...this.config.trustedKeys, this.config.owner, ...this.membership.devices()])].filter(k => k !== '')
+    const { added, removed } = this.trust.setTrusted(keys, this.membership.roster?.revoked ?? [])
     for (const k of added) {
       this.registry.forgive(k)
       log('now trusting %s', k)
@@ -326,6 +371,7 @@ export class Agent {
       ['adverts', () => { this.#adverts?.stop(); this.#advertsTopic?.stop() }],
       ['hello', async () => { await this.#hello?.stop() }],
       ['invoke server', async () => { await this.#server?.stop() }],
+      ['membership', async () => { await this.membership?.stop() }],
       ['invoke client', async () => { await this.#client?.stop() }],
       ['fetch', async () => { await this.#fetcher?.stop() }],
       ['libp2p', async () => { await this.node?.stop() }],
@@ -479,7 +525,7 @@ export class Agent {
     if (chunks.length !== body.chunks.length || chunks.some((cid, i) => cid !== body.chunks[i])) throw new BadRequestError('the signed manifest lists other chunks than the code has')
     if (CONTAINER_RUNTIMES.includes(body.runtime)) await artifactEntry(body.runtime, code, body.entry)
     if (!this.trust.trusts(signer)) {
-      throw new UntrustedManifestError(`this agent does not trust the deployer key ${signer}: 'edge-agent trust add ${signer}' on it (and on every agent that should run its functions), then restart them`, { signer })
+      throw new UntrustedManifestError(`this agent does not trust the deployer key ${signer}: 'edge-agent trust add ${signer}' on it (and on every agent that should run its functions)`, { signer })
     }
     const highest = this.registry.highestVersion(name)
     if (body.version <= highest) throw new VersionConflictError(`the signed manifest is v${body.version} of '${name}', but v${highest} exists: sign it again with a higher version`)
@@ -561,6 +607,10 @@ export class Agent {
   }
 
   #onAnnouncement (a: FunctionAnnouncement): void {
+    if (a.type === 'roster') {
+      void this.membership.offer(a.roster, a.by)
+      return
+    }
     if (a.type === 'delete') {
       // Deletes count only from keys this agent trusts, like deploys: the announcing agent's, or the
       // deployer key that signed the tombstone it carries.
@@ -643,7 +693,7 @@ export class Agent {
       labels: this.config.labels,
       warm: this.runtimes.warm().slice(0, 256),
       functions: this.registry.localSpecs().slice(0, 256).map(s => ({ name: s.name, version: s.version, sha256: s.sha256 })),
-      trusted: this.config.trustedKeys.slice(0, 64),
+      trusted: [...this.config.trustedKeys.slice(0, 63), this.config.owner],
       ...this.#lost()
     }
   }
@@ -685,7 +735,8 @@ export class Agent {
       droppedMessages: this.#advertsTopic.dropped + this.#announcements.dropped,
       advertsSent: this.#adverts.sent,
       coap: this.#coap?.url ?? null,
-      async: this.calls.counts()
+      async: this.calls.counts(),
+      owner: { id: this.config.owner, holdsKey: this.membership.holdsOwnerKey, roster: this.membership.roster?.seq ?? 0, devices: this.membership.devices().length }
     }
   }
 

@@ -38,6 +38,13 @@ export interface AgentConfig {
   neighbours: number
   /** Peer ids of deployers whose signed manifests this agent runs, besides its own. */
   trustedKeys: string[]
+  /**
+   * The owner key's id (roster.ts): every device on its newest roster is trusted, as a peer and as
+   * a deployer. Made at init for a device that founds a swarm, taken from the invite by one that joins.
+   */
+  owner: string
+  /** Devices to take off the owner's roster (`edge-agent trust revoke`): applied by the device holding the owner key. */
+  revoked: string[]
   /** Copies of each function's code the swarm keeps, so that holders may leave. */
   replicas: number
   /** Versions of each function the swarm keeps for `edge invoke NAME@VERSION`; older ones are dropped. */
@@ -80,6 +87,8 @@ export const DEFAULT_CONFIG: AgentConfig = {
   advertIntervalMs: 60_000,
   neighbours: 6,
   trustedKeys: [],
+  owner: '',
+  revoked: [],
   replicas: 3,
   versionsKept: 3,
   storageBytes: 2 * 1024 ** 3,

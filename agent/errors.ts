@@ -36,3 +36,8 @@ export class VersionConflictError extends Error {
   override name = 'VersionConflictError'
   readonly code = 'VERSION_CONFLICT'
 }
+
+/** `edge-agent init --join`: the token is not valid, or the inviting device could not be reached or refused. */
+export class JoinError extends Error {
+  override name = 'JoinError'
+}

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { logger } from '@libp2p/logger'
-import type { FunctionRef, FunctionSpec } from '../protocol/index.js'
+import type { Advert, FunctionRef, FunctionSpec } from '../protocol/index.js'
 import type { FetchService } from './fetch.js'
 import { vouchedBy } from './trust.js'
 import type { ManifestStore } from './manifests.js'
@@ -21,6 +21,8 @@ export interface ReplicatorInit {
   trusts: (signer: string) => boolean
   /** Peers that count as copies and may be chosen to hold one (this owner's devices). */
   trustsPeer: (peerId: string) => boolean
+  /** Whether the peer of `advert` runs what `signer` signed (default: its advert's trusted keys name it). */
+  peerTrusts?: (advert: Advert, signer: string) => boolean
   /** The signer of a version's manifest, when known: only agents that trust it are ranked. */
   signerOf?: (ref: FunctionRef) => string | undefined
   /** Stores fetched code here (registry + runtime bookkeeping). */
@@ -75,7 +77,7 @@ export class Replicator {
       // Agents that do not trust the deployer would decline: the next ones in the ranking take their place.
       const signer = this.#init.signerOf?.(known.ref)
       if (signer !== undefined && !this.#init.trusts(signer)) continue
-      const live = [selfId, ...peers.list().filter(e => this.#init.trustsPeer(e.peerId) && (signer === undefined || e.peerId === signer || (e.advert.trusted ?? []).includes(signer))).map(e => e.peerId)]
+      const live = [selfId, ...peers.list().filter(e => this.#init.trustsPeer(e.peerId) && (signer === undefined || e.peerId === signer || (this.#init.peerTrusts?.(e.advert, signer) ?? (e.advert.trusted ?? []).includes(signer)))).map(e => e.peerId)]
       const chosen = Replicator.rank(known.ref.name, live).filter(id => !holders.has(id)).slice(0, replicas - holders.size)
       if (!chosen.includes(selfId)) continue
       await this.#replicate(known, [...holders])

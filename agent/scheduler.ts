@@ -77,6 +77,8 @@ export interface Authoriser {
   isAuthorised: (ref: FunctionRef) => boolean
   /** Peers calls may go to (Trust.trustsPeer): an untrusted member's adverts, however free it says it is, place nothing. */
   trustsPeer: (peerId: string) => boolean
+  /** Why a peer is not trusted, for the refusal (Trust.distrust). */
+  distrust?: (peerId: string) => string
 }
 
 export interface SchedulerInit {
@@ -196,7 +198,7 @@ export class Scheduler {
   async #place (known: KnownFunction, kind: RuntimeKind, fetchMs: number, input: Uint8Array, policy: Policy, options: InvokeOptions, started: number, timeoutMs: number, deadline: AbortSignal): Promise<InvokeOutcome> {
     const name = known.ref.name
     if (options.peer !== undefined && options.peer !== this.#init.selfId && !this.#init.trust.trustsPeer(options.peer)) {
-      throw new NoCandidateError(`peer ${options.peer} is not trusted here: this agent sends calls only to peers it trusts ('edge-agent trust add ${options.peer}' on it)`)
+      throw new NoCandidateError(`peer ${options.peer} gets no calls from here, as ${this.#init.trust.distrust?.(options.peer) ?? 'this agent does not trust it'}`)
     }
     const ranking = policy.rank({
       self: this.#selfView(known, kind, fetchMs),

@@ -46,6 +46,8 @@ const MAX_MISSES = 4096
 export class Trust {
   readonly #init: TrustInit
   #trusted: Set<string>
+  /** Devices their owner revoked (the roster's): named so in refusals, instead of being told to trust them. */
+  #revoked = new Set<string>()
   /** Authorised versions, `name@version:sha256` → what the manifest says. */
   readonly #ok = new Map<string, Vouched>()
   /** Who signed each authorised version found in the DHT (a version deployed here is this agent's own). */
@@ -64,7 +66,8 @@ export class Trust {
    * add/remove` while the agent runs). Versions a removed key vouched for are forgotten, to be
    * checked again at their next call; remembered misses are too, as a version may be trusted now.
    */
-  setTrusted (keys: readonly string[]): { added: string[], removed: string[] } {
+  setTrusted (keys: readonly string[], revoked: readonly string[] = []): { added: string[], removed: string[] } {
+    this.#revoked = new Set(revoked)
     const next = new Set([this.#init.selfId, ...keys])
     const added = [...next].filter(k => !this.#trusted.has(k))
     const removed = [...this.#trusted].filter(k => !next.has(k))
@@ -82,6 +85,13 @@ export class Trust {
 
   trusts (signer: string): boolean {
     return this.#trusted.has(signer)
+  }
+
+  /** Why `key` is not trusted and what to do, as the end of a refusal's line ("…, and " + this). */
+  distrust (key: string): string {
+    return this.#revoked.has(key)
+      ? 'its owner revoked that device'
+      : `this agent does not trust it ('edge-agent trust add ${key}' on it, or join that device to this agent's owner with 'edge-agent invite')`
   }
 
   /**
@@ -136,7 +146,7 @@ export class Trust {
     if (resolved === undefined) throw new UntrustedManifestError(`no signed manifest for '${ref.name}' in the DHT: this agent runs only functions whose deployer signed them`)
     const { body, signer } = resolved.record
     if (!this.trusts(signer)) {
-      throw new UntrustedManifestError(`'${ref.name}' v${body.version} is signed by ${signer}, which this agent does not trust: 'edge-agent trust add ${signer}' on it to run it`, { signer })
+      throw new UntrustedManifestError(`'${ref.name}' v${body.version} is signed by ${signer}, and ${this.distrust(signer)}`, { signer })
     }
     if (body.type === 'tombstone' && body.version >= ref.version) {
       this.#init.onDeleted?.(ref.name, body.version)

@@ -12,8 +12,11 @@ checkNode()
 // it from the bundle, which would otherwise load its own copy of the keys' crypto libraries.
 const lib = process.argv[2] === 'start'
   ? await loadAgent()
-  : { ...await import('../agent/config.js'), ...await import('../protocol/units.js'), ...await import('../agent/swarm/identity.js') }
-const { defaultDataDir, parseLabels, readConfig, writeConfig, DEFAULT_API_PORT, parseBytes, parseDuration, createPeerKey, newSwarmKey, validateSwarmKey, writeSwarmKey, SWARM_KEY_FILE } = lib
+  : { ...await import('../agent/config.js'), ...await import('../protocol/units.js'), ...await import('../agent/swarm/identity.js'), ...await import('../protocol/roster.js') }
+const {
+  defaultDataDir, parseLabels, readConfig, writeConfig, DEFAULT_API_PORT, parseBytes, parseDuration, createOwner, createPeerKey, loadOwnerKey, loadRoster, loadSwarmKey, newSwarmKey,
+  openRoster, swarmKeyBytes, validateSwarmKey, writeSwarmKey, SWARM_KEY_FILE, decodeInvite, encodeInvite, makeInvite
+} = lib
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
 const port = (value: string): number => {
@@ -26,29 +29,75 @@ const positive = (value: string): number => {
   if (!Number.isInteger(n) || n < 0) throw new UserError(`expected a number, got '${value}'`)
   return n
 }
-interface InitOptions { dataDir?: string, swarmKey?: string, listen?: string[], apiPort?: number, labels?: string, bootstrap?: string[], quiet?: boolean }
+interface InitOptions { dataDir?: string, swarmKey?: string, join?: string, listen?: string[], apiPort?: number, labels?: string, bootstrap?: string[], quiet?: boolean }
 
 async function init (opts: InitOptions): Promise<string> {
   const dataDir = resolve(opts.dataDir ?? defaultDataDir())
+  if (opts.join !== undefined) return await joinInit(dataDir, opts.join, opts)
   const fresh = !existsSync(join(dataDir, 'config.json'))
+  const labels = opts.labels !== undefined ? parseLabels(opts.labels) : undefined
+  const swarmKey = opts.swarmKey === undefined ? undefined : readSwarmKeyFile(opts.swarmKey)
   const key = await createPeerKey(dataDir)
   const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
   const keyFile = join(dataDir, SWARM_KEY_FILE)
-  if (opts.swarmKey !== undefined) {
-    if (!existsSync(opts.swarmKey)) throw new UserError(`no such swarm key file: ${opts.swarmKey}`)
-    writeSwarmKey(dataDir, validateSwarmKey(readFileSync(opts.swarmKey), opts.swarmKey))
-  } else if (!existsSync(keyFile)) {
-    writeSwarmKey(dataDir, newSwarmKey())
-  }
-  writeConfig(dataDir, {
+  if (swarmKey !== undefined) writeSwarmKey(dataDir, swarmKey)
+  else if (!existsSync(keyFile)) writeSwarmKey(dataDir, newSwarmKey())
+  const config = writeConfig(dataDir, {
     ...(opts.listen !== undefined ? { listen: opts.listen } : {}),
     ...(opts.apiPort !== undefined ? { apiPort: opts.apiPort } : {}),
-    ...(opts.labels !== undefined ? { labels: parseLabels(opts.labels) } : {}),
+    ...(labels !== undefined ? { labels } : {}),
     ...(opts.bootstrap !== undefined ? { bootstrap: opts.bootstrap } : {})
   })
+  // A device that founds a swarm owns it: its owner key vouches for the devices it invites.
+  if (config.owner === '') writeConfig(dataDir, { owner: await createOwner(dataDir, peerIdFromPrivateKey(key).toString()) })
   if (opts.quiet !== true) {
     process.stdout.write(`${fresh ? 'initialised' : 'updated'} agent ${peerIdFromPrivateKey(key).toString()} in ${dataDir}\n`)
-    process.stdout.write(`swarm key: ${keyFile} (copy it to every device of this swarm, or pass it to their 'edge-agent init --swarm-key')\n`)
+    process.stdout.write(`add devices: 'edge-agent invite' here (with the agent running), then 'edge-agent init --join TOKEN' on each\n`)
+  }
+  return dataDir
+}
+
+function readSwarmKeyFile (file: string): Uint8Array {
+  if (!existsSync(file)) throw new UserError(`no such swarm key file: ${file}`)
+  return validateSwarmKey(readFileSync(file), file)
+}
+
+/**
+ * `edge-agent init --join TOKEN`: a new device of the invite's owner. The inviting device is asked
+ * first (it puts this device on the owner's roster); only then is anything written.
+ */
+async function joinInit (dataDir: string, token: string, opts: InitOptions): Promise<string> {
+  if (opts.swarmKey !== undefined) throw new UserError('--join brings the swarm key: give --join or --swarm-key, not both')
+  if (existsSync(join(dataDir, 'config.json'))) {
+    throw new UserError(`${dataDir} holds an agent already: a device joins with a data directory of its own (remove ${dataDir}, or give --data-dir)`)
+  }
+  let invite
+  try {
+    invite = decodeInvite(token)
+  } catch (err) {
+    throw new UserError((err as Error).message)
+  }
+  if (invite.expiresAt < Date.now()) throw new UserError(`this invite expired at ${new Date(invite.expiresAt).toISOString()}: make a new one with 'edge-agent invite' on the inviting device`)
+  const labels = opts.labels !== undefined ? parseLabels(opts.labels) : undefined
+  const { joinSwarm, swarmKeyFromBytes, writeRoster } = await loadAgent()
+  const { generateKeyPair } = await import('@libp2p/crypto/keys')
+  const key = await generateKeyPair('Ed25519')
+  const joined = await joinSwarm(invite, key)
+  await createPeerKey(dataDir, key)
+  writeSwarmKey(dataDir, swarmKeyFromBytes(invite.swarmKey))
+  writeRoster(dataDir, joined.roster.record)
+  writeConfig(dataDir, {
+    owner: invite.owner,
+    trustedKeys: joined.trusted,
+    bootstrap: [...new Set([...invite.addrs, ...(opts.bootstrap ?? [])])],
+    ...(opts.listen !== undefined ? { listen: opts.listen } : {}),
+    ...(opts.apiPort !== undefined ? { apiPort: opts.apiPort } : {}),
+    ...(labels !== undefined ? { labels } : {})
+  })
+  if (opts.quiet !== true) {
+    const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
+    process.stdout.write(`joined as device ${peerIdFromPrivateKey(key).toString()} of owner ${invite.owner} (${joined.roster.devices.length} devices) in ${dataDir}\n`)
+    process.stdout.write('start it: edge-agent start\n')
   }
   return dataDir
 }
@@ -63,7 +112,8 @@ const program = new Command('edge-agent')
 program.command('init')
   .description('create the data directory: config, a persisted Ed25519 peer identity, and a swarm key')
   .option('--data-dir <dir>', 'data directory (default: ~/.edge-agent or $EDGE_AGENT_DATA_DIR)')
-  .option('--swarm-key <file>', 'join an existing swarm with its key instead of making a new one')
+  .option('--join <token>', 'join the swarm of an invite (edge-agent invite on a device of it): trusts its owner\'s devices')
+  .option('--swarm-key <file>', 'use an existing swarm\'s key instead of making a new one (its devices trust this one only after edge-agent trust add)')
   .option('--listen <multiaddr>', 'libp2p listen address (repeatable)', collect)
   .option('--api-port <n>', `HTTP API port (default ${DEFAULT_API_PORT})`, port)
   .option('--labels <k=v,...>', 'labels advertised to peers')
@@ -211,11 +261,127 @@ trust.command('remove').argument('<key>').option('--data-dir <dir>')
     writeConfig(dataDir, { trustedKeys: readConfig(dataDir).trustedKeys.filter(k => k !== id) })
     process.stdout.write(`no longer trusting ${id}\n`)
   })
-trust.command('list').option('--data-dir <dir>')
-  .action(async (opts: { dataDir?: string }) => {
-    const keys = readConfig(trustDir(opts)).trustedKeys
-    process.stdout.write(keys.length === 0 ? 'no keys trusted besides this agent\'s own\n' : keys.join('\n') + '\n')
+trust.command('revoke')
+  .description('take a device (a lost one) off the owner\'s roster for good: every device of the owner stops trusting it (run on the device holding the owner key)')
+  .argument('<device>', 'the device\'s peer id, or a unique prefix of it (edge-agent trust list shows them)')
+  .option('--data-dir <dir>')
+  .action(async (device: string, opts: { dataDir?: string }) => {
+    const dataDir = trustDir(opts)
+    const config = readConfig(dataDir)
+    if (loadOwnerKey(dataDir) === undefined) {
+      throw new UserError(`this device does not hold the owner key of its swarm (owner ${config.owner || 'unknown'}): run 'edge-agent trust revoke' on the device that made the invites`)
+    }
+    const roster = await storedRoster(dataDir, config.owner)
+    const id = await deviceArg(device, roster?.devices ?? [])
+    const self = (await import('@libp2p/peer-id')).peerIdFromPrivateKey((await import('../agent/swarm/identity.js')).loadPeerKey(dataDir)).toString()
+    if (id === self) throw new UserError('this is the device holding the owner key: it cannot revoke itself')
+    writeConfig(dataDir, { revoked: [...new Set([...config.revoked, id])], trustedKeys: config.trustedKeys.filter(k => k !== id) })
+    process.stdout.write(`revoked ${id}: the owner's devices stop trusting it within seconds of this agent applying it (at once if it runs, else when it starts)\n`)
   })
+trust.command('list').option('--data-dir <dir>').option('--json', 'print JSON')
+  .action(async (opts: { dataDir?: string, json?: boolean }) => {
+    const dataDir = trustDir(opts)
+    const config = readConfig(dataDir)
+    const roster = await storedRoster(dataDir, config.owner)
+    const view = {
+      owner: config.owner,
+      holdsOwnerKey: loadOwnerKey(dataDir) !== undefined,
+      roster: roster?.seq ?? 0,
+      devices: roster?.devices ?? [],
+      revoked: [...new Set([...(roster?.revoked ?? []), ...config.revoked])],
+      trustedKeys: config.trustedKeys
+    }
+    if (opts.json === true) {
+      process.stdout.write(JSON.stringify(view, null, 2) + '\n')
+      return
+    }
+    const lines = [`owner    ${view.owner}${view.holdsOwnerKey ? ' (its key is on this device)' : ''}`]
+    for (const d of view.devices) lines.push(`device   ${d}`)
+    for (const d of view.revoked) lines.push(`revoked  ${d}${roster?.revoked.includes(d) === true ? '' : ' (not applied yet: the agent applies it when it runs)'}`)
+    for (const k of view.trustedKeys) lines.push(`deployer ${k}`)
+    process.stdout.write(lines.join('\n') + '\n')
+  })
+
+/** The roster stored in `dataDir`, when it checks and is of `owner`. */
+async function storedRoster (dataDir: string, owner: string): Promise<Awaited<ReturnType<typeof openRoster>>> {
+  const record = loadRoster(dataDir)
+  if (record === undefined) return undefined
+  const roster = await openRoster(record).catch(() => undefined)
+  return roster?.owner === owner ? roster : undefined
+}
+
+/** A device named by its whole peer id, or by a prefix of it that only one of `known` has. */
+async function deviceArg (text: string, known: string[]): Promise<string> {
+  const matches = known.filter(d => d.startsWith(text))
+  if (matches.length === 1) return matches[0] as string
+  if (matches.length > 1) throw new UserError(`'${text}' is the start of ${matches.length} devices' ids: give more of it`)
+  return await peerIdArg(text)
+}
+
+program.command('invite')
+  .description('print a token that joins a new device to this swarm as one of this owner\'s devices (edge-agent init --join TOKEN on it)')
+  .option('--data-dir <dir>')
+  .option('--address <multiaddr>', 'the address the new device dials, with or without /p2p/ID (default: this agent\'s own addresses; repeatable)', collect)
+  .option('--ttl <duration>', 'how long the token joins devices, e.g. 1h, 7d (default 24h)', parseDuration)
+  .option('--json', 'print JSON: the token, its owner, addresses and expiry')
+  .action(async (opts: { dataDir?: string, address?: string[], ttl?: number, json?: boolean }) => {
+    const dataDir = trustDir(opts)
+    const config = readConfig(dataDir)
+    const ownerKey = loadOwnerKey(dataDir)
+    if (ownerKey === undefined) {
+      throw new UserError(config.owner === ''
+        ? `this device has no owner key yet: start its agent once ('edge-agent start --data-dir ${dataDir}'), which makes one`
+        : `this device does not hold the owner key of its swarm (owner ${config.owner}): invite from the device that holds it`)
+    }
+    const info = runningAgent(dataDir)
+    if (info === undefined) throw new UserError(`the agent in ${dataDir} is not running: start it ('edge-agent start'), a joining device asks it for its place`)
+    const { multiaddr } = await import('@multiformats/multiaddr')
+    const addrs = opts.address !== undefined
+      ? opts.address.map((a) => {
+        let m
+        try {
+          m = multiaddr(a)
+        } catch (err) {
+          throw new UserError(`bad --address '${a}' (${(err as Error).message}): use a multiaddr such as /ip4/192.168.1.20/tcp/4001`)
+        }
+        const id = m.getComponents().find(c => c.name === 'p2p')?.value
+        if (id !== undefined && id !== info.peerId) throw new UserError(`--address '${a}' names peer ${id}, but this agent is ${info.peerId}`)
+        return id === undefined ? `${a}/p2p/${info.peerId}` : a
+      })
+      : dialable(info.addrs)
+    if (addrs.length === 0) throw new UserError('this agent has no address another device could dial: give one with --address')
+    const ttl = opts.ttl ?? 24 * 3600_000
+    const invite = makeInvite(ownerKey, { swarmKey: swarmKeyBytes(loadSwarmKey(dataDir)), addrs: addrs.slice(0, 8), nonce: (await import('node:crypto')).randomBytes(16), expiresAt: Date.now() + ttl })
+    const token = encodeInvite(invite)
+    if (opts.json === true) {
+      process.stdout.write(JSON.stringify({ token, owner: invite.owner, addrs: invite.addrs, expiresAt: new Date(invite.expiresAt).toISOString() }, null, 2) + '\n')
+      return
+    }
+    process.stdout.write(token + '\n')
+    if (process.stderr.isTTY) process.stderr.write(`on each new device: edge-agent init --join <token>  (valid until ${new Date(invite.expiresAt).toISOString()}; it holds the swarm key: keep it private)\n`)
+  })
+
+/** The agent running on `dataDir` as its agent.json says, if its process is alive. */
+function runningAgent (dataDir: string): { peerId: string, addrs: string[] } | undefined {
+  const file = join(dataDir, 'agent.json')
+  if (!existsSync(file)) return undefined
+  try {
+    const info = JSON.parse(readFileSync(file, 'utf8')) as { pid: number, peerId: string, addrs: string[] }
+    if (!Number.isInteger(info.pid) || info.pid <= 0) return undefined
+    process.kill(info.pid, 0)
+    return info
+  } catch {
+    return undefined
+  }
+}
+
+/** An agent's addresses another device may dial: loopback ones only when there are no others. */
+function dialable (addrs: string[]): string[] {
+  const loopback = (a: string): boolean => /^\/ip4\/127\.|^\/ip6\/::1\//.test(a)
+  const usable = addrs.filter(a => !a.includes('/p2p-circuit'))
+  const outside = usable.filter(a => !loopback(a))
+  return outside.length > 0 ? outside : usable
+}
 
 await runCli('edge-agent', async () => {
   await program.parseAsync(process.argv)

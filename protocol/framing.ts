@@ -149,3 +149,24 @@ export class FramedStream {
     this.#init.onClose?.(err)
   }
 }
+
+/**
+ * A framed stream and its first message, for one-question protocols (hello, join): resolves with
+ * it, rejects when the stream closes first or `signal` aborts. (A failure before anyone awaits
+ * `first` is not unhandled.)
+ */
+export function framedOnce (stream: Stream, maxFrameBytes: number, signal: AbortSignal): { framed: FramedStream, first: Promise<unknown> } {
+  let onAbort: () => void = () => {}
+  let framed!: FramedStream
+  const first = new Promise<unknown>((resolve, reject) => {
+    onAbort = () => { reject(new Error('no answer before the deadline')) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    framed = new FramedStream(stream, {
+      maxFrameBytes,
+      onMessage: (m) => { resolve(m) },
+      onClose: (err) => { reject(err ?? new Error('stream closed before a message')) }
+    })
+  }).finally(() => { signal.removeEventListener('abort', onAbort) })
+  first.catch(() => {})
+  return { framed, first }
+}

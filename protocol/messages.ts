@@ -122,6 +122,8 @@ export interface Hello {
    * know, not to every connection.
    */
   knows?: number
+  /** The newest roster (roster.ts) of the sender's owner: how a device that was away learns of joins and revocations. */
+  roster?: Uint8Array
 }
 
 export interface DeployAnnouncement {
@@ -148,7 +150,16 @@ export interface DeleteAnnouncement {
   record?: Uint8Array
 }
 
-export type FunctionAnnouncement = DeployAnnouncement | DeleteAnnouncement
+/** A new roster of an owner's devices (a device joined or was revoked), flooded at once; hellos carry it too. */
+export interface RosterAnnouncement {
+  v: number
+  type: 'roster'
+  by: string
+  at: number
+  roster: Uint8Array
+}
+
+export type FunctionAnnouncement = DeployAnnouncement | DeleteAnnouncement | RosterAnnouncement
 
 export interface InvokeRequest {
   v: number

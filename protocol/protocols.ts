@@ -3,6 +3,8 @@ export const INVOKE_PROTOCOL = '/edge/invoke/1'
 export const FETCH_PROTOCOL = '/edge/fetch/1'
 /** On each new connection: both sides' adverts, the peers each knows, and their signed adverts. */
 export const HELLO_PROTOCOL = '/edge/hello/1'
+/** A device joining with an invite asks the owner's device for its place on the roster (roster.ts). */
+export const JOIN_PROTOCOL = '/edge/join/1'
 /** Largest hello frame: an advert, up to MAX_HELLO_PEERS peers with their addresses, and signed adverts up to MAX_HELLO_RELAY_BYTES. */
 export const MAX_HELLO_BYTES = 1024 * 1024
 export const MAX_HELLO_PEERS = 256
@@ -11,6 +13,11 @@ export const MAX_HELLO_RELAYS = 256
 export const MAX_HELLO_RELAY_BYTES = 512 * 1024
 /** Peers an advert may report lost (their connection gone, a redial refused). */
 export const MAX_LOST_PEERS = 32
+
+/** A signed roster of an owner's devices (roster.ts): ~500 devices. */
+export const MAX_ROSTER_BYTES = 32 * 1024
+/** What a joining device may say and hear on /edge/join/1. */
+export const MAX_JOIN_FRAME_BYTES = MAX_ROSTER_BYTES + 8 * 1024
 
 /** Gossipsub topics: soft state only. */
 export const ADVERTS_TOPIC = 'edge/adverts/1'

@@ -1,7 +1,7 @@
 import { BadRequestError, InvalidMessageError } from './errors.js'
 import { parseCid } from './chunks.js'
 import { RuntimeKind, type Advert, type ContainerOptions, type ChunkHeader, type DeleteAnnouncement, type DeployAnnouncement, type FetchChunk, type FetchChunkRequest, type FunctionAnnouncement, type FunctionRef, type Hello, type FunctionSpec, type InvokeFrame, type InvokeRequest, type InvokeResponse, type PeerLoad, type RuntimeCapacity, type SignedAdvert } from './messages.js'
-import { MAX_CODE_BYTES, MAX_GOSSIP_BYTES, MAX_INLINE_CODE_BYTES, MAX_HELLO_PEERS, MAX_HELLO_RELAY_BYTES, MAX_HELLO_RELAYS, MAX_IO_BYTES, MAX_LOST_PEERS, WIRE_VERSION } from './protocols.js'
+import { MAX_CODE_BYTES, MAX_ROSTER_BYTES, MAX_GOSSIP_BYTES, MAX_INLINE_CODE_BYTES, MAX_HELLO_PEERS, MAX_HELLO_RELAY_BYTES, MAX_HELLO_RELAYS, MAX_IO_BYTES, MAX_LOST_PEERS, WIRE_VERSION } from './protocols.js'
 
 /**
  * Validators for untrusted input. Each returns a fresh, typed object holding only the known fields,
@@ -193,7 +193,8 @@ export function validateHello (value: unknown): Hello {
       return { peerId: str(e.peerId, `${f}.peerId`, 128), addrs: list(e.addrs, `${f}.addrs`, 16, (a, g) => str(a, g, 512)) }
     }),
     ...(o.relays === undefined ? {} : { relays: signedAdverts(o.relays, 'relays') }),
-    ...(o.knows === undefined ? {} : { knows: int(o.knows, 'knows') })
+    ...(o.knows === undefined ? {} : { knows: int(o.knows, 'knows') }),
+    ...(o.roster === undefined ? {} : { roster: bytes(o.roster, 'roster', MAX_ROSTER_BYTES) })
   }
 }
 
@@ -211,6 +212,10 @@ function signedAdverts (value: unknown, field: string): SignedAdvert[] {
 
 export function validateAnnouncement (value: unknown): FunctionAnnouncement {
   const o = obj(value, 'message')
+  if (o.type === 'roster') {
+    header(value, 'roster')
+    return { v: WIRE_VERSION, type: 'roster', by: str(o.by, 'by', 128), at: int(o.at, 'at'), roster: bytes(o.roster, 'roster', MAX_ROSTER_BYTES) }
+  }
   if (o.type === 'delete') {
     header(value, 'delete')
     const del: DeleteAnnouncement = {

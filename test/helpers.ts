@@ -55,6 +55,26 @@ export async function eventually<T> (check: () => Promise<T | undefined | false>
 
 export interface Run { code: number | null, stdout: string, stderr: string }
 
+export interface StartedAgent { pid: number, dataDir: string, info: { api: string, peerId: string, addrs: string[] } }
+
+/**
+ * Starts `edge-agent start` on `<root>/<name>` (loopback, any free ports, no mDNS), its log in
+ * `<root>/<name>.log`; resolves once its agent.json names it. The caller stops it (stopAgent).
+ */
+export async function startAgentIn (root: string, name: string, args: string[] = [], env: NodeJS.ProcessEnv = {}, started: Array<{ pid: number, dataDir: string }> = []): Promise<StartedAgent> {
+  const { spawnAgent } = await import('../testnet/process.js')
+  const dataDir = join(root, name)
+  const pid = spawnAgent(['--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--no-mdns', ...args], join(root, `${name}.log`), env)
+  started.push({ pid, dataDir })
+  const info = await eventually(() => {
+    try {
+      const i = JSON.parse(readFileSync(join(dataDir, 'agent.json'), 'utf8')) as StartedAgent['info'] & { pid: number }
+      return i.pid === pid ? i : undefined
+    } catch { return undefined }
+  }, 20_000, `${name} to start`)
+  return { pid, dataDir, info }
+}
+
 /** Runs a Node script of this project to completion, capturing its output. */
 export async function runNode (script: string, args: string[], options: { env?: NodeJS.ProcessEnv, input?: string, cwd?: string } = {}): Promise<Run> {
   const { spawn } = await import('node:child_process')

@@ -1,6 +1,6 @@
 import { logger } from '@libp2p/logger'
 import { setMaxListeners } from 'node:events'
-import { FramedStream, HELLO_PROTOCOL, MAX_HELLO_BYTES, MAX_HELLO_PEERS, MAX_HELLO_RELAY_BYTES, MAX_HELLO_RELAYS, validateHello, WIRE_VERSION, type Advert, type Hello, type SignedAdvert } from '../../protocol/index.js'
+import { framedOnce, HELLO_PROTOCOL, MAX_HELLO_BYTES, MAX_HELLO_PEERS, MAX_HELLO_RELAY_BYTES, MAX_HELLO_RELAYS, validateHello, WIRE_VERSION, type Advert, type Hello, type SignedAdvert } from '../../protocol/index.js'
 import { openSignedAdvert } from './adverts.js'
 import { deadline } from '../deadline.js'
 import type { EdgeNode } from './node.js'
@@ -32,6 +32,10 @@ export interface HelloInit {
   isNews: (advert: Advert, ageMs: number) => boolean
   /** Peers the other side knows of: candidates to dial. */
   hints: (peers: Array<{ peerId: string, addrs: string[] }>) => void
+  /** The roster of this agent's owner's devices as this agent holds it (signed), to pass on. */
+  roster?: () => Uint8Array | undefined
+  /** A roster the other side holds: taken when it is this agent's owner's and newer. */
+  takeRoster?: (record: Uint8Array, from: string) => void
 }
 
 /**
@@ -86,7 +90,8 @@ export class HelloService {
       bytes += r.data.byteLength
       relays.push(r)
     }
-    return { v: WIRE_VERSION, type: 'hello', advert, peers: this.#init.peers().slice(0, MAX_HELLO_PEERS).map(p => ({ peerId: p.peerId, addrs: p.addrs.slice(0, 16) })), relays, knows: this.#init.known() }
+    const roster = this.#init.roster?.()
+    return { v: WIRE_VERSION, type: 'hello', advert, peers: this.#init.peers().slice(0, MAX_HELLO_PEERS).map(p => ({ peerId: p.peerId, addrs: p.addrs.slice(0, 16) })), relays, knows: this.#init.known(), ...(roster !== undefined ? { roster } : {}) }
   }
 
   /** Takes a hello from `from`; undefined (and nothing taken) when it is not valid or not from that peer. */
@@ -103,6 +108,7 @@ export class HelloService {
       return undefined
     }
     this.#init.receive(hello.advert)
+    if (hello.roster !== undefined) this.#init.takeRoster?.(hello.roster, from)
     // Hints once the signed adverts are in the table: a peer whose advert came along needs no dial
     // (a newcomer dialled up to five hinted peers at once, then its overlay picked others).
     const hinted = hello.peers.filter(p => p.peerId !== from)
@@ -133,7 +139,7 @@ export class HelloService {
     let stream: Stream | undefined
     try {
       stream = await connection.newStream(HELLO_PROTOCOL, { signal })
-      const { framed, first } = framedOnce(stream, signal)
+      const { framed, first } = framedOnce(stream, MAX_HELLO_BYTES, signal)
       await framed.write(await this.#hello(!this.#init.knows(from)), { signal })
       const answer = await first
       await framed.close({ signal })
@@ -150,7 +156,7 @@ export class HelloService {
     const from = connection.remotePeer.toString()
     const { signal, done } = deadline(this.#controller.signal, HELLO_DEADLINE_MS)
     try {
-      const { framed, first } = framedOnce(stream, signal)
+      const { framed, first } = framedOnce(stream, MAX_HELLO_BYTES, signal)
       const message = await first
       const stranger = !this.#init.knows(from)
       const hello = this.#take(message, from)
@@ -166,24 +172,4 @@ export class HelloService {
       done()
     }
   }
-}
-
-/**
- * A framed stream and its first message: resolves with it, rejects when the stream closes first
- * or `signal` aborts. (A failure before anyone awaits `first` is not unhandled.)
- */
-function framedOnce (stream: Stream, signal: AbortSignal): { framed: FramedStream, first: Promise<unknown> } {
-  let onAbort: () => void = () => {}
-  let framed!: FramedStream
-  const first = new Promise<unknown>((resolve, reject) => {
-    onAbort = () => { reject(new Error('no hello before the deadline')) }
-    signal.addEventListener('abort', onAbort, { once: true })
-    framed = new FramedStream(stream, {
-      maxFrameBytes: MAX_HELLO_BYTES,
-      onMessage: (m) => { resolve(m) },
-      onClose: (err) => { reject(err ?? new Error('stream closed before a hello')) }
-    })
-  }).finally(() => { signal.removeEventListener('abort', onAbort) })
-  first.catch(() => {})
-  return { framed, first }
 }

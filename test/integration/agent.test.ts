@@ -1,12 +1,12 @@
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { request } from 'node:http'
 import { join } from 'node:path'
 import { AgentClient, ApiError } from '../../cli/client.js'
 import { EDGE_AGENT_BIN, isAlive, runAgentCommand, spawnAgent, stopAgent } from '../../testnet/process.js'
-import { CLOSES_STDIO_WAT, eventually, ROOT, runNode, wat, type Run } from '../helpers.js'
+import { CLOSES_STDIO_WAT, eventually, ROOT, runNode, startAgentIn, wat, type Run, type StartedAgent } from '../helpers.js'
 
 /** One `edge-agent` process at a time: its lifecycle, identity and configuration errors. */
 const root = mkdtempSync(join(tmpdir(), 'edge-agent-test-'))
@@ -20,33 +20,27 @@ async function runAgent (args: string[], env: NodeJS.ProcessEnv = {}): Promise<R
   return await runNode(EDGE_AGENT_BIN, args, { env })
 }
 
-async function start (name: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<{ pid: number, dataDir: string, info: { api: string, peerId: string } }> {
-  const dataDir = join(root, name)
-  const pid = spawnAgent(['--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--no-mdns', ...args], join(root, `${name}.log`), env)
-  started.push({ pid, dataDir })
-  const info = await eventually(() => {
-    try {
-      const i = JSON.parse(readFileSync(join(dataDir, 'agent.json'), 'utf8')) as { pid: number, api: string, peerId: string }
-      return i.pid === pid ? i : undefined
-    } catch { return undefined }
-  }, 20_000, `${name} to start`)
-  return { pid, dataDir, info }
+async function start (name: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<StartedAgent> {
+  return await startAgentIn(root, name, args, env, started)
 }
 
 test('init creates config, identity and swarm key; a second init keeps the identity', async () => {
   const dataDir = join(root, 'init')
   const out = await runAgentCommand(['init', '--data-dir', dataDir])
   assert.match(out, /^initialised agent 12D3Koo\w+ in /)
-  for (const f of ['config.json', 'peer.key', 'swarm.key']) assert.ok(existsSync(join(dataDir, f)), f)
+  for (const f of ['config.json', 'peer.key', 'swarm.key', 'owner.key', 'roster']) assert.ok(existsSync(join(dataDir, f)), f)
   const key = readFileSync(join(dataDir, 'peer.key'))
   assert.match(await runAgentCommand(['init', '--data-dir', dataDir]), /updated agent 12D3Koo/)
   assert.deepEqual(readFileSync(join(dataDir, 'peer.key')), key)
 })
 
-test('init refuses a swarm key file that is not one', async () => {
-  const r = await runAgent(['init', '--data-dir', join(root, 'badkey'), '--swarm-key', join(root, 'init', 'config.json')])
+test('init refuses a swarm key file that is not one, and writes nothing', async () => {
+  const notKey = join(root, 'not-a-swarm-key')
+  writeFileSync(notKey, '{"listen": []}\n')
+  const r = await runAgent(['init', '--data-dir', join(root, 'badkey'), '--swarm-key', notKey])
   assert.equal(r.code, 1)
   assert.match(r.stderr.trim(), /^edge-agent: error: .* is not a swarm key/)
+  assert.equal(existsSync(join(root, 'badkey')), false)
 })
 
 test('start on a fresh data dir initialises it; SIGTERM stops it cleanly; it comes back with the same identity', async () => {
@@ -94,14 +88,20 @@ test('an agent holds code within its storage quota: a deploy that does not fit i
 })
 
 test('trust add, list and remove keep deployer keys in the config', async () => {
-  const dataDir = join(root, 'init')
+  const dataDir = join(root, 'trust')
   const other = join(root, 'other')
+  await runAgentCommand(['init', '--data-dir', dataDir, '--quiet'])
   await runAgentCommand(['init', '--data-dir', other, '--quiet'])
   const key = (await runAgentCommand(['init', '--data-dir', other])).match(/agent (12D3Koo\w+)/)?.[1] ?? ''
   assert.match(await runAgentCommand(['trust', 'add', key, '--data-dir', dataDir]), /^trusted 12D3Koo/)
-  assert.equal((await runAgentCommand(['trust', 'list', '--data-dir', dataDir])).trim(), key)
+  assert.match(await runAgentCommand(['trust', 'list', '--data-dir', dataDir]), new RegExp(`^deployer ${key}$`, 'm'))
+  const listed = JSON.parse(await runAgentCommand(['trust', 'list', '--json', '--data-dir', dataDir])) as { trustedKeys: string[], devices: string[], holdsOwnerKey: boolean }
+  assert.deepEqual(listed.trustedKeys, [key])
+  // A device that founded its swarm holds the owner key and is the roster's one device.
+  assert.equal(listed.holdsOwnerKey, true)
+  assert.equal(listed.devices.length, 1)
   await runAgentCommand(['trust', 'remove', key, '--data-dir', dataDir])
-  assert.match(await runAgentCommand(['trust', 'list', '--data-dir', dataDir]), /no keys trusted/)
+  assert.deepEqual((JSON.parse(await runAgentCommand(['trust', 'list', '--json', '--data-dir', dataDir])) as { trustedKeys: string[] }).trustedKeys, [])
   const bad = await runAgent(['trust', 'add', 'not-a-key', '--data-dir', dataDir])
   assert.equal(bad.code, 1)
   assert.match(bad.stderr.trim(), /^edge-agent: error: 'not-a-key' is not an Ed25519 peer id/)

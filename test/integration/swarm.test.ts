@@ -321,7 +321,7 @@ describe('a swarm of three agents', () => {
         const err = await a3.invoke('keyed', { input: Buffer.from('x') }).then(() => { throw new Error('keyed ran on agent 3') }, (e: ApiError) => e)
         return err.status === 403 ? err : undefined
       }, 10_000, 'agent 3 refusing keyed')
-      assert.match(refusal.message, new RegExp(`signed by a key this agent does not trust \\(${id}\\)|signed by ${id}, which this agent does not trust`))
+      assert.match(refusal.message, new RegExp(`signed by a key this agent does not trust \\(${id}\\)|signed by ${id}, and this agent does not trust it`))
       assert.equal((await a3.list()).some(f => f.name === 'keyed'), false, 'not listed where it may not run')
       // A delete signed by the key reaches the agents that trust it.
       const del = await edge(2, ['delete', 'keyed', '--key', keyFile])

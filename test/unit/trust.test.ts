@@ -35,7 +35,7 @@ test('a manifest signed by an unknown key is refused, naming the key to trust', 
   const stranger = await generateKeyPair('Ed25519')
   const id = peerIdFromPrivateKey(stranger).toString()
   const t = trust('self', [], await signed(stranger))
-  await assert.rejects(t.authorise(REF), { name: 'UntrustedManifestError', message: new RegExp(`signed by ${id}, which this agent does not trust: 'edge-agent trust add ${id}'`) })
+  await assert.rejects(t.authorise(REF), { name: 'UntrustedManifestError', message: new RegExp(`signed by ${id}, and this agent does not trust it \\('edge-agent trust add ${id}'`) })
   assert.equal(t.isAuthorised(REF), false)
 })
 
