@@ -1,8 +1,8 @@
 import { mkdirSync, rmSync, unwatchFile, watchFile, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { logger } from '@libp2p/logger'
+import { logger } from './log.js'
 import { multiaddr } from '@multiformats/multiaddr'
-import { RuntimeSet, WasmRuntime, type Runtime } from '../runtimes/index.js'
+import { RuntimeSet, useLogger, WasmRuntime, type Runtime } from '../runtimes/index.js'
 import type { DockerRuntime } from '../runtimes/docker/index.js'
 import {
   artifactEntry, BadRequestError, chunk, CONTAINER_RUNTIMES, DEFAULT_CONTAINER_MEMORY_BYTES, DEFAULT_MEMORY_BYTES, MIN_CONTAINER_MEMORY_BYTES, type ContainerOptions, type Manifest, DEFAULT_TIMEOUT_MS, FunctionNotFoundError, UntrustedManifestError, openRecord, ownerId, parseTarget, FUNCTION_NAME, RuntimeKind, signRecord, WIRE_VERSION, type Advert, type FunctionAnnouncement, type FunctionSpec
@@ -14,9 +14,11 @@ import { Connectivity } from './swarm/connectivity.js'
 import { AddressInUseError, ConfigError, StorageFullError, VersionConflictError } from './errors.js'
 import { FetchService } from './fetch.js'
 import { HelloService } from './swarm/hello.js'
+import { Problems } from './swarm/handshakes.js'
 import { Host } from './host.js'
 import { createOwner, loadOwnerKey, OWNER_KEY_FILE, loadPeerKey, loadSwarmKey } from './swarm/identity.js'
 import { Membership } from './membership.js'
+import { lockDataDir } from './lock.js'
 import { InvokeClient } from './invoke-client.js'
 import { InvokeServer } from './invoke-server.js'
 import { Metrics } from './metrics.js'
@@ -37,6 +39,8 @@ import type { PrivateKey } from '@libp2p/interface'
 import { readConfig, writeConfig, type AgentConfig } from './config.js'
 
 const log = logger('edge:agent')
+// The runtimes' warnings and errors go to the agent's log.
+useLogger(logger)
 
 export const AGENT_VERSION = '0.1.0'
 export const RUNTIME_FILE = 'agent.json'
@@ -112,8 +116,12 @@ export class Agent {
   /** This device's CPUs and memory as its cgroup limits them. */
   readonly #host = new Host()
   #startedAt = 0
+  /** What went wrong setting up connections lately (another swarm key, a bootstrap peer that does not answer): logged, and in status. */
+  readonly problems = new Problems((message) => { log.warn('%s', message) })
   #stopping: Promise<void> | undefined
   #republishTimer: NodeJS.Timeout | undefined
+  /** Releases the data directory's lock (lock.ts). */
+  #unlock: (() => void) | undefined
 
   constructor (dataDir: string, config: AgentConfig) {
     this.dataDir = dataDir
@@ -141,13 +149,14 @@ export class Agent {
     if (!isLoopbackName(config.apiHost) && apiToken === '') {
       throw new ConfigError(`the API would listen on ${config.apiHost}, beyond this device: set a token (apiToken in config.json or $EDGE_API_TOKEN), or keep --api-host 127.0.0.1`)
     }
+    this.#unlock = lockDataDir(dataDir)
     const privateKey = loadPeerKey(dataDir)
     this.#key = privateKey
     // A data dir from before owners (or made by hand): this device founds a swarm of its own.
     if (config.owner === '') {
       config.owner = await createOwner(dataDir, peerIdFromPrivateKey(privateKey).toString())
       writeConfig(dataDir, { owner: config.owner })
-      log('this device now holds an owner key of its own (%s): edge-agent invite adds devices', config.owner)
+      log.info('this device now holds an owner key of its own (%s): edge-agent invite adds devices', config.owner)
     }
     const swarmKey = loadSwarmKey(dataDir)
     mkdirSync(join(dataDir, 'datastore'), { recursive: true })
@@ -173,7 +182,8 @@ export class Agent {
       announce: config.announce,
       bootstrap: config.bootstrap,
       mdns: config.mdns,
-      datastorePath: join(dataDir, 'datastore')
+      datastorePath: join(dataDir, 'datastore'),
+      problems: this.problems
     }))
     this.node.addEventListener('self:peer:update', () => { this.#addrs = undefined })
     this.#fetcher = new FetchService(this.node, this.registry, { onBadBytes: () => { this.metrics.badChunks.inc() }, authorised: (peerId) => this.trust.trustsPeer(peerId) })
@@ -254,7 +264,7 @@ export class Agent {
       signerOf: (ref) => this.manifests.signerOf(ref),
       hold: (spec, code, cids) => { this.#hold(spec, code, cids, true) }
     })
-    this.#connectivity = new Connectivity(this.node, this.peers, { bootstrap: config.bootstrap, neighbours: config.neighbours })
+    this.#connectivity = new Connectivity(this.node, this.peers, { bootstrap: config.bootstrap, neighbours: config.neighbours, problems: this.problems })
     this.#hello = new HelloService(this.node, {
       advert: () => this.#adverts.current(),
       sign: async (advert) => await signAdvert(advert, this.#key),
@@ -270,12 +280,12 @@ export class Agent {
     })
     this.peers.addEventListener('peer:leave', (evt) => {
       this.#peerEvents.left++
-      log('peer %s left the peer table', evt.detail)
+      log.info('peer %s left the peer table', evt.detail)
       this.registry.forgetPeer(evt.detail)
     })
     this.peers.addEventListener('peer:join', (evt) => {
       this.#peerEvents.joined++
-      log('peer %s joined the peer table', evt.detail.peerId)
+      log.info('peer %s joined the peer table', evt.detail.peerId)
     })
     // A lone agent cannot store records in the DHT: put ours again when peers appear — once for
     // peers that appear together (a swarm starting, a partition healing), not once for each, and
@@ -289,7 +299,7 @@ export class Agent {
     // Before the node starts, so that its first connections (bootstrap) are greeted too.
     await this.#hello.start()
     await this.membership.start()
-    this.#reloadTrust()
+    this.#reloadTrust(true)
     await this.node.start()
     await this.#fetcher.start()
     await this.#server.start()
@@ -308,7 +318,7 @@ export class Agent {
     writeFileSync(join(dataDir, RUNTIME_FILE), JSON.stringify(info, null, 2))
     // `edge-agent trust add/remove` edit the config while the agent runs: applied within a second.
     watchFile(join(dataDir, 'config.json'), { interval: TRUST_RELOAD_MS, persistent: false }, this.#onConfigChange)
-    log('agent %s started, API on %s', this.peerId, this.apiUrl)
+    log.info('agent %s started: API %s, listening on %s, %d functions held, %d bootstrap peers, owner %s (%d devices%s)', this.peerId, this.apiUrl, this.addrs().join(' ') || 'nothing', this.registry.localSpecs().length, config.bootstrap.length, config.owner, this.membership.devices().length, this.membership.holdsOwnerKey ? ', its key is here' : '')
   }
 
   readonly #onConfigChange = (): void => { this.#reloadTrust() }
@@ -317,7 +327,7 @@ export class Agent {
    * Takes the config's trusted keys and revocations (`edge-agent trust add/remove/revoke` edit it
    * while the agent runs): revocations are carried out on the device holding the owner key.
    */
-  #reloadTrust (): void {
+  #reloadTrust (starting = false): void {
     let stored: AgentConfig
     try {
       stored = readConfig(this.dataDir)
@@ -327,10 +337,10 @@ export class Agent {
     }
     this.config.trustedKeys = stored.trustedKeys
     this.config.revoked = stored.revoked
-    this.#applyTrust()
+    this.#applyTrust(starting)
     if (stored.revoked.length > 0 && this.membership.holdsOwnerKey) {
       this.membership.revoke(stored.revoked).then(
-        (ids) => { for (const id of ids) log('revoked device %s: it is off the owner\'s roster, everywhere within seconds', id) },
+        (ids) => { for (const id of ids) log.info('revoked device %s: it is off the owner\'s roster, everywhere within seconds', id) },
         (err: Error) => { log.error('could not revoke %s: %e', stored.revoked.join(', '), err) })
     }
   }
@@ -340,14 +350,14 @@ export class Agent {
    * owner's devices. What a key no longer trusted signed is checked again at its next call; its
    * device is no longer a peer.
    */
-  #applyTrust (): void {
+  #applyTrust (starting = false): void {
     const keys = [...new Set([...this.config.trustedKeys, this.config.owner, ...this.membership.devices()])].filter(k => k !== '')
     const { added, removed } = this.trust.setTrusted(keys, this.membership.roster?.revoked ?? [])
     for (const k of added) {
       this.registry.forgive(k)
-      log('now trusting %s', k)
+      if (!starting) log.info('now trusting %s', k)
     }
-    for (const k of removed) log('no longer trusting %s', k)
+    for (const k of removed) log.info('no longer trusting %s', k)
   }
 
   async stop (): Promise<void> {
@@ -356,7 +366,8 @@ export class Agent {
   }
 
   async #stop (): Promise<void> {
-    rmSync(join(this.dataDir, RUNTIME_FILE), { force: true })
+    // Only this agent's own: one refused for a locked data dir leaves the running one's alone.
+    if (this.#startedAt > 0) rmSync(join(this.dataDir, RUNTIME_FILE), { force: true })
     unwatchFile(join(this.dataDir, 'config.json'), this.#onConfigChange)
     const steps: Array<[string, () => unknown]> = [
       ['api', async () => { await this.#api?.stop() }],
@@ -375,7 +386,8 @@ export class Agent {
       ['invoke client', async () => { await this.#client?.stop() }],
       ['fetch', async () => { await this.#fetcher?.stop() }],
       ['libp2p', async () => { await this.node?.stop() }],
-      ['runtimes', async () => { await this.runtimes?.stop() }]
+      ['runtimes', async () => { await this.runtimes?.stop() }],
+      ['lock', () => { this.#unlock?.() }]
     ]
     for (const [name, step] of steps) {
       try {
@@ -409,7 +421,7 @@ export class Agent {
       })
     } catch (err) {
       this.dockerProblem = (err as Error).message
-      log('no container functions here: %s', this.dockerProblem)
+      log.info('no container functions here: %s', this.dockerProblem)
       return undefined
     }
   }
@@ -435,7 +447,7 @@ export class Agent {
     }, this.config.coapListen)
     await coap.start()
     this.#coap = coap
-    log('CoAP ingress on %s', coap.url)
+    log.info('CoAP ingress on %s', coap.url)
   }
 
   /**
@@ -544,7 +556,7 @@ export class Agent {
     // Deploys are rare and must not be lost: an agent that just joined waits (a little) for a listener.
     const announced = this.#announcements.publish(deployAnnouncement(spec, this.peerId, record, code), { untilHeardMs: 10_000 })
     this.#adverts.publishSoon()
-    log('deployed %s v%d (%s, %d bytes)', spec.name, spec.version, spec.sha256.slice(0, 12), code.byteLength)
+    log.info('deployed %s v%d (%s, %d bytes)', spec.name, spec.version, spec.sha256.slice(0, 12), code.byteLength)
     const stored = this.manifests.publish(record)
     void this.manifests.provide(chunks)
     void this.#replicator.reconcile()
@@ -580,6 +592,7 @@ export class Agent {
     }
     record ??= await signRecord({ v: WIRE_VERSION, type: 'tombstone', name, version, deployedAt: Date.now() }, this.#key)
     this.#dropFunction(name, version)
+    log.info('deleted %s up to v%d', name, version)
     void this.#announcements.publish({ v: WIRE_VERSION, type: 'delete', name, version, by: this.peerId, at: Date.now(), record }, { untilHeardMs: 10_000 })
     await this.manifests.publish(record)
     this.#adverts.publishSoon()
@@ -615,11 +628,12 @@ export class Agent {
       // Deletes count only from keys this agent trusts, like deploys: the announcing agent's, or the
       // deployer key that signed the tombstone it carries.
       if (this.trust.trusts(a.by)) {
+        log.info('%s deleted %s up to v%d', a.by, a.name, a.version)
         this.#dropFunction(a.name, a.version)
         return
       }
       if (a.record === undefined) {
-        log('ignored a delete of %s from untrusted %s', a.name, a.by)
+        log.info('ignored a delete of %s from untrusted %s', a.name, a.by)
         this.metrics.ignoredAnnouncements.inc({ reason: 'unsigned' })
         return
       }
@@ -627,7 +641,7 @@ export class Agent {
         .then(({ body, signer }) => {
           if (body.type === 'tombstone' && body.name === a.name && body.version === a.version && this.trust.trusts(signer)) this.#dropFunction(a.name, a.version)
           else {
-            log('ignored a delete of %s signed by untrusted %s', a.name, signer)
+            log.info('ignored a delete of %s signed by untrusted %s', a.name, signer)
             this.metrics.ignoredAnnouncements.inc({ reason: this.trust.trusts(signer) ? 'mismatched' : 'untrusted' })
           }
         })
@@ -655,11 +669,12 @@ export class Agent {
           return
         }
         if (!this.trust.trusts(opened.signer)) {
-          log('ignored a deploy of %s v%d signed by untrusted %s', a.fn.name, a.fn.version, opened.signer)
+          log.info('ignored a deploy of %s v%d signed by untrusted %s', a.fn.name, a.fn.version, opened.signer)
           this.registry.refuse(a.fn, opened.signer)
           this.metrics.ignoredAnnouncements.inc({ reason: 'untrusted' })
           return
         }
+        log.info('%s v%d (%s) deployed by %s', b.name, b.version, b.sha256.slice(0, 12), opened.signer === a.holder ? a.holder : `${a.holder}, signed by ${opened.signer}`)
         this.manifests.remember(opened, record)
         // Small code came along: a first call here runs it without a fetch.
         if (a.code !== undefined) this.#fetcher.offer(b.sha256, a.code)
@@ -736,6 +751,7 @@ export class Agent {
       advertsSent: this.#adverts.sent,
       coap: this.#coap?.url ?? null,
       async: this.calls.counts(),
+      problems: this.problems.list().map(p => ({ message: p.message, count: p.count, lastAt: p.lastAt })),
       owner: { id: this.config.owner, holdsKey: this.membership.holdsOwnerKey, roster: this.membership.roster?.seq ?? 0, devices: this.membership.devices().length }
     }
   }

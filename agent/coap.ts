@@ -1,7 +1,7 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
 import { EventEmitter } from 'node:events'
 import { isIPv6 } from 'node:net'
-import { logger } from '@libp2p/logger'
+import { logger } from './log.js'
 import { createServer, type IncomingMessage, type OutgoingMessage, type Server } from 'coap'
 import { generate, parse, type ParsedPacket } from 'coap-packet'
 import { BadRequestError, InterruptedError, parseDuration } from '../protocol/index.js'

@@ -41,3 +41,8 @@ export class VersionConflictError extends Error {
 export class JoinError extends Error {
   override name = 'JoinError'
 }
+
+/** Another agent runs on this data directory. */
+export class DataDirLockedError extends Error {
+  override name = 'DataDirLockedError'
+}

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { logger } from '@libp2p/logger'
+import { heldBack, logger, Throttle } from './log.js'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { LRUCache } from 'lru-cache'
 import {
@@ -10,6 +10,8 @@ import type { FunctionRegistry } from './registry.js'
 import type { EdgeNode } from './swarm/node.js'
 import type { Stream } from '@libp2p/interface'
 
+/** Refused peers are logged once a minute each. */
+const refusedPeers = new Throttle(60_000)
 const log = logger('edge:agent:fetch')
 
 /** Chunks fetched at once when assembling code from a manifest. */
@@ -75,7 +77,8 @@ export class FetchService {
         })
         return
       }
-      log('refused a fetch from untrusted %s', from)
+      const held = refusedPeers.allow(from)
+      if (held !== undefined) log.info('refused a fetch from %s, a peer this agent does not trust%s', from, heldBack(held))
       stream.abort(new Error(`this agent serves code only to peers it trusts, and not to ${from}`))
     }, { maxInboundStreams: 64, maxOutboundStreams: 64 })
   }

@@ -7,3 +7,4 @@ export { ConfigError, JoinError, NoCandidateError, OverloadedError } from './err
 export { PeerTable, type PeerEntry } from './swarm/peer-table.js'
 export { POLICIES, localFirst, near, leastLoaded, powerOfTwo, warmAffinity, localOnly, pinnedPeer, type CandidateView, type Policy } from './policies/index.js'
 export { decodeInvite, encodeInvite, makeInvite, openRoster, ownerId, parseBytes, parseDuration } from '../protocol/index.js'
+export { configureLogs, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './log.js'

@@ -1,4 +1,4 @@
-import { logger } from '@libp2p/logger'
+import { logger } from './log.js'
 import { peerIdFromString } from '@libp2p/peer-id'
 import {
   abortError, errorFromWire, FramedStream, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, PeerGoneError,

@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events'
-import { logger } from '@libp2p/logger'
+import { heldBack, logger, Throttle } from './log.js'
 import {
   BusyError, CancelledError, FramedStream, InterruptedError, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, validateInvokeFrame, WireCode, wireCodeOf, WIRE_VERSION,
   type FunctionRef, type InvokeRequest, type InvokeResult, type PeerLoad
@@ -8,6 +8,8 @@ import { deadline, settledWithin } from './deadline.js'
 import type { EdgeNode } from './swarm/node.js'
 import type { Connection, Stream } from '@libp2p/interface'
 
+/** Refused peers are logged once a minute each. */
+const refusedPeers = new Throttle(60_000)
 const log = logger('edge:agent:invoke-server')
 
 /** Runs an offloaded call here and only here (one hop: it is never offloaded again). */
@@ -101,7 +103,8 @@ export class InvokeServer {
   /** Answers `message` UNTRUSTED (so that the caller knows why), then closes the stream. */
   #answerUntrusted (framed: FramedStream, message: unknown, from: string): void {
     const id = typeof (message as { id?: unknown })?.id === 'number' ? (message as { id: number }).id : 0
-    log('refused a call from untrusted %s', from)
+    const held = refusedPeers.allow(from)
+    if (held !== undefined) log.info('refused a call from %s, a peer this agent does not trust%s', from, heldBack(held))
     void framed.write({ v: WIRE_VERSION, type: 'error', id, code: WireCode.UNTRUSTED, message: `this agent takes calls only from peers it trusts, and not from ${from}` })
       .then(async () => { await framed.close() })
       .catch(() => { framed.abort(new Error('untrusted caller')) })

@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events'
-import { logger } from '@libp2p/logger'
+import { logger } from './log.js'
 import {
   framedOnce, inviteMacChecks, JOIN_PROTOCOL, MAX_JOIN_FRAME_BYTES, openRoster, signRoster, validateJoinRequest, WIRE_VERSION,
   type JoinAnswer, type Roster
@@ -97,7 +97,7 @@ export class Membership {
       return false
     }
     if (roster === undefined || roster.seq <= (this.#roster?.seq ?? 0)) return false
-    log('roster v%d of the owner\'s devices from %s: %d devices, %d revoked', roster.seq, from, roster.devices.length, roster.revoked.length)
+    log.info('roster v%d of the owner\'s devices from %s: %d devices, %d revoked', roster.seq, from, roster.devices.length, roster.revoked.length)
     this.#adopt(roster)
     return true
   }
@@ -192,19 +192,19 @@ export class Membership {
       return refused((err as Error).message)
     }
     if (!inviteMacChecks(key, request.nonce, request.expiresAt, request.mac)) {
-      log('refused a join from %s: the invite was not made by this owner key', from)
+      log.info('refused a join from %s: the invite was not made by this owner key', from)
       return refused('this invite was not made by the owner key of the device it names: ask the owner for a new one (edge-agent invite)')
     }
     if (request.expiresAt < Date.now()) {
-      log('refused a join from %s: its invite expired at %s', from, new Date(request.expiresAt).toISOString())
+      log.info('refused a join from %s: its invite expired at %s', from, new Date(request.expiresAt).toISOString())
       return refused(`the invite expired at ${new Date(request.expiresAt).toISOString()}: make a new one with 'edge-agent invite' on the inviting device`)
     }
     if (this.#roster?.revoked.includes(from) === true) {
-      log('refused a join from revoked device %s', from)
+      log.info('refused a join from revoked device %s', from)
       return refused(`this device (${from}) was revoked: it cannot join again with the same identity (a fresh 'edge-agent init --join' in an empty data directory makes a new one)`)
     }
     const roster = await this.#admit(from)
-    log('device %s joined the owner\'s devices (roster v%d, %d devices)', from, roster.seq, roster.devices.length)
+    log.info('device %s joined the owner\'s devices (roster v%d, %d devices)', from, roster.seq, roster.devices.length)
     return { v: WIRE_VERSION, type: 'welcome', roster: roster.record, trusted: this.#init.trusted().slice(0, 64) }
   }
 }

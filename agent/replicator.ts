@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { logger } from '@libp2p/logger'
+import { logger } from './log.js'
 import type { Advert, FunctionRef, FunctionSpec } from '../protocol/index.js'
 import type { FetchService } from './fetch.js'
 import { vouchedBy } from './trust.js'
@@ -102,7 +102,7 @@ export class Replicator {
       // The chunks were checked against the manifest's CIDs as they arrived: no need to hash again.
       this.#init.hold(spec, code, body.chunks)
       await this.#init.manifests.provide(body.chunks)
-      log('now holding a copy of %s v%d', name, version)
+      log.info('now holding a copy of %s v%d (the swarm keeps %d)', name, version, this.#init.replicas)
     } catch (err) {
       this.#failures.set(id, Date.now() + 10_000)
       log('could not replicate %s: %s', id, (err as Error).message)

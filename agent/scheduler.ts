@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events'
-import { logger } from '@libp2p/logger'
+import { heldBack, logger, Throttle } from './log.js'
 import { raceSignal } from 'race-signal'
 import {
   abortError, BadRequestError, BusyError, parseTarget, DeadlineExceededError, FunctionNotFoundError, InterruptedError, RuntimeKind, UntrustedManifestError,
@@ -20,6 +20,8 @@ import type { Metrics } from './metrics.js'
 import type { CallLog } from './call-log.js'
 import type { RunOptions, RunResult } from '../runtimes/runtime.js'
 
+/** Failed calls are logged once per function and error kind every 10 s. */
+const failedCalls = new Throttle(10_000)
 const log = logger('edge:agent:scheduler')
 
 /** Bound on one shared fetch-and-compile of a function's code. */
@@ -180,6 +182,17 @@ export class Scheduler {
 
   /** Runs `NAME` (its newest version) or `NAME@VERSION`. */
   async invoke (target: string, input: Uint8Array, options: InvokeOptions = {}): Promise<InvokeOutcome> {
+    try {
+      return await this.#invoke(target, input, options)
+    } catch (err) {
+      const e = err as Error
+      const held = failedCalls.allow(`${target} ${e.name}`)
+      if (held !== undefined) log.info('a call of %s failed: %s: %s%s', target, e.name, e.message, heldBack(held))
+      throw err
+    }
+  }
+
+  async #invoke (target: string, input: Uint8Array, options: InvokeOptions): Promise<InvokeOutcome> {
     const started = performance.now()
     const { name, version } = parseTarget(target)
     const policy = policyNamed(options.policy)

@@ -120,6 +120,10 @@ export interface StatusInfo {
   /** The CoAP ingress URL, when the agent serves CoAP. */
   coap: string | null
   async: { queued: number, running: number, done: number, failed: number }
+  /** Connection problems of the last minute (another swarm key, a bootstrap peer that does not answer), each a line to act on. */
+  problems?: Array<{ message: string, count: number, lastAt: number }>
+  /** The owner this device belongs to, whether it holds the owner key, and its roster. */
+  owner?: { id: string, holdsKey: boolean, roster: number, devices: number }
 }
 
 export interface ManifestInfo {

@@ -121,7 +121,7 @@ program.command('init')
   .option('--quiet', 'print nothing on success')
   .action(async (opts: InitOptions) => { await init(opts) })
 
-interface StartOptions { docker: boolean, dockerSlots?: number, keepalive?: number, asyncConcurrency?: number, resultsTtl?: number, advertInterval?: number, peerExpiry?: number, neighbours?: number, coapListen?: string, replicas?: number, storage?: number, versionsKept?: number, apiHost?: string, dataDir?: string, listen?: string[], announce?: string[], bootstrap?: string[], apiPort?: number, labels?: string, wasmSlots?: number, mdns: boolean }
+interface StartOptions { logLevel: string, logFormat: string, docker: boolean, dockerSlots?: number, keepalive?: number, asyncConcurrency?: number, resultsTtl?: number, advertInterval?: number, peerExpiry?: number, neighbours?: number, coapListen?: string, replicas?: number, storage?: number, versionsKept?: number, apiHost?: string, dataDir?: string, listen?: string[], announce?: string[], bootstrap?: string[], apiPort?: number, labels?: string, wasmSlots?: number, mdns: boolean }
 
 program.command('start')
   .description('run the agent until SIGINT/SIGTERM')
@@ -144,6 +144,8 @@ program.command('start')
   .option('--peer-expiry <duration>', 'advert silence after which a connected peer leaves the peer table (default 120s)', parseDuration)
   .option('--neighbours <n>', 'peers this agent picks to keep a connection to; others are dialled for calls (default 6; 0: all)', positive)
   .option('--results-ttl <duration>', 'how long async results are kept for edge poll, e.g. 10m (default 1h)', parseDuration)
+  .addOption(new Option('--log-level <level>', 'what the log on stderr says: error, warn, info (start, peers, deploys, failed calls, refusals) or debug').choices(['error', 'warn', 'info', 'debug']).default('info').env('EDGE_LOG_LEVEL'))
+  .addOption(new Option('--log-format <format>', 'text lines (with journald priorities under systemd) or JSON lines').choices(['text', 'json']).default('text').env('EDGE_LOG_FORMAT'))
   .addOption(new Option('--no-docker', 'run WASM functions only, even where Docker is'))
   .addOption(new Option('--no-mdns', 'do not discover peers on the LAN with multicast DNS'))
   .action(async (opts: StartOptions) => {
@@ -184,7 +186,8 @@ program.command('start')
       mdns: opts.mdns && stored.mdns,
       docker: opts.docker && stored.docker
     }
-    const { createAgent } = await loadAgent()
+    const { createAgent, configureLogs } = await loadAgent()
+    configureLogs({ level: opts.logLevel as 'info', format: opts.logFormat as 'text' })
     const agent = await createAgent(dataDir, config)
     // One peer's failure must never take the agent down (e.g. NoValidAddressesError from a dial).
     process.on('unhandledRejection', (reason) => {

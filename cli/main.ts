@@ -17,7 +17,7 @@ export function checkNode (): void {
   }
 }
 
-const KNOWN_USER_ERRORS = new Set(['UserError', 'ApiError', 'ConfigError', 'AddressInUseError', 'JoinError', 'BadRequestError', 'InvalidModuleError', 'RangeError'])
+const KNOWN_USER_ERRORS = new Set(['UserError', 'ApiError', 'ConfigError', 'AddressInUseError', 'JoinError', 'DataDirLockedError', 'BadRequestError', 'InvalidModuleError', 'RangeError'])
 
 /** Runs a CLI: user errors print one line and exit 1; anything else is a bug (stack with --debug). */
 export async function runCli (name: string, main: () => Promise<void>): Promise<void> {

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { timingSafeEqual } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
-import { logger } from '@libp2p/logger'
+import { logger } from '../log.js'
 import { BadRequestError, CancelledError, MAX_CODE_BYTES, MAX_IO_BYTES, MAX_RECORD_BYTES, RuntimeKind, SIGNED_RECORD_HEADER, validateContainerOptions, validateEnv } from '../../protocol/index.js'
 import { parseBytes, parseDuration } from '../../protocol/index.js'
 import type { Agent } from '../agent.js'

@@ -1,4 +1,5 @@
-import { logger } from '@libp2p/logger'
+import { logger } from '../log.js'
+import { hostPort, Problems } from './handshakes.js'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { KEEP_ALIVE, type PeerId } from '@libp2p/interface'
@@ -18,6 +19,8 @@ export interface ConnectivityInit {
   bootstrap: string[]
   /** How often RTTs are copied from libp2p's connection monitor into the table. Default 5 s. */
   rttIntervalMs?: number
+  /** Where a bootstrap address that does not answer is noted, for the log and `edge status`. */
+  problems?: Problems
   /** With no connection at all, the bootstrap peers are dialled this often. Default 10 s. */
   aloneRedialMs?: number
   /** After a connection to a peer goes, it is redialled once after this long; refused, it leaves the table. Default 1 s. */
@@ -40,6 +43,8 @@ export const PROBE_EVERY_MS = 10_000
 
 /** Dials this agent makes at once to peers it heard of (hints, neighbours without a connection). */
 const MAX_DIALS = 8
+/** The first look at the bootstrap peers, when still alone this long after start. */
+const FIRST_BOOTSTRAP_CHECK_MS = 1500
 
 /** Dial failures that say the peer is not there at all (as opposed to slow). */
 const REFUSED = /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|no valid addresses/i
@@ -146,7 +151,7 @@ export class Connectivity {
   constructor (node: EdgeNode, table: PeerTable, init: ConnectivityInit) {
     this.#node = node
     this.#table = table
-    this.#init = { rttIntervalMs: 5000, aloneRedialMs: 10_000, redialCheckMs: 1000, reconcileMs: 5000, neighbours: 6, idleCloseMs: 30_000, ...init }
+    this.#init = { rttIntervalMs: 5000, aloneRedialMs: 10_000, redialCheckMs: 1000, reconcileMs: 5000, neighbours: 6, idleCloseMs: 30_000, problems: new Problems(), ...init }
   }
 
   /** Whether libp2p holds a connection to the peer (false for an id that does not parse). */
@@ -209,6 +214,8 @@ export class Connectivity {
     this.#timers.push(setInterval(() => { this.#copyRtts() }, this.#init.rttIntervalMs))
     this.#timers.push(setInterval(() => { void this.dialBootstrapIfAlone() }, this.#init.aloneRedialMs))
     this.#timers.push(setInterval(() => { this.#reconcile() }, this.#init.reconcileMs))
+    // A first try soon after start: a device that cannot reach its bootstrap peers says so in seconds.
+    this.#timers.push(setTimeout(() => { void this.dialBootstrapIfAlone() }, FIRST_BOOTSTRAP_CHECK_MS))
     for (const t of this.#timers) t.unref()
     void this.#keepBootstrap()
   }
@@ -410,9 +417,32 @@ export class Connectivity {
     try {
       const results = await Promise.allSettled(this.#init.bootstrap.map(async (addr) => await this.#node.dial(multiaddr(addr), { signal })))
       log('alone: dialled %d bootstrap peers, %d answered', results.length, results.filter(r => r.status === 'fulfilled').length)
+      results.forEach((r, i) => {
+        const addr = this.#init.bootstrap[i] as string
+        if (r.status === 'fulfilled') this.#init.problems.clear(`bootstrap ${addr}`)
+        else {
+          // Another swarm key is the handshake watch's to say (handshakes.ts), however the dial ended.
+          const why = this.#init.problems.has(`handshake ${hostPort(addr)}`) ? undefined : bootstrapProblem(addr, r.reason as Error)
+          if (why !== undefined) this.#init.problems.note(`bootstrap ${addr}`, why)
+        }
+      })
     } finally {
       done()
       this.#diallingBootstrap = false
     }
   }
+}
+
+/** A bootstrap dial's failure as the user should read it; undefined when the handshake watch says it better (another swarm key). */
+export function bootstrapProblem (addr: string, err: Error): string | undefined {
+  const errors = (err as { errors?: Error[] }).errors
+  const all = [err, ...(Array.isArray(errors) ? errors : [])]
+  const text = all.map(e => `${e.name}: ${e.message}`).join(' ')
+  if (/EncryptionFailed/.test(text)) return undefined
+  const where = `bootstrap peer ${hostPort(addr)}`
+  if (/ECONNREFUSED/.test(text)) return `${where} refused the connection: is its agent running, and listening on that port?`
+  if (/EHOSTUNREACH|ENETUNREACH/.test(text)) return `${where} is unreachable from this device (no route): check the address`
+  if (/Timeout|Abort|deadline/i.test(text)) return `${where} did not answer within 5 s: is the address right, and open to this device?`
+  if (/UnexpectedPeer|peer id/i.test(text)) return `${where} answered as another peer than its /p2p/ id: has that device been initialised again? Use its new address`
+  return `${where} could not be dialled: ${err.message.split('\n')[0] ?? ''}`
 }

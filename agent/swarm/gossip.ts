@@ -1,4 +1,4 @@
-import { logger } from '@libp2p/logger'
+import { logger } from '../log.js'
 import { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
 import { encode, MAX_GOSSIP_BYTES } from '../../protocol/index.js'
 import type { EdgeNode } from './node.js'

@@ -1,4 +1,4 @@
-import { logger } from '@libp2p/logger'
+import { logger } from '../log.js'
 import { setMaxListeners } from 'node:events'
 import { framedOnce, HELLO_PROTOCOL, MAX_HELLO_BYTES, MAX_HELLO_PEERS, MAX_HELLO_RELAY_BYTES, MAX_HELLO_RELAYS, validateHello, WIRE_VERSION, type Advert, type Hello, type SignedAdvert } from '../../protocol/index.js'
 import { openSignedAdvert } from './adverts.js'

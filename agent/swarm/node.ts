@@ -22,7 +22,8 @@ import type { KadDHT } from '@libp2p/kad-dht'
 import type { Ping } from '@libp2p/ping'
 import type { PeerDiscovery, PeerId, PrivateKey } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import { logger } from '@libp2p/logger'
+import { logger } from '../log.js'
+import { Problems, watchHandshakes } from './handshakes.js'
 
 const log = logger('edge:agent:node')
 
@@ -57,6 +58,8 @@ export interface NodeInit {
   datastorePath: string
   /** Whose signed manifests this node stores and accepts from the DHT. */
   trusts: (signer: string) => boolean
+  /** Where failed handshakes are noted (a peer with another swarm key), for the log and `edge status`. */
+  problems?: Problems
 }
 
 /**
@@ -78,13 +81,14 @@ export async function createNode (init: NodeInit): Promise<EdgeNode> {
   const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
   if (init.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: init.bootstrap, timeout: 100 }))
   if (init.mdns) peerDiscovery.push(mdns())
+  const handshakes = watchHandshakes(preSharedKey({ psk: init.swarmKey }), noise(), init.problems ?? new Problems())
   const node = await createLibp2p({
     privateKey: init.privateKey,
     datastore,
     addresses: { listen: init.listen, announce: init.announce },
     transports: [tcp()],
-    connectionProtector: preSharedKey({ psk: init.swarmKey }),
-    connectionEncrypters: [noise()],
+    connectionProtector: handshakes.protector,
+    connectionEncrypters: [handshakes.encrypter],
     // No yamux keep-alive pings: the connection monitor already pings every connection.
     streamMuxers: [yamux({ enableKeepAlive: false })],
     peerDiscovery,

@@ -45,7 +45,9 @@ export function registerSwarmCommands (program: Command): void {
         `runtimes   ${rt}`,
         `functions  ${s.functions.length === 0 ? 'none held' : s.functions.map(f => `${f.name}@${f.version}`).join(', ')}`,
         `async      ${s.async.queued} queued, ${s.async.running} running, ${s.async.done} done, ${s.async.failed} failed`,
-        `peers      ${s.peers} in table, ${s.connections} connections`,
+        `peers      ${s.peers === 0 && (s.problems ?? []).length > 0 ? `none: ${(s.problems ?? [])[0]?.message ?? ''}` : `${s.peers} in table, ${s.connections} connections`}`,
+        ...(s.problems ?? []).slice(s.peers === 0 ? 1 : 0).map(p => `problem    ${p.message}${p.count > 1 ? ` (${p.count}×)` : ''}`),
+        ...(s.owner !== undefined ? [`owner      ${s.owner.id} (${s.owner.devices} device${s.owner.devices === 1 ? '' : 's'}${s.owner.holdsKey ? ', its key is here' : ''})`] : []),
         `memory     rss ${bytes(s.rss)}, host ${bytes(s.memFree)} free of ${bytes(s.memTotal)}`,
         `uptime     ${ms(s.uptimeMs)}`,
         ...(Object.keys(s.labels).length > 0 ? [`labels     ${Object.entries(s.labels).map(([k, v]) => `${k}=${v}`).join(',')}`] : [])

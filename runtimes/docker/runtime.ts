@@ -3,7 +3,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, renameSync, r
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { Writable, type Duplex } from 'node:stream'
-import { logger } from '@libp2p/logger'
+import { logger } from '../log.js'
 import type Docker from 'dockerode'
 import { extract } from 'tar'
 import {

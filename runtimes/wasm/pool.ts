@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads'
-import { logger } from '@libp2p/logger'
+import { logger } from '../log.js'
 import { raceSignal } from 'race-signal'
 import { abortError, BusyError, FunctionError, FunctionNotFoundError, MAX_IO_BYTES, RuntimeKind } from '../../protocol/index.js'
 import { limitMemory, InvalidModuleError, MEMORY_IMPORT, type MemoryLimits } from './limits.js'

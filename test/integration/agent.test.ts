@@ -6,7 +6,7 @@ import { request } from 'node:http'
 import { join } from 'node:path'
 import { AgentClient, ApiError } from '../../cli/client.js'
 import { EDGE_AGENT_BIN, isAlive, runAgentCommand, spawnAgent, stopAgent } from '../../testnet/process.js'
-import { CLOSES_STDIO_WAT, eventually, ROOT, runNode, startAgentIn, wat, type Run, type StartedAgent } from '../helpers.js'
+import { CLOSES_STDIO_WAT, EDGE_BIN, eventually, ROOT, runNode, startAgentIn, wat, type Run, type StartedAgent } from '../helpers.js'
 
 /** One `edge-agent` process at a time: its lifecycle, identity and configuration errors. */
 const root = mkdtempSync(join(tmpdir(), 'edge-agent-test-'))
@@ -133,10 +133,48 @@ test('an unparseable --listen writes nothing; a taken API port or listen address
   const port = (taken.address() as { port: number }).port
   const api = await runAgent(['start', '--data-dir', join(root, 'taken-api'), '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', String(port), '--no-mdns'])
   assert.equal(api.code, 1)
-  assert.equal(api.stderr.trim(), `edge-agent: error: API port ${port} on 127.0.0.1 is in use: is another agent running? Use --api-port`)
+  // The log's info lines come first; the error is the last line.
+  assert.equal(api.stderr.trim().split('\n').at(-1), `edge-agent: error: API port ${port} on 127.0.0.1 is in use: is another agent running? Use --api-port`)
   const p2p = await runAgent(['start', '--data-dir', join(root, 'taken-p2p'), '--listen', `/ip4/127.0.0.1/tcp/${port}`, '--api-port', '0', '--no-mdns'])
   assert.equal(p2p.code, 1)
-  assert.equal(p2p.stderr.trim(), `edge-agent: error: listen address /ip4/127.0.0.1/tcp/${port} is in use: is another agent running? Use --listen`)
+  assert.equal(p2p.stderr.trim().split('\n').at(-1), `edge-agent: error: listen address /ip4/127.0.0.1/tcp/${port} is in use: is another agent running? Use --listen`)
+})
+
+test('a data directory in use by another agent is one line, and the running agent keeps its files', async () => {
+  const a = await start('locked')
+  const second = await runAgent(['start', '--data-dir', a.dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--no-mdns'])
+  assert.equal(second.code, 1)
+  assert.equal(second.stderr.trim().split('\n').at(-1), `edge-agent: error: ${a.dataDir} is in use by another agent (pid ${a.pid}): stop it first, or give this one its own --data-dir`)
+  assert.equal((JSON.parse(readFileSync(join(a.dataDir, 'agent.json'), 'utf8')) as { pid: number }).pid, a.pid)
+  assert.equal((await new AgentClient(a.info.api).status()).peerId, a.info.peerId)
+  // A lock left by a killed agent is taken over.
+  process.kill(a.pid, 'SIGKILL')
+  await eventually(() => !isAlive(a.pid), 5000, 'the agent to die')
+  const b = await start('locked')
+  assert.equal(b.info.peerId, a.info.peerId)
+  await stopAgent(b.pid, b.dataDir)
+})
+
+test('a device with another swarm key, and a bootstrap peer that refuses, are named in the log and in status within seconds', async () => {
+  const a = await start('swarm-a')
+  const addr = a.info.addrs[0] ?? ''
+  const other = join(root, 'swarm-other')
+  await runAgentCommand(['init', '--data-dir', other, '--quiet', '--bootstrap', addr, '--bootstrap', '/ip4/127.0.0.1/tcp/1/p2p/12D3KooWDdaFcoDxTqz6428s9Xn6ukyR8T8F4uWvU9EN9jvo5fws'])
+  const w = await start('swarm-other')
+  const problems = async (api: string): Promise<string[]> => ((await new AgentClient(api).status()).problems ?? []).map(p => p.message)
+  const where = addr.replace(/^\/ip4\/([^/]+)\/tcp\/(\d+).*$/, '$1:$2')
+  const own = await eventually(async () => {
+    const list = await problems(w.info.api)
+    if (list.length < 2) throw new Error(`problems so far: ${JSON.stringify(list)}`)
+    return list
+  }, 15_000, 'the wrong-key device to name both problems')
+  assert.ok(own.includes(`${where} refused the swarm key: was this device initialised with the swarm's key? (edge-agent init --join TOKEN)`), own.join('\n'))
+  assert.ok(own.includes('bootstrap peer 127.0.0.1:1 refused the connection: is its agent running, and listening on that port?'), own.join('\n'))
+  await eventually(async () => (await problems(a.info.api)).includes('a device at 127.0.0.1 failed the swarm-key handshake (it holds another swarm\'s key, or none): refused'), 10_000, 'the right-key device to name the stranger')
+  const status = await runNode(EDGE_BIN, ['--agent', w.info.api, 'status'])
+  assert.match(status.stdout, /^peers {6}none: .*refused/m)
+  assert.match(readFileSync(join(root, 'swarm-other.log'), 'utf8'), /warn +agent: .*refused the swarm key/)
+  assert.equal((await new AgentClient(w.info.api).status()).peers, 0)
 })
 
 test('with a token the API refuses requests that lack it', async () => {
