@@ -26,6 +26,7 @@ export class CallLog {
   readonly #max: number
   readonly #entries: CallLogEntry[] = []
   #next = 0
+  readonly #followers = new Set<(entry: CallLogEntry) => void>()
 
   constructor (max = 500) {
     this.#max = max
@@ -36,6 +37,13 @@ export class CallLog {
     if (this.#entries.length < this.#max) this.#entries.push(e)
     else this.#entries[this.#next] = e
     this.#next = (this.#next + 1) % this.#max
+    for (const follow of this.#followers) follow(e)
+  }
+
+  /** Calls `follow` with each entry added from now on (`edge logs -f`); returns the unsubscribe. */
+  follow (follow: (entry: CallLogEntry) => void): () => void {
+    this.#followers.add(follow)
+    return () => { this.#followers.delete(follow) }
   }
 
   /** The newest `limit` entries, oldest first; of one function when `name` is given. */

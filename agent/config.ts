@@ -1,8 +1,9 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { homedir } from 'node:os'
 import Conf from 'conf'
 import { ConfigError } from './errors.js'
+import { DEFAULT_API_PORT } from './defaults.js'
+export { DEFAULT_API_PORT, defaultDataDir } from './defaults.js'
 
 /** Settings of one agent, persisted as config.json in its data directory. */
 export interface AgentConfig {
@@ -71,7 +72,6 @@ export interface AgentConfig {
   coapListen: string
 }
 
-export const DEFAULT_API_PORT = 7070
 export const DEFAULT_CONFIG: AgentConfig = {
   listen: ['/ip4/0.0.0.0/tcp/4001'],
   announce: [],
@@ -103,9 +103,6 @@ export const DEFAULT_CONFIG: AgentConfig = {
   coapListen: ''
 }
 
-export function defaultDataDir (): string {
-  return process.env.EDGE_AGENT_DATA_DIR ?? join(homedir(), '.edge-agent')
-}
 
 function store (dataDir: string): Conf<AgentConfig> {
   return new Conf<AgentConfig>({ cwd: dataDir, configName: 'config', projectName: 'edge-agent', defaults: DEFAULT_CONFIG })

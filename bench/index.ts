@@ -10,6 +10,7 @@ import { containerBench } from './containers.js'
 import { overloadBench } from './overload.js'
 import { scaleBench } from './scale.js'
 import { abuseBench } from './abuse.js'
+import { cliBench } from './cli.js'
 import { measureWrk, type Figures } from './wrk.js'
 import { createHash } from 'node:crypto'
 import { pct } from './stats.js'
@@ -113,12 +114,13 @@ function printTable (title: string, headers: string[], rows: string[][]): void {
 }
 
 async function main (): Promise<void> {
-  // BENCH_ONLY=containers (dht, overload, scale, abuse) runs one part.
+  // BENCH_ONLY=containers (dht, overload, scale, abuse, cli) runs one part.
   if (process.env.BENCH_ONLY === 'containers') { await containerBench(printTable); return }
   if (process.env.BENCH_ONLY === 'dht') { await dhtBench(printTable); return }
   if (process.env.BENCH_ONLY === 'overload') { await overloadBench(printTable); return }
   if (process.env.BENCH_ONLY === 'scale') { await scaleBench(printTable); return }
   if (process.env.BENCH_ONLY === 'abuse') { await abuseBench(printTable); return }
+  if (process.env.BENCH_ONLY === 'cli') { await cliBench(printTable); return }
   process.stdout.write(`edge-agent bench: node ${process.version}, ${SEQ} sequential calls then ${THROUGHPUT_CALLS} at concurrency ${CONCURRENCY}\n`)
   const direct = await measure(directCall())
 
@@ -164,6 +166,7 @@ async function main (): Promise<void> {
   if (process.env.BENCH_SKIP_OVERLOAD === undefined) await overloadBench(printTable)
   if (process.env.BENCH_SKIP_SCALE === undefined) await scaleBench(printTable)
   if (process.env.BENCH_SKIP_ABUSE === undefined) await abuseBench(printTable)
+  if (process.env.BENCH_SKIP_CLI === undefined) await cliBench(printTable)
 }
 
 await main()

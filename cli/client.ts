@@ -312,6 +312,52 @@ export class AgentClient {
     return (await this.#request<{ entries: CallLogEntry[] }>('GET', `/v1/logs${q.size > 0 ? `?${q.toString()}` : ''}`)).entries
   }
 
+  /**
+   * Follows the calls that run on the agent (`edge logs -f`): the newest `limit` first, then each
+   * as it ends, until `signal` aborts (resolves) or the agent goes (rejects).
+   */
+  async followLogs (options: { name?: string, limit?: number, signal?: AbortSignal }, onEntry: (entry: CallLogEntry & { dropped?: number }) => void): Promise<void> {
+    const q = new URLSearchParams({ follow: '1' })
+    if (options.name !== undefined) q.set('function', options.name)
+    if (options.limit !== undefined) q.set('limit', String(options.limit))
+    await new Promise<void>((resolve, reject) => {
+      const req = request(`${this.url}/v1/logs?${q.toString()}`, {
+        headers: { accept: 'text/event-stream', ...(process.env.EDGE_API_TOKEN !== undefined ? { authorization: `Bearer ${process.env.EDGE_API_TOKEN}` } : {}) },
+        ...(options.signal !== undefined ? { signal: options.signal } : {})
+      }, (res) => {
+        if ((res.statusCode ?? 0) >= 400) {
+          let text = ''
+          res.on('data', (c: Buffer) => { text += c.toString('utf8') })
+          res.on('end', () => {
+            let error: object = {}
+            try { error = (JSON.parse(text) as { error?: object }).error ?? {} } catch {}
+            reject(new ApiError(res.statusCode ?? 0, error))
+          })
+          return
+        }
+        let buffered = ''
+        res.setEncoding('utf8')
+        res.on('data', (chunk: string) => {
+          buffered += chunk
+          let end: number
+          while ((end = buffered.indexOf('\n\n')) >= 0) {
+            const event = buffered.slice(0, end)
+            buffered = buffered.slice(end + 2)
+            const data = event.split('\n').filter(l => l.startsWith('data: ')).map(l => l.slice(6)).join('\n')
+            if (data !== '') onEntry(JSON.parse(data) as CallLogEntry)
+          }
+        })
+        res.on('end', () => { reject(new UserError(`the agent at ${this.url} closed the log stream: did it stop?`)) })
+        res.on('error', (err) => { if (options.signal?.aborted === true) resolve(); else reject(err) })
+      })
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        if (options.signal?.aborted === true) resolve()
+        else reject(new UserError(`cannot reach an agent at ${this.url} (${err.code ?? err.message}): is it running?`))
+      })
+      req.end()
+    })
+  }
+
   /** Async calls this agent knows, newest first. */
   async requests (): Promise<AsyncRequest[]> {
     return (await this.#request<{ requests: AsyncRequest[] }>('GET', '/v1/requests')).requests

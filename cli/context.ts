@@ -1,7 +1,6 @@
 import type { Command } from 'commander'
 import { AgentClient } from './client.js'
 import { UserError } from './errors.js'
-import { defaultTestnetHome, Testnet } from '../testnet/index.js'
 
 export interface GlobalOptions {
   agent?: string
@@ -11,6 +10,21 @@ export interface GlobalOptions {
 }
 
 export const DEFAULT_AGENT_URL = 'http://127.0.0.1:7070'
+
+type TestnetModule = typeof import('../testnet/index.js')
+let testnet: TestnetModule | undefined
+
+/** The testnet's module, loaded only by commands that need it (`--node K`, `edge testnet …`): the CLI starts faster without. */
+export async function loadTestnet (): Promise<TestnetModule> {
+  testnet ??= await import('../testnet/index.js')
+  return testnet
+}
+
+/** The testnet's module once loadTestnet has run (the CLI's preAction hooks see to it). */
+export function testnetModule (): TestnetModule {
+  if (testnet === undefined) throw new Error('the testnet module is not loaded: call loadTestnet() first')
+  return testnet
+}
 
 /** Which agent the CLI talks to: --agent URL, --node K of the running testnet, or the local default. */
 export function resolveAgentUrl (opts: GlobalOptions): string {
@@ -24,6 +38,7 @@ export function resolveAgentUrl (opts: GlobalOptions): string {
   }
   if (opts.node !== undefined) {
     const k = Number(opts.node)
+    const { Testnet, defaultTestnetHome } = testnetModule()
     const net = Testnet.load(defaultTestnetHome())
     if (net === undefined) throw new UserError(`--node ${opts.node}: no testnet is running (start one with 'edge testnet up --peers N')`)
     if (!Number.isInteger(k) || k < 1 || k > net.agents.length) throw new UserError(`--node must be 1…${net.agents.length} for the running testnet`)

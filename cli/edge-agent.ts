@@ -4,19 +4,22 @@ import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { Command, Option } from 'commander'
 import { checkNode, packageVersion, runCli } from './main.js'
+import { parseBytes, parseDuration } from '../protocol/units.js'
+import { DEFAULT_API_PORT } from '../agent/defaults.js'
 import { UserError } from './errors.js'
 
 checkNode()
 
-// init needs only config and keys; libp2p and the rest load when an agent starts — then all of
-// it from the bundle, which would otherwise load its own copy of the keys' crypto libraries.
-const lib = process.argv[2] === 'start'
-  ? await loadAgent()
-  : { ...await import('../agent/config.js'), ...await import('../protocol/units.js'), ...await import('../agent/swarm/identity.js'), ...await import('../protocol/roster.js') }
-const {
-  defaultDataDir, parseLabels, readConfig, writeConfig, DEFAULT_API_PORT, parseBytes, parseDuration, createOwner, createPeerKey, loadOwnerKey, loadRoster, loadSwarmKey, newSwarmKey,
-  openRoster, swarmKeyBytes, validateSwarmKey, writeSwarmKey, SWARM_KEY_FILE, decodeInvite, encodeInvite, makeInvite
-} = lib
+// Nothing heavy loads before a command runs (`edge-agent --help` starts as fast as node): the
+// config and keys' modules when a command needs them, and for `start` the whole agent from the
+// bundle, which would otherwise load its own copy of the keys' crypto libraries.
+type Lib = Pick<typeof import('../agent/index.js'), 'defaultDataDir' | 'parseLabels' | 'readConfig' | 'writeConfig' | 'createOwner' | 'createPeerKey' | 'loadOwnerKey' | 'loadRoster' | 'loadSwarmKey' | 'newSwarmKey' | 'openRoster' | 'swarmKeyBytes' | 'validateSwarmKey' | 'writeSwarmKey' | 'SWARM_KEY_FILE' | 'decodeInvite' | 'encodeInvite' | 'makeInvite'>
+let lib!: Lib
+const loadLib = async (): Promise<void> => {
+  lib = process.argv[2] === 'start'
+    ? await loadAgent()
+    : { ...await import('../agent/config.js'), ...await import('../agent/swarm/identity.js'), ...await import('../protocol/roster.js') }
+}
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
 const port = (value: string): number => {
@@ -32,24 +35,24 @@ const positive = (value: string): number => {
 interface InitOptions { dataDir?: string, swarmKey?: string, join?: string, listen?: string[], apiPort?: number, labels?: string, bootstrap?: string[], quiet?: boolean }
 
 async function init (opts: InitOptions): Promise<string> {
-  const dataDir = resolve(opts.dataDir ?? defaultDataDir())
+  const dataDir = resolve(opts.dataDir ?? lib.defaultDataDir())
   if (opts.join !== undefined) return await joinInit(dataDir, opts.join, opts)
   const fresh = !existsSync(join(dataDir, 'config.json'))
-  const labels = opts.labels !== undefined ? parseLabels(opts.labels) : undefined
+  const labels = opts.labels !== undefined ? lib.parseLabels(opts.labels) : undefined
   const swarmKey = opts.swarmKey === undefined ? undefined : readSwarmKeyFile(opts.swarmKey)
-  const key = await createPeerKey(dataDir)
+  const key = await lib.createPeerKey(dataDir)
   const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
-  const keyFile = join(dataDir, SWARM_KEY_FILE)
-  if (swarmKey !== undefined) writeSwarmKey(dataDir, swarmKey)
-  else if (!existsSync(keyFile)) writeSwarmKey(dataDir, newSwarmKey())
-  const config = writeConfig(dataDir, {
+  const keyFile = join(dataDir, lib.SWARM_KEY_FILE)
+  if (swarmKey !== undefined) lib.writeSwarmKey(dataDir, swarmKey)
+  else if (!existsSync(keyFile)) lib.writeSwarmKey(dataDir, lib.newSwarmKey())
+  const config = lib.writeConfig(dataDir, {
     ...(opts.listen !== undefined ? { listen: opts.listen } : {}),
     ...(opts.apiPort !== undefined ? { apiPort: opts.apiPort } : {}),
     ...(labels !== undefined ? { labels } : {}),
     ...(opts.bootstrap !== undefined ? { bootstrap: opts.bootstrap } : {})
   })
   // A device that founds a swarm owns it: its owner key vouches for the devices it invites.
-  if (config.owner === '') writeConfig(dataDir, { owner: await createOwner(dataDir, peerIdFromPrivateKey(key).toString()) })
+  if (config.owner === '') lib.writeConfig(dataDir, { owner: await lib.createOwner(dataDir, peerIdFromPrivateKey(key).toString()) })
   if (opts.quiet !== true) {
     process.stdout.write(`${fresh ? 'initialised' : 'updated'} agent ${peerIdFromPrivateKey(key).toString()} in ${dataDir}\n`)
     process.stdout.write(`add devices: 'edge-agent invite' here (with the agent running), then 'edge-agent init --join TOKEN' on each\n`)
@@ -59,7 +62,7 @@ async function init (opts: InitOptions): Promise<string> {
 
 function readSwarmKeyFile (file: string): Uint8Array {
   if (!existsSync(file)) throw new UserError(`no such swarm key file: ${file}`)
-  return validateSwarmKey(readFileSync(file), file)
+  return lib.validateSwarmKey(readFileSync(file), file)
 }
 
 /**
@@ -73,20 +76,20 @@ async function joinInit (dataDir: string, token: string, opts: InitOptions): Pro
   }
   let invite
   try {
-    invite = decodeInvite(token)
+    invite = lib.decodeInvite(token)
   } catch (err) {
     throw new UserError((err as Error).message)
   }
   if (invite.expiresAt < Date.now()) throw new UserError(`this invite expired at ${new Date(invite.expiresAt).toISOString()}: make a new one with 'edge-agent invite' on the inviting device`)
-  const labels = opts.labels !== undefined ? parseLabels(opts.labels) : undefined
+  const labels = opts.labels !== undefined ? lib.parseLabels(opts.labels) : undefined
   const { joinSwarm, swarmKeyFromBytes, writeRoster } = await loadAgent()
   const { generateKeyPair } = await import('@libp2p/crypto/keys')
   const key = await generateKeyPair('Ed25519')
   const joined = await joinSwarm(invite, key)
-  await createPeerKey(dataDir, key)
-  writeSwarmKey(dataDir, swarmKeyFromBytes(invite.swarmKey))
+  await lib.createPeerKey(dataDir, key)
+  lib.writeSwarmKey(dataDir, swarmKeyFromBytes(invite.swarmKey))
   writeRoster(dataDir, joined.roster.record)
-  writeConfig(dataDir, {
+  lib.writeConfig(dataDir, {
     owner: invite.owner,
     trustedKeys: joined.trusted,
     bootstrap: [...new Set([...invite.addrs, ...(opts.bootstrap ?? [])])],
@@ -108,6 +111,7 @@ const program = new Command('edge-agent')
   .option('--debug', 'print stack traces of unexpected errors')
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+  .hook('preAction', loadLib)
 
 program.command('init')
   .description('create the data directory: config, a persisted Ed25519 peer identity, and a swarm key')
@@ -149,7 +153,7 @@ program.command('start')
   .addOption(new Option('--no-docker', 'run WASM functions only, even where Docker is'))
   .addOption(new Option('--no-mdns', 'do not discover peers on the LAN with multicast DNS'))
   .action(async (opts: StartOptions) => {
-    const dataDir = resolve(opts.dataDir ?? defaultDataDir())
+    const dataDir = resolve(opts.dataDir ?? lib.defaultDataDir())
     // Arguments first: nothing is written for a command line that cannot start.
     const { multiaddr } = await import('@multiformats/multiaddr')
     for (const [flag, addrs] of [['--listen', opts.listen], ['--announce', opts.announce], ['--bootstrap', opts.bootstrap]] as const) {
@@ -162,7 +166,7 @@ program.command('start')
       }
     }
     if (!existsSync(join(dataDir, 'config.json'))) await init({ dataDir })
-    const stored = readConfig(dataDir)
+    const stored = lib.readConfig(dataDir)
     const config = {
       ...stored,
       ...(opts.listen !== undefined ? { listen: opts.listen } : {}),
@@ -170,7 +174,7 @@ program.command('start')
       ...(opts.bootstrap !== undefined ? { bootstrap: opts.bootstrap } : {}),
       ...(opts.apiPort !== undefined ? { apiPort: opts.apiPort } : {}),
       ...(opts.apiHost !== undefined ? { apiHost: opts.apiHost } : {}),
-      ...(opts.labels !== undefined ? { labels: parseLabels(opts.labels) } : {}),
+      ...(opts.labels !== undefined ? { labels: lib.parseLabels(opts.labels) } : {}),
       ...(opts.wasmSlots !== undefined ? { wasmSlots: opts.wasmSlots } : {}),
       ...(opts.replicas !== undefined ? { replicas: Math.max(1, opts.replicas) } : {}),
       ...(opts.storage !== undefined ? { storageBytes: opts.storage } : {}),
@@ -235,8 +239,8 @@ runtimes.command('build')
 
 const trust = program.command('trust').description('deployer keys (peer ids) whose signed manifests this agent runs, besides its own')
 const trustDir = (opts: { dataDir?: string }): string => {
-  const dataDir = resolve(opts.dataDir ?? defaultDataDir())
-  readConfig(dataDir)
+  const dataDir = resolve(opts.dataDir ?? lib.defaultDataDir())
+  lib.readConfig(dataDir)
   return dataDir
 }
 const peerIdArg = async (key: string): Promise<string> => {
@@ -253,15 +257,15 @@ trust.command('add').argument('<keys...>', 'peer ids of deployers').option('--da
   .action(async (keys: string[], opts: { dataDir?: string }) => {
     const dataDir = trustDir(opts)
     const ids = await Promise.all(keys.map(peerIdArg))
-    const current = readConfig(dataDir).trustedKeys
-    writeConfig(dataDir, { trustedKeys: [...new Set([...current, ...ids])] })
+    const current = lib.readConfig(dataDir).trustedKeys
+    lib.writeConfig(dataDir, { trustedKeys: [...new Set([...current, ...ids])] })
     for (const id of ids) process.stdout.write(`trusted ${id}\n`)
   })
 trust.command('remove').argument('<key>').option('--data-dir <dir>')
   .action(async (key: string, opts: { dataDir?: string }) => {
     const dataDir = trustDir(opts)
     const id = await peerIdArg(key)
-    writeConfig(dataDir, { trustedKeys: readConfig(dataDir).trustedKeys.filter(k => k !== id) })
+    lib.writeConfig(dataDir, { trustedKeys: lib.readConfig(dataDir).trustedKeys.filter(k => k !== id) })
     process.stdout.write(`no longer trusting ${id}\n`)
   })
 trust.command('revoke')
@@ -270,25 +274,25 @@ trust.command('revoke')
   .option('--data-dir <dir>')
   .action(async (device: string, opts: { dataDir?: string }) => {
     const dataDir = trustDir(opts)
-    const config = readConfig(dataDir)
-    if (loadOwnerKey(dataDir) === undefined) {
+    const config = lib.readConfig(dataDir)
+    if (lib.loadOwnerKey(dataDir) === undefined) {
       throw new UserError(`this device does not hold the owner key of its swarm (owner ${config.owner || 'unknown'}): run 'edge-agent trust revoke' on the device that made the invites`)
     }
     const roster = await storedRoster(dataDir, config.owner)
     const id = await deviceArg(device, roster?.devices ?? [])
     const self = (await import('@libp2p/peer-id')).peerIdFromPrivateKey((await import('../agent/swarm/identity.js')).loadPeerKey(dataDir)).toString()
     if (id === self) throw new UserError('this is the device holding the owner key: it cannot revoke itself')
-    writeConfig(dataDir, { revoked: [...new Set([...config.revoked, id])], trustedKeys: config.trustedKeys.filter(k => k !== id) })
+    lib.writeConfig(dataDir, { revoked: [...new Set([...config.revoked, id])], trustedKeys: config.trustedKeys.filter(k => k !== id) })
     process.stdout.write(`revoked ${id}: the owner's devices stop trusting it within seconds of this agent applying it (at once if it runs, else when it starts)\n`)
   })
 trust.command('list').option('--data-dir <dir>').option('--json', 'print JSON')
   .action(async (opts: { dataDir?: string, json?: boolean }) => {
     const dataDir = trustDir(opts)
-    const config = readConfig(dataDir)
+    const config = lib.readConfig(dataDir)
     const roster = await storedRoster(dataDir, config.owner)
     const view = {
       owner: config.owner,
-      holdsOwnerKey: loadOwnerKey(dataDir) !== undefined,
+      holdsOwnerKey: lib.loadOwnerKey(dataDir) !== undefined,
       roster: roster?.seq ?? 0,
       devices: roster?.devices ?? [],
       revoked: [...new Set([...(roster?.revoked ?? []), ...config.revoked])],
@@ -306,10 +310,10 @@ trust.command('list').option('--data-dir <dir>').option('--json', 'print JSON')
   })
 
 /** The roster stored in `dataDir`, when it checks and is of `owner`. */
-async function storedRoster (dataDir: string, owner: string): Promise<Awaited<ReturnType<typeof openRoster>>> {
-  const record = loadRoster(dataDir)
+async function storedRoster (dataDir: string, owner: string): Promise<Awaited<ReturnType<typeof lib.openRoster>>> {
+  const record = lib.loadRoster(dataDir)
   if (record === undefined) return undefined
-  const roster = await openRoster(record).catch(() => undefined)
+  const roster = await lib.openRoster(record).catch(() => undefined)
   return roster?.owner === owner ? roster : undefined
 }
 
@@ -329,8 +333,8 @@ program.command('invite')
   .option('--json', 'print JSON: the token, its owner, addresses and expiry')
   .action(async (opts: { dataDir?: string, address?: string[], ttl?: number, json?: boolean }) => {
     const dataDir = trustDir(opts)
-    const config = readConfig(dataDir)
-    const ownerKey = loadOwnerKey(dataDir)
+    const config = lib.readConfig(dataDir)
+    const ownerKey = lib.loadOwnerKey(dataDir)
     if (ownerKey === undefined) {
       throw new UserError(config.owner === ''
         ? `this device has no owner key yet: start its agent once ('edge-agent start --data-dir ${dataDir}'), which makes one`
@@ -354,8 +358,8 @@ program.command('invite')
       : dialable(info.addrs)
     if (addrs.length === 0) throw new UserError('this agent has no address another device could dial: give one with --address')
     const ttl = opts.ttl ?? 24 * 3600_000
-    const invite = makeInvite(ownerKey, { swarmKey: swarmKeyBytes(loadSwarmKey(dataDir)), addrs: addrs.slice(0, 8), nonce: (await import('node:crypto')).randomBytes(16), expiresAt: Date.now() + ttl })
-    const token = encodeInvite(invite)
+    const invite = lib.makeInvite(ownerKey, { swarmKey: lib.swarmKeyBytes(lib.loadSwarmKey(dataDir)), addrs: addrs.slice(0, 8), nonce: (await import('node:crypto')).randomBytes(16), expiresAt: Date.now() + ttl })
+    const token = lib.encodeInvite(invite)
     if (opts.json === true) {
       process.stdout.write(JSON.stringify({ token, owner: invite.owner, addrs: invite.addrs, expiresAt: new Date(invite.expiresAt).toISOString() }, null, 2) + '\n')
       return

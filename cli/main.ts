@@ -2,9 +2,12 @@ import { readFileSync } from 'node:fs'
 import { CommanderError } from 'commander'
 import { UserError } from './errors.js'
 
-/** This package's version, from its package.json (dist/cli/ → the package's root), for `--version`. */
+/** The package's folder: two levels up from dist/cli/ and from dist/clibundle/ alike. */
+export const PACKAGE_ROOT = new URL('../../', import.meta.url)
+
+/** This package's version, from its package.json, for `--version`. */
 export function packageVersion (): string {
-  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+  return (JSON.parse(readFileSync(new URL('package.json', PACKAGE_ROOT), 'utf8')) as { version: string }).version
 }
 
 const MIN_NODE_MAJOR = 20

@@ -7,6 +7,7 @@ import { parseBytes, parseDuration } from '../../protocol/index.js'
 import type { Agent } from '../agent.js'
 import { outcomeJson } from '../scheduler.js'
 import { AddressInUseError } from '../errors.js'
+import type { CallLogEntry } from '../call-log.js'
 
 const log = logger('edge:agent:api')
 
@@ -170,6 +171,10 @@ export class ApiServer {
         res.writeHead(200, { 'content-type': this.#agent.metrics.registry.contentType }).end(body)
         return
       }
+      if (req.method === 'GET' && url.pathname === '/v1/logs' && url.searchParams.get('follow') === '1') {
+        this.#followLogs(url, res)
+        return
+      }
       let matchedPath = false
       for (const [method, pattern, handler] of this.#routes) {
         const m = pattern.exec(url.pathname)
@@ -299,6 +304,37 @@ export class ApiServer {
     const limit = Number(url.searchParams.get('limit') ?? 100)
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new BadRequestError('limit must be an integer from 1 to 1000')
     return this.#agent.callLog.recent({ ...(name !== undefined ? { name } : {}), limit })
+  }
+
+  /**
+   * `GET /v1/logs?follow=1` (`edge logs -f`): Server-Sent Events, one `data:` line of JSON per call
+   * that ends here — the newest `limit` first, then each as it ends — until the client leaves. A
+   * client that does not read is not waited for: past 1 MiB unsent, entries are dropped, and the
+   * next that goes says how many (`dropped`).
+   */
+  #followLogs (url: URL, res: ServerResponse): void {
+    const entries = this.#logs(url) as CallLogEntry[]
+    const name = url.searchParams.get('function') ?? undefined
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no' })
+    let dropped = 0
+    const send = (entry: CallLogEntry): void => {
+      if (name !== undefined && entry.name !== name) return
+      if (res.writableLength > 1024 * 1024) {
+        dropped++
+        return
+      }
+      res.write(`data: ${JSON.stringify(dropped > 0 ? { ...entry, dropped } : entry)}\n\n`)
+      dropped = 0
+    }
+    for (const e of entries) send(e)
+    const unfollow = this.#agent.callLog.follow(send)
+    // A comment now and then keeps proxies and the client's idle timers from closing the stream.
+    const ping = setInterval(() => { res.write(': ping\n\n') }, 15_000)
+    ping.unref()
+    res.once('close', () => {
+      unfollow()
+      clearInterval(ping)
+    })
   }
 
   /** An async call's state, and its result once it has one; `?wait=MS` waits for it to finish. */

@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
 import { parseDuration } from '../../protocol/units.js'
-import type { AsyncRequest } from '../client.js'
+import type { AsyncRequest, CallLogEntry } from '../client.js'
 import { clientFor, globals } from '../context.js'
 import { UserError } from '../errors.js'
 import { ms, printJson, shortId, table } from '../output.js'
@@ -59,11 +59,30 @@ export function registerAsyncCommands (program: Command): void {
     .description('recent calls that ran on this agent (whoever asked), with what each function printed on stderr')
     .argument('[name]', 'only this function')
     .option('-n, --lines <n>', 'the newest N calls (default 20, at most 1000)', '20')
-    .action(async (name: string | undefined, opts: { lines: string }, cmd: Command) => {
+    .option('-f, --follow', 'then keep printing calls as they end, until Ctrl-C')
+    .action(async (name: string | undefined, opts: { lines: string, follow?: boolean }, cmd: Command) => {
       const limit = Number(opts.lines)
       if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new UserError(`bad -n '${opts.lines}': a number from 1 to 1000`)
+      const json = globals(cmd).json === true
+      const print = (e: CallLogEntry & { dropped?: number }): void => {
+        if (json) {
+          process.stdout.write(JSON.stringify(e) + '\n')
+          return
+        }
+        if (e.dropped !== undefined) process.stdout.write(`… ${e.dropped} calls not shown (this terminal read too slowly)\n`)
+        const from = e.from === 'local' ? 'asked here' : `for peer ${shortId(e.from)}`
+        process.stdout.write(`${new Date(e.at).toISOString()}  ${e.name}@${e.version}  ${e.outcome === 'ok' ? 'ok' : `failed: ${e.error ?? ''}`}  ${ms(e.runMs)}${e.warm ? ' warm' : ''}  ${from}\n`)
+        for (const line of e.stderr.replace(/\n$/, '').split('\n').filter(l => l !== '')) process.stdout.write(`    ${line}\n`)
+      }
+      if (opts.follow === true) {
+        // JSON lines when following (one object per call), as a stream has no closing bracket.
+        const stop = new AbortController()
+        process.once('SIGINT', () => { stop.abort() })
+        await clientFor(cmd).followLogs({ ...(name !== undefined ? { name } : {}), limit, signal: stop.signal }, print)
+        return
+      }
       const entries = await clientFor(cmd).logs({ ...(name !== undefined ? { name } : {}), limit })
-      if (globals(cmd).json === true) {
+      if (json) {
         printJson(entries)
         return
       }
@@ -71,11 +90,7 @@ export function registerAsyncCommands (program: Command): void {
         process.stdout.write(`no calls of ${name ?? 'any function'} ran here yet\n`)
         return
       }
-      for (const e of entries) {
-        const from = e.from === 'local' ? 'asked here' : `for peer ${shortId(e.from)}`
-        process.stdout.write(`${new Date(e.at).toISOString()}  ${e.name}@${e.version}  ${e.outcome === 'ok' ? 'ok' : `failed: ${e.error ?? ''}`}  ${ms(e.runMs)}${e.warm ? ' warm' : ''}  ${from}\n`)
-        for (const line of e.stderr.replace(/\n$/, '').split('\n').filter(l => l !== '')) process.stdout.write(`    ${line}\n`)
-      }
+      for (const e of entries) print(e)
     })
 
   program.command('requests')

@@ -1,13 +1,16 @@
 import { readFileSync, readdirSync, existsSync, statSync } from 'node:fs'
 import { InvalidArgumentError, Option, type Command } from 'commander'
-import { artifactEntry, packFunction, parseDuration, validateContainerOptions, validateEnv, type ContainerOptions, type RuntimeKind } from '../../protocol/index.js'
+import { parseDuration } from '../../protocol/units.js'
+import type { ContainerOptions, RuntimeKind } from '../../protocol/messages.js'
 import { UserError } from '../errors.js'
 import { clientFor, globals } from '../context.js'
 import type { DeploySettings, FunctionInfo } from '../client.js'
 
-/** Signing loads libp2p's crypto: only for the commands that need it. */
-const signing = async (): Promise<typeof import('../deployer-key.js')> => await import('../deployer-key.js')
 import { bytes, ms, printJson, shortId, table } from '../output.js'
+
+/** Signing loads libp2p's crypto, packing tar: each only for the commands that need it (a CLI that starts fast). */
+const signing = async (): Promise<typeof import('../deployer-key.js')> => await import('../deployer-key.js')
+const artifacts = async (): Promise<typeof import('../../protocol/artifact.js')> => await import('../../protocol/artifact.js')
 
 /** edge key create/show: deployer keys. */
 export function registerKeyCommands (program: Command): void {
@@ -82,7 +85,7 @@ function readWasm (path: string): Uint8Array {
 }
 
 /** The deploy's settings, checked here so that a typo fails before anything is uploaded. */
-function deploySettings (runtime: RuntimeKind, opts: DeployFlags): DeploySettings {
+async function deploySettings (runtime: RuntimeKind, opts: DeployFlags): Promise<DeploySettings> {
   const container: ContainerOptions = {}
   if (opts.keepalive !== undefined) container.keepaliveMs = parseDuration(opts.keepalive)
   if (opts.concurrency !== undefined) container.concurrency = opts.concurrency
@@ -101,6 +104,7 @@ function deploySettings (runtime: RuntimeKind, opts: DeployFlags): DeploySetting
   if (!inContainer && (Object.keys(container).length > 0 || Object.keys(env).length > 0 || opts.entry !== undefined)) {
     throw new UserError('--entry, --env, --keepalive, --concurrency, --max-containers, --single-use, --network, --cpus and --pids are for node, python and binary functions')
   }
+  const { validateContainerOptions, validateEnv } = await import('../../protocol/validate.js')
   try {
     if (Object.keys(env).length > 0) validateEnv(env)
     if (Object.keys(container).length > 0) validateContainerOptions(container)
@@ -156,14 +160,14 @@ export function registerFunctionCommands (program: Command): void {
     .action(async (name: string, path: string, opts: DeployFlags, cmd: Command) => {
       if (!existsSync(path)) throw new UserError(`no such file or directory: ${path}`)
       const runtime = opts.runtime ?? guessRuntime(path)
-      const settings = deploySettings(runtime, opts)
-      const code = runtime === 'wasm' ? readWasm(path) : await packFunction(path).catch((err: Error) => { throw new UserError(err.message) })
+      const settings = await deploySettings(runtime, opts)
+      const code = runtime === 'wasm' ? readWasm(path) : await (await artifacts()).packFunction(path).catch((err: Error) => { throw new UserError(err.message) })
       const client = clientFor(cmd)
       let record: Uint8Array | undefined
       if (opts.key !== undefined) {
         const { loadDeployerKey, signManifest } = await signing()
         const key = await loadDeployerKey(opts.key)
-        const entry = runtime === 'wasm' ? '_start' : await artifactEntry(runtime, code, opts.entry).catch((err: Error) => { throw new UserError(err.message) })
+        const entry = runtime === 'wasm' ? '_start' : await (await artifacts()).artifactEntry(runtime, code, opts.entry).catch((err: Error) => { throw new UserError(err.message) })
         record = await signManifest(key, name, await client.highestVersion(name) + 1, code, { ...settings, entry })
       }
       // Large artifacts show their upload, then the agent's work (compile, sign, DHT), on a terminal.

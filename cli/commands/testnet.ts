@@ -3,16 +3,18 @@ import { fileURLToPath } from 'node:url'
 import type { Command } from 'commander'
 import { AgentClient } from '../client.js'
 import { UserError } from '../errors.js'
-import { globals } from '../context.js'
+import { globals, loadTestnet, testnetModule } from '../context.js'
 import { bytes, printJson, shortId, table } from '../output.js'
 import { summary } from './invoke.js'
-import { defaultTestnetHome, Testnet, up } from '../../testnet/index.js'
+import { PACKAGE_ROOT } from '../main.js'
+import type { Testnet } from '../../testnet/index.js'
 import { isOurAgent } from '../../testnet/process.js'
 import { parseBytes } from '../../protocol/units.js'
 
-const EXAMPLES = fileURLToPath(new URL('../../../examples/', import.meta.url))
+const EXAMPLES = fileURLToPath(new URL('examples/', PACKAGE_ROOT))
 
 function load (): Testnet {
+  const { Testnet, defaultTestnetHome } = testnetModule()
   const net = Testnet.load(defaultTestnetHome())
   if (net === undefined) throw new UserError(`no testnet in ${defaultTestnetHome()}: start one with 'edge testnet up --peers N'`)
   return net
@@ -126,6 +128,7 @@ function progressPrinter (): (message: string) => void {
 
 export function registerTestnetCommands (program: Command): void {
   const testnet = program.command('testnet').description('a local swarm of agent processes on 127.0.0.1')
+    .hook('preAction', async () => { await loadTestnet() })
 
   testnet.command('up')
     .description('start N agents, wait until each sees all the others')
@@ -141,6 +144,7 @@ export function registerTestnetCommands (program: Command): void {
       const memory = opts.memory !== undefined ? parsePerAgent('--memory', opts.memory, opts.peers, parseMemory) : []
       const dockerPeers = opts.dockerPeers ?? opts.peers
       if (!Number.isInteger(dockerPeers) || dockerPeers < 0) throw new UserError('--docker-peers must be a whole number')
+      const { Testnet, defaultTestnetHome, up } = testnetModule()
       const home = defaultTestnetHome()
       const existing = Testnet.load(home)
       if (existing !== undefined) {
@@ -177,6 +181,7 @@ export function registerTestnetCommands (program: Command): void {
   testnet.command('down')
     .description('stop every agent and remove the testnet\'s files')
     .action(async () => {
+      const { Testnet, defaultTestnetHome } = testnetModule()
       const net = Testnet.load(defaultTestnetHome())
       if (net === undefined) { process.stdout.write('no testnet running\n'); return }
       await withCgroups(async () => { await net.down() })

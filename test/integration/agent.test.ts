@@ -6,7 +6,7 @@ import { request } from 'node:http'
 import { join } from 'node:path'
 import { AgentClient, ApiError } from '../../cli/client.js'
 import { EDGE_AGENT_BIN, isAlive, runAgentCommand, spawnAgent, stopAgent } from '../../testnet/process.js'
-import { CLOSES_STDIO_WAT, EDGE_BIN, eventually, ROOT, runNode, startAgentIn, wat, type Run, type StartedAgent } from '../helpers.js'
+import { CLOSES_STDIO_WAT, EDGE_BIN, eventually, example, ROOT, runNode, startAgentIn, wat, type Run, type StartedAgent } from '../helpers.js'
 
 /** One `edge-agent` process at a time: its lifecycle, identity and configuration errors. */
 const root = mkdtempSync(join(tmpdir(), 'edge-agent-test-'))
@@ -241,6 +241,35 @@ test('the loopback API refuses what a web page could send: another Host, another
     assert.equal(own.status, 200, JSON.stringify(own.body))
     assert.equal((await raw(a.info.api, 'GET', '/v1/status', { host: `localhost:${port}` })).status, 200)
     assert.equal((await client.logs({ name: 'echo' })).length, 1)
+  } finally {
+    await stopAgent(a.pid, a.dataDir)
+  }
+})
+
+test('edge logs -f prints the newest calls, then each call as it ends, until Ctrl-C', async () => {
+  const a = await start('follow')
+  const client = new AgentClient(a.info.api)
+  try {
+    await client.deploy('echo', example('echo'))
+    await client.invoke('echo', { input: Buffer.from('before') })
+    const { spawn } = await import('node:child_process')
+    const follower = spawn(process.execPath, [EDGE_BIN, '--agent', a.info.api, '--json', 'logs', '-f', '-n', '5', 'echo'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    follower.stdout.on('data', (c: Buffer) => { out += c.toString('utf8') })
+    const exited = new Promise<number | null>((resolve) => { follower.once('exit', (code) => { resolve(code) }) })
+    try {
+      await eventually(() => out.split('\n').length >= 2, 10_000, 'the call made before to be printed')
+      await client.invoke('echo', { input: Buffer.from('after') })
+      await assert.rejects(client.invoke('nope'))
+      const lines = await eventually(() => {
+        const l = out.trim().split('\n')
+        return l.length >= 2 ? l.map(x => JSON.parse(x) as { name: string, outcome: string }) : undefined
+      }, 10_000, 'the call made while following to be printed')
+      assert.deepEqual(lines.map(l => [l.name, l.outcome]), [['echo', 'ok'], ['echo', 'ok']])
+    } finally {
+      follower.kill('SIGINT')
+    }
+    assert.equal(await exited, 0)
   } finally {
     await stopAgent(a.pid, a.dataDir)
   }
