@@ -21,7 +21,7 @@ import { Membership } from './membership.js'
 import { lockDataDir } from './lock.js'
 import { InvokeClient } from './invoke-client.js'
 import { InvokeServer } from './invoke-server.js'
-import { Metrics } from './metrics.js'
+import { Metrics, outcomeOf, UNKNOWN_FUNCTION } from './metrics.js'
 import { createNode, type EdgeNode } from './swarm/node.js'
 import { PeerTable } from './swarm/peer-table.js'
 import { FunctionRegistry, sha256Hex } from './registry.js'
@@ -183,7 +183,8 @@ export class Agent {
       bootstrap: config.bootstrap,
       mdns: config.mdns,
       datastorePath: join(dataDir, 'datastore'),
-      problems: this.problems
+      problems: this.problems,
+      metrics: this.metrics.registry
     }))
     this.node.addEventListener('self:peer:update', () => { this.#addrs = undefined })
     this.#fetcher = new FetchService(this.node, this.registry, { onBadBytes: () => { this.metrics.badChunks.inc() }, authorised: (peerId) => this.trust.trustsPeer(peerId) })
@@ -219,13 +220,23 @@ export class Agent {
       maxWaitMs: config.asyncMaxWaitMs
     })
     this.metrics.watchAsync(() => this.calls.counts())
+    this.metrics.buildInfo(AGENT_VERSION)
+    this.metrics.watchRuntimes(() => ({
+      runtimes: this.runtimes.capacities().map(c => ({ kind: c.kind, slots: c.slots, busy: c.busy, queued: c.queued ?? 0 })),
+      containers: this.docker?.containers().total
+    }))
+    this.metrics.watchCounter('edge_adverts_sent_total', 'Adverts this agent published', () => this.#adverts?.sent ?? 0)
+    this.metrics.watchCounter('edge_gossip_dropped_total', 'Gossip messages dropped here as invalid (adverts and announcements)', () => (this.#advertsTopic?.dropped ?? 0) + (this.#announcements?.dropped ?? 0))
     this.#server = new InvokeServer(this.node, async (request, from, signal) => {
+      const started = performance.now()
+      const fn = this.registry.highestVersion(request.fn.name) > 0 ? request.fn.name : UNKNOWN_FUNCTION
       try {
         const r = await this.scheduler.executeOffloaded(request, from, signal)
-        this.metrics.offloadedIn.inc({ outcome: 'ok' })
+        this.metrics.call(fn, 'received', 'ok', performance.now() - started)
+        if (!r.warm) this.metrics.coldStart(fn, this.registry.localSpec(request.fn.name)?.runtime ?? 'unknown')
         return r
       } catch (err) {
-        this.metrics.offloadedIn.inc({ outcome: (err as Error).name === 'BusyError' ? 'busy' : 'error' })
+        this.metrics.call(fn, 'received', outcomeOf(err as Error), performance.now() - started)
         throw err
       }
     }, (fn) => this.scheduler.loadOf(fn), (peerId) => this.trust.trustsPeer(peerId))
@@ -754,6 +765,15 @@ export class Agent {
       problems: this.problems.list().map(p => ({ message: p.message, count: p.count, lastAt: p.lastAt })),
       owner: { id: this.config.owner, holdsKey: this.membership.holdsOwnerKey, roster: this.membership.roster?.seq ?? 0, devices: this.membership.devices().length }
     }
+  }
+
+  /** Whether this agent takes calls: started, not stopping, and — when it has bootstrap peers — with at least one peer. */
+  readiness (): { ready: boolean, reasons: string[], peers: number } {
+    const reasons: string[] = []
+    if (this.#startedAt === 0) reasons.push('starting')
+    if (this.#stopping !== undefined) reasons.push('stopping')
+    if (this.config.bootstrap.length > 0 && this.peers.size === 0) reasons.push(`no peers yet${this.problems.list()[0] !== undefined ? `: ${this.problems.list()[0]?.message ?? ''}` : ''}`)
+    return { ready: reasons.length === 0, reasons, peers: this.peers.size }
   }
 
   peerList (): Array<Record<string, unknown>> {

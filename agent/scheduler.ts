@@ -16,7 +16,7 @@ import type { Vouched } from './trust.js'
 import type { PeerTable } from './swarm/peer-table.js'
 import { refKey, type FunctionRegistry, type KnownFunction } from './registry.js'
 import type { RuntimeSet } from '../runtimes/index.js'
-import type { Metrics } from './metrics.js'
+import { outcomeOf, UNKNOWN_FUNCTION, type Metrics } from './metrics.js'
 import type { CallLog } from './call-log.js'
 import type { RunOptions, RunResult } from '../runtimes/runtime.js'
 
@@ -55,6 +55,8 @@ export interface InvokeOutcome {
   /** Ran in code (a module, a container) that was ready before the call. */
   warm: boolean
   function: { name: string, version: number, sha256: string }
+  /** The runtime it ran in, as its manifest says. */
+  runtime: RuntimeKind
   policy: string
   timings: InvokeTimings & { networkMs: number, totalMs: number }
   attempts: Attempt[]
@@ -182,10 +184,19 @@ export class Scheduler {
 
   /** Runs `NAME` (its newest version) or `NAME@VERSION`. */
   async invoke (target: string, input: Uint8Array, options: InvokeOptions = {}): Promise<InvokeOutcome> {
+    const started = performance.now()
+    // Functions known here by name; any other (a typo, a flood of made-up names) shares one series.
+    const asked = target.split('@')[0] ?? target
+    const name = this.#init.registry.highestVersion(asked) > 0 ? asked : UNKNOWN_FUNCTION
     try {
-      return await this.#invoke(target, input, options)
+      const outcome = await this.#invoke(target, input, options)
+      this.#init.metrics.call(name, outcome.local ? 'local' : 'offloaded', 'ok', performance.now() - started)
+      if (outcome.local && !outcome.warm) this.#init.metrics.coldStart(name, outcome.runtime)
+      return outcome
     } catch (err) {
       const e = err as Error
+      const last = (e as { attempts?: Attempt[] }).attempts?.at(-1)
+      this.#init.metrics.call(name, last === undefined ? 'none' : last.peerId === this.#init.selfId ? 'local' : 'offloaded', outcomeOf(e), performance.now() - started)
       const held = failedCalls.allow(`${target} ${e.name}`)
       if (held !== undefined) log.info('a call of %s failed: %s: %s%s', target, e.name, e.message, heldBack(held))
       throw err
@@ -226,7 +237,6 @@ export class Scheduler {
     }
     if (ranking.candidates.length === 0) {
       if (ranking.overloaded !== undefined) {
-        this.#init.metrics.invocation('none', 'overloaded', performance.now() - started)
         const wait = ranking.overloaded.retryAfterMs
         throw new OverloadedError(`every place that could run '${name}' is busy: the soonest expects a free slot in ~${wait} ms, and the call would not finish within its ${timeoutMs} ms: try again later, or give it a longer --timeout`, { retryAfterMs: wait })
       }
@@ -243,8 +253,7 @@ export class Scheduler {
           : await this.#runRemote(known, kind, input, candidate, deadline, started + timeoutMs)
         attempts.push({ peerId: candidate.peerId, outcome: 'ok' })
         const totalMs = performance.now() - started
-        this.#init.metrics.invocation(outcome.local ? 'local' : 'remote', 'ok', totalMs)
-        return { ...outcome, policy: policy.name, function: { ...known.ref }, attempts, ranking, timings: { ...outcome.timings, totalMs } }
+        return { ...outcome, runtime: kind, policy: policy.name, function: { ...known.ref }, attempts, ranking, timings: { ...outcome.timings, totalMs } }
       } catch (err) {
         const e = err as Error
         lastError = e
@@ -260,7 +269,6 @@ export class Scheduler {
       const soonest = Math.min(...attempts.map(a => a.retryAfterMs ?? Number.POSITIVE_INFINITY))
       lastError = new OverloadedError(`every place that could run '${name}' is busy (${attempts.length} tried): try again later`, Number.isFinite(soonest) ? { retryAfterMs: soonest } : {})
     }
-    this.#init.metrics.invocation('none', lastError?.name === 'OverloadedError' ? 'overloaded' : 'error', performance.now() - started)
     throw new InvocationError(lastError ?? new NoCandidateError('no candidate'), attempts)
   }
 

@@ -54,3 +54,11 @@ export function globals (cmd: Command): GlobalOptions {
 export function clientFor (cmd: Command): AgentClient {
   return new AgentClient(resolveAgentUrl(globals(cmd)))
 }
+
+/** A peer id as the user gave it (whole, a prefix, or a table's short form), resolved against the agent's peers and itself. */
+export async function resolvePeer (client: AgentClient, text: string): Promise<string> {
+  const { isWholePeerId, matchPeer } = await import('./output.js')
+  if (isWholePeerId(text)) return text
+  const [status, peers] = await Promise.all([client.status(), client.peers()])
+  return matchPeer(text, [status.peerId, ...peers.map(p => p.peerId)])
+}

@@ -2,7 +2,7 @@
 import '../agent/polyfill.js'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { Command, Option } from 'commander'
+import { Command, InvalidArgumentError, Option } from 'commander'
 import { checkNode, packageVersion, runCli } from './main.js'
 import { parseBytes, parseDuration } from '../protocol/units.js'
 import { DEFAULT_API_PORT } from '../agent/defaults.js'
@@ -21,17 +21,40 @@ const loadLib = async (): Promise<void> => {
     : { ...await import('../agent/config.js'), ...await import('../agent/swarm/identity.js'), ...await import('../protocol/roster.js') }
 }
 
-const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
+/** A repeatable option: each use adds one (or, as its environment variable gives them, a comma-separated list). */
+const collect = (value: string, previous: string[] = []): string[] => [...previous, ...value.split(',').map(v => v.trim()).filter(v => v !== '')]
+
+/**
+ * An option of `edge-agent start` that its environment variable may give too: EDGE_ and the flag
+ * in capitals (--api-port → EDGE_API_PORT, --no-docker → EDGE_NO_DOCKER); --data-dir's is
+ * EDGE_AGENT_DATA_DIR, as everywhere. The command line wins over the environment.
+ */
+function envOption (flags: string, description: string, parser?: (value: string, previous: any) => unknown): Option {
+  const long = /--([a-z-]+)/.exec(flags)?.[1] ?? ''
+  const name = long === 'data-dir' ? 'EDGE_AGENT_DATA_DIR' : `EDGE_${long.replace(/-/g, '_').toUpperCase()}`
+  const option = new Option(flags, description).env(name)
+  return parser === undefined ? option : option.argParser(parser)
+}
+// Parsers throw InvalidArgumentError: commander's line then names the flag, or the environment variable it came from.
 const port = (value: string): number => {
   const n = Number(value)
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UserError(`bad port '${value}'`)
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port, 0 to 65535')
   return n
 }
 const positive = (value: string): number => {
   const n = Number(value)
-  if (!Number.isInteger(n) || n < 0) throw new UserError(`expected a number, got '${value}'`)
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number')
   return n
 }
+const asArgument = <T>(parse: (value: string) => T) => (value: string): T => {
+  try {
+    return parse(value)
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message)
+  }
+}
+const duration = asArgument(parseDuration)
+const size = asArgument(parseBytes)
 interface InitOptions { dataDir?: string, swarmKey?: string, join?: string, listen?: string[], apiPort?: number, labels?: string, bootstrap?: string[], quiet?: boolean }
 
 async function init (opts: InitOptions): Promise<string> {
@@ -110,7 +133,7 @@ const program = new Command('edge-agent')
   .description('the edge-agent daemon: one per device')
   .option('--debug', 'print stack traces of unexpected errors')
   .exitOverride()
-  .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+  .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: (s, write) => { write(`edge-agent: ${s}`) } })
   .hook('preAction', loadLib)
 
 program.command('init')
@@ -129,29 +152,29 @@ interface StartOptions { logLevel: string, logFormat: string, docker: boolean, d
 
 program.command('start')
   .description('run the agent until SIGINT/SIGTERM')
-  .option('--data-dir <dir>', 'data directory (created on first start)')
-  .option('--listen <multiaddr>', 'libp2p listen address, e.g. /ip4/0.0.0.0/tcp/4001 (repeatable)', collect)
-  .option('--announce <multiaddr>', 'address to announce instead of the listen addresses (repeatable)', collect)
-  .option('--bootstrap <multiaddr>', 'peer to join through, with /p2p/<id> (repeatable)', collect)
-  .option('--api-port <n>', 'HTTP API port (0 = any free port)', port)
-  .option('--api-host <ip>', 'HTTP API address (default 127.0.0.1; any other needs $EDGE_API_TOKEN)')
-  .option('--labels <k=v,...>', 'labels advertised to peers')
-  .option('--wasm-slots <n>', 'concurrent WASM calls (default: one per CPU, at least 2)', positive)
-  .option('--replicas <n>', 'copies of each function\'s code the swarm keeps (default 3)', positive)
-  .option('--storage <size>', 'disk space for function code, e.g. 500MiB (default 2GiB)', parseBytes)
-  .option('--versions-kept <n>', 'versions of each function kept for NAME@VERSION (default 3)', positive)
-  .option('--docker-slots <n>', 'container calls at once, and containers kept (default: one per CPU, at least 2)', positive)
-  .option('--keepalive <duration>', 'idle time before a warm container is removed, e.g. 30s (default 60s)', parseDuration)
-  .option('--async-concurrency <n>', 'async calls run at once; the others wait in the journal (default 4)', positive)
-  .option('--coap-listen <host:port>', 'serve CoAP calls (POST coap://host/NAME) on this address, e.g. 0.0.0.0:5683 (default: no CoAP)')
-  .option('--advert-interval <duration>', 'heartbeat of this agent\'s adverts (load, functions); changes go out at once (default 60s)', parseDuration)
-  .option('--peer-expiry <duration>', 'advert silence after which a connected peer leaves the peer table (default 120s)', parseDuration)
-  .option('--neighbours <n>', 'peers this agent picks to keep a connection to; others are dialled for calls (default 6; 0: all)', positive)
-  .option('--results-ttl <duration>', 'how long async results are kept for edge poll, e.g. 10m (default 1h)', parseDuration)
+  .addOption(envOption('--data-dir <dir>', 'data directory (created on first start)'))
+  .addOption(envOption('--listen <multiaddr>', 'libp2p listen address, e.g. /ip4/0.0.0.0/tcp/4001 (repeatable)', collect))
+  .addOption(envOption('--announce <multiaddr>', 'address to announce instead of the listen addresses (repeatable)', collect))
+  .addOption(envOption('--bootstrap <multiaddr>', 'peer to join through, with /p2p/<id> (repeatable)', collect))
+  .addOption(envOption('--api-port <n>', 'HTTP API port (0 = any free port)', port))
+  .addOption(envOption('--api-host <ip>', 'HTTP API address (default 127.0.0.1; any other needs $EDGE_API_TOKEN)'))
+  .addOption(envOption('--labels <k=v,...>', 'labels advertised to peers'))
+  .addOption(envOption('--wasm-slots <n>', 'concurrent WASM calls (default: one per CPU, at least 2)', positive))
+  .addOption(envOption('--replicas <n>', 'copies of each function\'s code the swarm keeps (default 3)', positive))
+  .addOption(envOption('--storage <size>', 'disk space for function code, e.g. 500MiB (default 2GiB)', size))
+  .addOption(envOption('--versions-kept <n>', 'versions of each function kept for NAME@VERSION (default 3)', positive))
+  .addOption(envOption('--docker-slots <n>', 'container calls at once, and containers kept (default: one per CPU, at least 2)', positive))
+  .addOption(envOption('--keepalive <duration>', 'idle time before a warm container is removed, e.g. 30s (default 60s)', duration))
+  .addOption(envOption('--async-concurrency <n>', 'async calls run at once; the others wait in the journal (default 4)', positive))
+  .addOption(envOption('--coap-listen <host:port>', 'serve CoAP calls (POST coap://host/NAME) on this address, e.g. 0.0.0.0:5683 (default: no CoAP)'))
+  .addOption(envOption('--advert-interval <duration>', 'heartbeat of this agent\'s adverts (load, functions); changes go out at once (default 60s)', duration))
+  .addOption(envOption('--peer-expiry <duration>', 'advert silence after which a connected peer leaves the peer table (default 240s)', duration))
+  .addOption(envOption('--neighbours <n>', 'peers this agent picks to keep a connection to; others are dialled for calls (default 6; 0: all)', positive))
+  .addOption(envOption('--results-ttl <duration>', 'how long async results are kept for edge poll, e.g. 10m (default 1h)', duration))
   .addOption(new Option('--log-level <level>', 'what the log on stderr says: error, warn, info (start, peers, deploys, failed calls, refusals) or debug').choices(['error', 'warn', 'info', 'debug']).default('info').env('EDGE_LOG_LEVEL'))
   .addOption(new Option('--log-format <format>', 'text lines (with journald priorities under systemd) or JSON lines').choices(['text', 'json']).default('text').env('EDGE_LOG_FORMAT'))
-  .addOption(new Option('--no-docker', 'run WASM functions only, even where Docker is'))
-  .addOption(new Option('--no-mdns', 'do not discover peers on the LAN with multicast DNS'))
+  .addOption(envOption('--no-docker', 'run WASM functions only, even where Docker is'))
+  .addOption(envOption('--no-mdns', 'do not discover peers on the LAN with multicast DNS'))
   .action(async (opts: StartOptions) => {
     const dataDir = resolve(opts.dataDir ?? lib.defaultDataDir())
     // Arguments first: nothing is written for a command line that cannot start.
@@ -317,19 +340,17 @@ async function storedRoster (dataDir: string, owner: string): Promise<Awaited<Re
   return roster?.owner === owner ? roster : undefined
 }
 
-/** A device named by its whole peer id, or by a prefix of it that only one of `known` has. */
+/** A device named by its whole peer id, a unique prefix of one of `known`, or a table's short form. */
 async function deviceArg (text: string, known: string[]): Promise<string> {
-  const matches = known.filter(d => d.startsWith(text))
-  if (matches.length === 1) return matches[0] as string
-  if (matches.length > 1) throw new UserError(`'${text}' is the start of ${matches.length} devices' ids: give more of it`)
-  return await peerIdArg(text)
+  const { isWholePeerId, matchPeer } = await import('./output.js')
+  return isWholePeerId(text) ? await peerIdArg(text) : matchPeer(text, known, 'edge-agent trust list')
 }
 
 program.command('invite')
   .description('print a token that joins a new device to this swarm as one of this owner\'s devices (edge-agent init --join TOKEN on it)')
   .option('--data-dir <dir>')
   .option('--address <multiaddr>', 'the address the new device dials, with or without /p2p/ID (default: this agent\'s own addresses; repeatable)', collect)
-  .option('--ttl <duration>', 'how long the token joins devices, e.g. 1h, 7d (default 24h)', parseDuration)
+  .option('--ttl <duration>', 'how long the token joins devices, e.g. 1h, 7d (default 24h)', duration)
   .option('--json', 'print JSON: the token, its owner, addresses and expiry')
   .action(async (opts: { dataDir?: string, address?: string[], ttl?: number, json?: boolean }) => {
     const dataDir = trustDir(opts)

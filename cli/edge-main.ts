@@ -17,6 +17,7 @@ const program = new Command('edge')
   .option('--json', 'machine-readable output')
   .option('--debug', 'print stack traces of unexpected errors')
   .exitOverride()
+  .configureOutput({ outputError: (s, write) => { write(`edge: ${s}`) } })
   .showHelpAfterError()
   .hook('preAction', async (_program, action) => { if (globals(action).node !== undefined) await loadTestnet() })
 

@@ -1,3 +1,5 @@
+import { UserError } from './errors.js'
+
 /** Plain-text tables and units for the CLI. */
 export function table (headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map(r => (r[i] ?? '').length)))
@@ -24,6 +26,26 @@ export function ms (n: number | undefined): string {
 
 export function shortId (peerId: string): string {
   return peerId.length > 16 ? `${peerId.slice(0, 6)}…${peerId.slice(-6)}` : peerId
+}
+
+const FULL_PEER_ID = /^(12D3Koo|Qm)[1-9A-HJ-NP-Za-km-z]{40,}$/
+
+/** Whether `text` looks like a whole peer id (base58, as libp2p prints Ed25519 and RSA ids). */
+export function isWholePeerId (text: string): boolean {
+  return FULL_PEER_ID.test(text)
+}
+
+/**
+ * Which of `known` (peer ids) `text` names: the whole id, a unique prefix of it, or the short form
+ * tables print (`12D3Ko…pCW1Bt`, or with `...`). Throws a one-line error when none or several do.
+ */
+export function matchPeer (text: string, known: string[], listedBy = 'edge peers'): string {
+  if (isWholePeerId(text)) return text
+  const short = /^(.+?)(?:…|\.\.\.)(.+)$/.exec(text)
+  const matches = [...new Set(known)].filter(id => short !== null ? id.startsWith(short[1] as string) && id.endsWith(short[2] as string) : id.startsWith(text))
+  if (matches.length === 1) return matches[0] as string
+  if (matches.length > 1) throw new UserError(`'${text}' matches ${matches.length} peers (${matches.map(shortId).join(', ')}): give more of the id`)
+  throw new UserError(`no peer known matches '${text}': '${listedBy}' lists them`)
 }
 
 export function printJson (value: unknown): void {

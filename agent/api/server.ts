@@ -112,6 +112,12 @@ export class ApiServer {
     /** NAME or NAME@VERSION (checked further by parseTarget). */
     const target = '([a-z0-9][a-z0-9._-]{0,62}(?:(?:@|%40)[^/]*)?)'
     this.#routes = [
+      // Liveness (the process answers) and readiness (started, not stopping, and joined when it has bootstrap peers to join).
+      ['GET', /^\/healthz$/, async () => ({ ok: true })],
+      ['GET', /^\/readyz$/, async () => {
+        const r = this.#agent.readiness()
+        return new Reply(r.ready ? 200 : 503, r)
+      }],
       ['GET', /^\/v1\/status$/, async () => this.#agent.status()],
       ['GET', /^\/v1\/peers$/, async () => ({ peers: this.#agent.peerList() })],
       ['GET', /^\/v1\/functions$/, async () => ({ functions: this.#agent.functionList() })],

@@ -10,6 +10,8 @@ import { mdns } from '@libp2p/mdns'
 import { ping } from '@libp2p/ping'
 import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
+import { prometheusMetrics } from '@libp2p/prometheus-metrics'
+import type { Registry } from 'prom-client'
 import { LevelDatastore } from 'datastore-level'
 import { MemoryDatastore, MountDatastore } from 'datastore-core'
 import { Key } from 'interface-datastore'
@@ -60,6 +62,8 @@ export interface NodeInit {
   trusts: (signer: string) => boolean
   /** Where failed handshakes are noted (a peer with another swarm key), for the log and `edge status`. */
   problems?: Problems
+  /** The agent's Prometheus registry: libp2p's own metrics (connections, streams, gossipsub, kad-dht) go in it too. */
+  metrics?: Registry
 }
 
 /**
@@ -87,6 +91,7 @@ export async function createNode (init: NodeInit): Promise<EdgeNode> {
     datastore,
     addresses: { listen: init.listen, announce: init.announce },
     transports: [tcp()],
+    ...(init.metrics !== undefined ? { metrics: prometheusMetrics({ registry: init.metrics, collectDefaultMetrics: false }) } : {}),
     connectionProtector: handshakes.protector,
     connectionEncrypters: [handshakes.encrypter],
     // No yamux keep-alive pings: the connection monitor already pings every connection.

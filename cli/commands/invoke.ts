@@ -3,7 +3,7 @@ import { Option, type Command } from 'commander'
 import { ApiError, type InvokeRequest, type InvokeResponse } from '../client.js'
 import { UserError } from '../errors.js'
 import { parseDuration } from '../../protocol/units.js'
-import { clientFor, globals } from '../context.js'
+import { clientFor, globals, resolvePeer } from '../context.js'
 import { ms, printJson, shortId } from '../output.js'
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
@@ -92,7 +92,7 @@ export function registerInvokeCommand (program: Command): void {
       }
       if (opts.near === true) request.policy = 'near'
       else if (opts.local === true) request.policy = 'local'
-      else if (opts.peer !== undefined) request.peer = opts.peer
+      else if (opts.peer !== undefined) request.peer = await resolvePeer(clientFor(cmd), opts.peer)
       else if (opts.policy !== undefined) request.policy = opts.policy
       const size = request.input?.byteLength ?? Buffer.byteLength(JSON.stringify(request.params ?? {}))
       if (size > MAX_INPUT_BYTES) throw new UserError(`input of ${size} bytes is over the ${MAX_INPUT_BYTES / 1048576} MiB limit of one call`)
@@ -132,6 +132,10 @@ export function printResult (res: InvokeResponse & { outputBytes: Uint8Array }, 
     return
   }
   process.stdout.write(res.outputBytes)
+  // On a terminal, output without a final newline would run into the next line (the summary, the
+  // prompt); piped, the bytes stay exactly what the function wrote.
+  const last = res.outputBytes.at(-1)
+  if (process.stdout.isTTY && last !== undefined && last !== 0x0a) process.stdout.write('\n')
   if (res.ranking !== undefined) {
     for (const c of res.ranking.candidates) process.stderr.write(`candidate ${c.local ? 'here' : shortId(c.peerId)}: ${c.reason}\n`)
     for (const s of res.ranking.skipped) process.stderr.write(`skipped ${shortId(s.peerId)}: ${s.reason}\n`)

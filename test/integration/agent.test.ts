@@ -140,6 +140,22 @@ test('an unparseable --listen writes nothing; a taken API port or listen address
   assert.equal(p2p.stderr.trim().split('\n').at(-1), `edge-agent: error: listen address /ip4/127.0.0.1/tcp/${port} is in use: is another agent running? Use --listen`)
 })
 
+test('every start flag may come from its EDGE_ environment variable, and the command line wins', async () => {
+  const a = await start('from-env', ['--wasm-slots', '3'], { EDGE_LABELS: 'site=lab,floor=2', EDGE_NO_DOCKER: '1', EDGE_WASM_SLOTS: '5' })
+  try {
+    const s = await new AgentClient(a.info.api).status()
+    assert.deepEqual(s.labels, { site: 'lab', floor: '2' })
+    assert.equal(s.docker?.reason, 'turned off (--no-docker)')
+    assert.equal(s.runtimes.find(r => r.kind === 'wasm')?.slots, 3)
+  } finally {
+    await stopAgent(a.pid, a.dataDir)
+  }
+  const bad = await runAgent(['start', '--data-dir', join(root, 'bad-env'), '--api-port', '0'], { EDGE_REPLICAS: 'many' })
+  assert.equal(bad.code, 1)
+  assert.equal(bad.stderr.trim(), "edge-agent: error: option '--replicas <n>' value 'many' from env 'EDGE_REPLICAS' is invalid. expected a whole number")
+  assert.equal(existsSync(join(root, 'bad-env')), false)
+})
+
 test('a data directory in use by another agent is one line, and the running agent keeps its files', async () => {
   const a = await start('locked')
   const second = await runAgent(['start', '--data-dir', a.dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--no-mdns'])
@@ -175,6 +191,10 @@ test('a device with another swarm key, and a bootstrap peer that refuses, are na
   assert.match(status.stdout, /^peers {6}none: .*refused/m)
   assert.match(readFileSync(join(root, 'swarm-other.log'), 'utf8'), /warn +agent: .*refused the swarm key/)
   assert.equal((await new AgentClient(w.info.api).status()).peers, 0)
+  // Not ready while it has bootstrap peers and none answers.
+  const ready = await fetch(`${w.info.api}/readyz`)
+  assert.equal(ready.status, 503)
+  assert.match(((await ready.json()) as { reasons: string[] }).reasons.join(), /^no peers yet: /)
 })
 
 test('with a token the API refuses requests that lack it', async () => {
@@ -241,6 +261,36 @@ test('the loopback API refuses what a web page could send: another Host, another
     assert.equal(own.status, 200, JSON.stringify(own.body))
     assert.equal((await raw(a.info.api, 'GET', '/v1/status', { host: `localhost:${port}` })).status, 200)
     assert.equal((await client.logs({ name: 'echo' })).length, 1)
+  } finally {
+    await stopAgent(a.pid, a.dataDir)
+  }
+})
+
+test('/metrics has calls by function, placement and outcome, their durations, cold starts, runtimes, build info and libp2p\'s own; /healthz and /readyz answer', async () => {
+  const a = await start('metrics')
+  const client = new AgentClient(a.info.api)
+  try {
+    await client.deploy('echo', example('echo'))
+    await client.invoke('echo', { input: Buffer.from('x') })
+    await client.invoke('echo', { input: Buffer.from('y') })
+    await assert.rejects(client.invoke('made-up'))
+    const body = await (await fetch(`${a.info.api}/metrics`)).text()
+    // Every sample line is in Prometheus' text format.
+    for (const line of body.split('\n').filter(l => l !== '' && !l.startsWith('#'))) {
+      assert.match(line, /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (?:-?[0-9.e+-]+|[Nn]a[Nn]|[+-]Inf)$/, line)
+    }
+    assert.match(body, /^edge_calls_total\{function="echo",placement="local",outcome="ok"\} 2$/m)
+    assert.match(body, /^edge_calls_total\{function="\(unknown\)",placement="none",outcome="not_found"\} 1$/m)
+    assert.match(body, /^edge_invocation_duration_seconds_count\{function="\(unknown\)",placement="none",outcome="not_found"\} 1$/m)
+    assert.match(body, /^edge_invocation_duration_seconds_bucket\{le="\+Inf",function="echo",placement="local",outcome="ok"\} 2$/m)
+    assert.match(body, /^edge_cold_starts_total\{function="echo",runtime="wasm"\} 1$/m)
+    assert.match(body, /^edge_slots\{runtime="wasm"\} [1-9]/m)
+    assert.match(body, /^edge_build_info\{version="\d+\.\d+\.\d+",node="v\d+[^"]*",platform="linux",arch="[^"]+"\} 1$/m)
+    assert.match(body, /^libp2p_[a-z_]+/m, 'libp2p\'s own metrics')
+    assert.deepEqual(await (await fetch(`${a.info.api}/healthz`)).json(), { ok: true })
+    const ready = await fetch(`${a.info.api}/readyz`)
+    assert.equal(ready.status, 200)
+    assert.deepEqual(await ready.json(), { ready: true, reasons: [], peers: 0 })
   } finally {
     await stopAgent(a.pid, a.dataDir)
   }

@@ -65,7 +65,7 @@ describe('a swarm of three agents', () => {
     assert.equal(res.local, true)
     assert.equal(res.timings.fetchMs, 0)
     const metrics = await (await fetch(`${net.agent(1).api}/metrics`)).text()
-    assert.match(metrics, /^edge_invocations_total\{where="local",outcome="ok"\} [1-9]/m)
+    assert.match(metrics, /^edge_calls_total\{function="echo",placement="local",outcome="ok"\} [1-9]/m)
     assert.match(metrics, /^edge_peers 2$/m)
   })
 
