@@ -37,6 +37,7 @@ import { Trust, vouchedBy } from './trust.js'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import { readConfig, writeConfig, type AgentConfig } from './config.js'
+import type { DeployOptions, FunctionInfo, ManifestInfo, PeerInfo, ReadinessInfo, StatusInfo } from '../protocol/api.js'
 
 const log = logger('edge:agent')
 // The runtimes' warnings and errors go to the agent's log.
@@ -51,18 +52,7 @@ const REPUBLISH_AFTER_JOIN_MS = 500
 /** This agent's own addresses are read again at least this often, besides when libp2p says they changed. */
 const ADDRS_TTL_MS = 10_000
 
-export interface DeployOptions {
-  /** Default: wasm. */
-  runtime?: RuntimeKind
-  memoryBytes?: number
-  timeoutMs?: number
-  /** Container runtimes: the file holding the handler (default: found by its usual name). */
-  entry?: string
-  env?: Record<string, string>
-  container?: ContainerOptions
-  /** A manifest signed by the deployer's own key (`edge deploy --key`): its version and limits count. */
-  record?: Uint8Array
-}
+export type { DeployOptions } from '../protocol/api.js'
 
 /** Written to `<dataDir>/agent.json` while the agent runs, for tools (testnet) to find it. */
 export interface RuntimeInfo {
@@ -738,7 +728,7 @@ export class Agent {
     return await this.calls.submit(`${ref.name}@${ref.version}`, input, options)
   }
 
-  status (): Record<string, unknown> {
+  status (): StatusInfo {
     const mem = process.memoryUsage()
     return {
       peerId: this.peerId,
@@ -768,7 +758,7 @@ export class Agent {
   }
 
   /** Whether this agent takes calls: started, not stopping, and — when it has bootstrap peers — with at least one peer. */
-  readiness (): { ready: boolean, reasons: string[], peers: number } {
+  readiness (): ReadinessInfo {
     const reasons: string[] = []
     if (this.#startedAt === 0) reasons.push('starting')
     if (this.#stopping !== undefined) reasons.push('stopping')
@@ -776,7 +766,7 @@ export class Agent {
     return { ready: reasons.length === 0, reasons, peers: this.peers.size }
   }
 
-  peerList (): Array<Record<string, unknown>> {
+  peerList (): PeerInfo[] {
     return this.peers.list().map(e => ({
       peerId: e.peerId,
       arch: e.advert.arch,
@@ -793,7 +783,7 @@ export class Agent {
   }
 
   /** The newest signed manifest of `NAME` (or of `NAME@VERSION`) from the DHT (or as kept here), with whether this agent trusts its signer. */
-  async manifest (target: string): Promise<Record<string, unknown>> {
+  async manifest (target: string): Promise<ManifestInfo> {
     const { name, version } = parseTarget(target)
     const resolved = await this.manifests.resolve(name, version === undefined ? {} : { version })
     if (resolved === undefined) throw new FunctionNotFoundError(`no manifest for '${target}' in the DHT`)
@@ -802,7 +792,7 @@ export class Agent {
     return { ...body, signer: record.signer, trusted: this.trust.trusts(record.signer), source }
   }
 
-  functionList (): Array<Record<string, unknown>> {
+  functionList (): FunctionInfo[] {
     return this.registry.list().map(k => ({
       name: k.ref.name,
       version: k.ref.version,

@@ -1,19 +1,6 @@
-/** One call that ran on this agent, as `edge logs` shows it. */
-export interface CallLogEntry {
-  /** When it ended (ms since the epoch). */
-  at: number
-  name: string
-  version: number
-  /** This agent's own caller, or the peer that offloaded the call here. */
-  from: 'local' | string
-  outcome: 'ok' | 'error'
-  warm: boolean
-  runMs: number
-  /** What the function wrote to stderr (its logs), cut to STDERR_BYTES from the end. */
-  stderr: string
-  /** Why it failed, for failures. */
-  error?: string
-}
+import type { CallLogEntry } from '../protocol/api.js'
+
+export type { CallLogEntry }
 
 /** Of each call's stderr, the last this many bytes are kept. */
 export const STDERR_BYTES = 4096

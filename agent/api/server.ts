@@ -4,7 +4,12 @@ import type { AddressInfo } from 'node:net'
 import { logger } from '../log.js'
 import { BadRequestError, CancelledError, MAX_CODE_BYTES, MAX_IO_BYTES, MAX_RECORD_BYTES, RuntimeKind, SIGNED_RECORD_HEADER, validateContainerOptions, validateEnv } from '../../protocol/index.js'
 import { parseBytes, parseDuration } from '../../protocol/index.js'
-import type { Agent } from '../agent.js'
+import type { Registry } from 'prom-client'
+import type { DeployOptions, FunctionInfo, ManifestInfo, PeerInfo, ReadinessInfo, StatusInfo } from '../../protocol/api.js'
+import type { FunctionSpec } from '../../protocol/messages.js'
+import type { AsyncCalls, RequestSummary } from '../async-calls.js'
+import type { CallLog } from '../call-log.js'
+import type { InvokeOptions, Scheduler } from '../scheduler.js'
 import { outcomeJson } from '../scheduler.js'
 import { AddressInUseError } from '../errors.js'
 import type { CallLogEntry } from '../call-log.js'
@@ -89,6 +94,29 @@ class Reply {
 /** The longest a poll may wait for an async call to finish. */
 const MAX_POLL_WAIT_MS = 60_000
 
+/**
+ * What the API serves from: the agent, seen through what the API needs of it. The server knows
+ * no more of the agent than this (agent.ts passes itself).
+ */
+export interface ApiBackend {
+  readonly peerId: string
+  readonly config: { resultsTtlMs: number }
+  readonly registry: { highestVersion: (name: string) => number }
+  readonly calls: Pick<AsyncCalls, 'list' | 'get'>
+  readonly metrics: { registry: Registry }
+  readonly scheduler: Pick<Scheduler, 'invoke'>
+  readonly callLog: Pick<CallLog, 'recent' | 'follow'>
+  readiness: () => ReadinessInfo
+  status: () => StatusInfo
+  peerList: () => PeerInfo[]
+  functionList: () => FunctionInfo[]
+  manifest: (target: string) => Promise<ManifestInfo>
+  deploy: (name: string, code: Uint8Array, options?: DeployOptions) => Promise<{ spec: FunctionSpec, shared: boolean }>
+  delete: (target: string, record?: Uint8Array) => Promise<{ name: string, version: number }>
+  prewarm: (target: string, count: number) => Promise<{ name: string, version: number, started: number, warm: number }>
+  submit: (target: string, input: Uint8Array, options: InvokeOptions) => Promise<RequestSummary>
+}
+
 export interface ApiServerInit {
   host: string
   port: number
@@ -100,12 +128,12 @@ export interface ApiServerInit {
  * The agent's HTTP API on 127.0.0.1 (JSON in and out). The CLI talks to the agent only through it.
  */
 export class ApiServer {
-  readonly #agent: Agent
+  readonly #agent: ApiBackend
   readonly #init: ApiServerInit
   #server: Server | undefined
   #routes: Array<[method: string, pattern: RegExp, handler: Handler]>
 
-  constructor (agent: Agent, init: ApiServerInit) {
+  constructor (agent: ApiBackend, init: ApiServerInit) {
     this.#agent = agent
     this.#init = init
     const name = '([a-z0-9][a-z0-9._-]{0,62})'
