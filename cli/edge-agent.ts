@@ -55,10 +55,11 @@ const asArgument = <T>(parse: (value: string) => T) => (value: string): T => {
 }
 const duration = asArgument(parseDuration)
 const size = asArgument(parseBytes)
-interface InitOptions { dataDir?: string, swarmKey?: string, join?: string, listen?: string[], apiPort?: number, labels?: string, bootstrap?: string[], quiet?: boolean }
+interface InitOptions { dataDir?: string, swarmKey?: string, join?: string, listen?: string[], apiPort?: number, labels?: string, bootstrap?: string[], quiet?: boolean, json?: boolean }
 
 async function init (opts: InitOptions): Promise<string> {
   const dataDir = resolve(opts.dataDir ?? lib.defaultDataDir())
+  await checkAddrs([['--listen', opts.listen], ['--bootstrap', opts.bootstrap]])
   if (opts.join !== undefined) return await joinInit(dataDir, opts.join, opts)
   const fresh = !existsSync(join(dataDir, 'config.json'))
   const labels = opts.labels !== undefined ? lib.parseLabels(opts.labels) : undefined
@@ -75,12 +76,34 @@ async function init (opts: InitOptions): Promise<string> {
     ...(opts.bootstrap !== undefined ? { bootstrap: opts.bootstrap } : {})
   })
   // A device that founds a swarm owns it: its owner key vouches for the devices it invites.
-  if (config.owner === '') lib.writeConfig(dataDir, { owner: await lib.createOwner(dataDir, peerIdFromPrivateKey(key).toString()) })
-  if (opts.quiet !== true) {
-    process.stdout.write(`${fresh ? 'initialised' : 'updated'} agent ${peerIdFromPrivateKey(key).toString()} in ${dataDir}\n`)
-    process.stdout.write(`add devices: 'edge-agent invite' here (with the agent running), then 'edge-agent init --join TOKEN' on each\n`)
-  }
+  const owner = config.owner !== '' ? config.owner : await lib.createOwner(dataDir, peerIdFromPrivateKey(key).toString())
+  if (config.owner === '') lib.writeConfig(dataDir, { owner })
+  const peerId = peerIdFromPrivateKey(key).toString()
+  report(opts, { peerId, dataDir, owner, state: fresh ? 'initialised' : 'updated' }, [
+    `${fresh ? 'initialised' : 'updated'} agent ${peerId} in ${dataDir}`,
+    'add devices: \'edge-agent invite\' here (with the agent running), then \'edge-agent init --join TOKEN\' on each'
+  ])
   return dataDir
+}
+
+/** What init did: lines of text, one JSON object with --json, nothing with --quiet. */
+function report (opts: InitOptions, json: Record<string, unknown>, lines: string[]): void {
+  if (opts.quiet === true) return
+  process.stdout.write(opts.json === true ? JSON.stringify(json, null, 2) + '\n' : lines.join('\n') + '\n')
+}
+
+/** Refuses an unparseable multiaddr in one line, before anything is written. */
+async function checkAddrs (lists: Array<[flag: string, addrs: string[] | undefined]>): Promise<void> {
+  const { multiaddr } = await import('@multiformats/multiaddr')
+  for (const [flag, addrs] of lists) {
+    for (const a of addrs ?? []) {
+      try {
+        multiaddr(a)
+      } catch (err) {
+        throw new UserError(`bad ${flag} '${a}' (${(err as Error).message}): use a multiaddr such as /ip4/0.0.0.0/tcp/4001`)
+      }
+    }
+  }
 }
 
 function readSwarmKeyFile (file: string): Uint8Array {
@@ -120,11 +143,11 @@ async function joinInit (dataDir: string, token: string, opts: InitOptions): Pro
     ...(opts.apiPort !== undefined ? { apiPort: opts.apiPort } : {}),
     ...(labels !== undefined ? { labels } : {})
   })
-  if (opts.quiet !== true) {
-    const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
-    process.stdout.write(`joined as device ${peerIdFromPrivateKey(key).toString()} of owner ${invite.owner} (${joined.roster.devices.length} devices) in ${dataDir}\n`)
-    process.stdout.write('start it: edge-agent start\n')
-  }
+  const peerId = (await import('@libp2p/peer-id')).peerIdFromPrivateKey(key).toString()
+  report(opts, { peerId, dataDir, owner: invite.owner, state: 'joined', devices: joined.roster.devices.length, via: joined.via }, [
+    `joined as device ${peerId} of owner ${invite.owner} (${joined.roster.devices.length} devices) in ${dataDir}`,
+    'start it: edge-agent start'
+  ])
   return dataDir
 }
 
@@ -146,6 +169,7 @@ program.command('init')
   .option('--labels <k=v,...>', 'labels advertised to peers')
   .option('--bootstrap <multiaddr>', 'peer to join through, with /p2p/<id> (repeatable)', collect)
   .option('--quiet', 'print nothing on success')
+  .option('--json', 'print what was made as JSON: peer id, data dir, owner, and whether it was initialised, updated or joined')
   .action(async (opts: InitOptions) => { await init(opts) })
 
 interface StartOptions { logLevel: string, logFormat: string, docker: boolean, dockerSlots?: number, keepalive?: number, asyncConcurrency?: number, resultsTtl?: number, advertInterval?: number, peerExpiry?: number, neighbours?: number, coapListen?: string, replicas?: number, storage?: number, versionsKept?: number, apiHost?: string, dataDir?: string, listen?: string[], announce?: string[], bootstrap?: string[], apiPort?: number, labels?: string, wasmSlots?: number, mdns: boolean }
@@ -178,16 +202,7 @@ program.command('start')
   .action(async (opts: StartOptions) => {
     const dataDir = resolve(opts.dataDir ?? lib.defaultDataDir())
     // Arguments first: nothing is written for a command line that cannot start.
-    const { multiaddr } = await import('@multiformats/multiaddr')
-    for (const [flag, addrs] of [['--listen', opts.listen], ['--announce', opts.announce], ['--bootstrap', opts.bootstrap]] as const) {
-      for (const a of addrs ?? []) {
-        try {
-          multiaddr(a)
-        } catch (err) {
-          throw new UserError(`bad ${flag} '${a}' (${(err as Error).message}): use a multiaddr such as /ip4/0.0.0.0/tcp/4001`)
-        }
-      }
-    }
+    await checkAddrs([['--listen', opts.listen], ['--announce', opts.announce], ['--bootstrap', opts.bootstrap]])
     if (!existsSync(join(dataDir, 'config.json'))) await init({ dataDir })
     const stored = lib.readConfig(dataDir)
     const config = {

@@ -32,6 +32,15 @@ test('init creates config, identity and swarm key; a second init keeps the ident
   const key = readFileSync(join(dataDir, 'peer.key'))
   assert.match(await runAgentCommand(['init', '--data-dir', dataDir]), /updated agent 12D3Koo/)
   assert.deepEqual(readFileSync(join(dataDir, 'peer.key')), key)
+  const json = JSON.parse(await runAgentCommand(['init', '--json', '--data-dir', dataDir])) as { peerId: string, owner: string, state: string, dataDir: string }
+  assert.equal(json.state, 'updated')
+  assert.equal(json.dataDir, dataDir)
+  assert.match(json.peerId, /^12D3Koo/)
+  assert.notEqual(json.owner, json.peerId, 'the owner key is a key of its own')
+  const bad = await runAgent(['init', '--data-dir', join(root, 'init-bad'), '--bootstrap', 'nonsense'])
+  assert.equal(bad.code, 1)
+  assert.match(bad.stderr.trim(), /^edge-agent: error: bad --bootstrap 'nonsense'/)
+  assert.equal(existsSync(join(root, 'init-bad')), false)
 })
 
 test('init refuses a swarm key file that is not one, and writes nothing', async () => {
