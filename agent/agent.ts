@@ -729,7 +729,6 @@ export class Agent {
   }
 
   status (): StatusInfo {
-    const mem = process.memoryUsage()
     return {
       peerId: this.peerId,
       version: AGENT_VERSION,
@@ -739,7 +738,8 @@ export class Agent {
       platform: process.platform,
       node: process.version,
       ...this.#host.resources(),
-      rss: mem.rss,
+      // memoryUsage() also reads every heap space's statistics (in a profile under a flood, ~1.5 ms a call): rss alone.
+      rss: process.memoryUsage.rss(),
       uptimeMs: Date.now() - this.#startedAt,
       labels: this.config.labels,
       runtimes: this.runtimes.capacities(),
