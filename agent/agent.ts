@@ -1,6 +1,6 @@
 import { mkdirSync, rmSync, unwatchFile, watchFile, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { logger } from './log.js'
+import { heldBack, logger, Throttle } from './log.js'
 import { multiaddr } from '@multiformats/multiaddr'
 import { RuntimeSet, useLogger, WasmRuntime, type Runtime } from '../runtimes/index.js'
 import type { DockerRuntime } from '../runtimes/docker/index.js'
@@ -634,7 +634,7 @@ export class Agent {
         return
       }
       if (a.record === undefined) {
-        log.info('ignored a delete of %s from untrusted %s', a.name, a.by)
+        logIgnored(a.by, 'ignored a delete of %s from untrusted %s', a.name, a.by)
         this.metrics.ignoredAnnouncements.inc({ reason: 'unsigned' })
         return
       }
@@ -642,7 +642,7 @@ export class Agent {
         .then(({ body, signer }) => {
           if (body.type === 'tombstone' && body.name === a.name && body.version === a.version && this.trust.trusts(signer)) this.#dropFunction(a.name, a.version)
           else {
-            log.info('ignored a delete of %s signed by untrusted %s', a.name, signer)
+            logIgnored(signer, 'ignored a delete of %s signed by untrusted %s', a.name, signer)
             this.metrics.ignoredAnnouncements.inc({ reason: this.trust.trusts(signer) ? 'mismatched' : 'untrusted' })
           }
         })
@@ -670,7 +670,7 @@ export class Agent {
           return
         }
         if (!this.trust.trusts(opened.signer)) {
-          log.info('ignored a deploy of %s v%d signed by untrusted %s', a.fn.name, a.fn.version, opened.signer)
+          logIgnored(opened.signer, 'ignored a deploy of %s v%d signed by untrusted %s', a.fn.name, a.fn.version, opened.signer)
           this.registry.refuse(a.fn, opened.signer)
           this.metrics.ignoredAnnouncements.inc({ reason: 'untrusted' })
           return
@@ -806,6 +806,13 @@ export class Agent {
       versions: this.registry.versions(k.ref.name).map(v => ({ version: v.ref.version, sha256: v.ref.sha256, holders: v.holders.size + (v.local ? 1 : 0), local: v.local }))
     }))
   }
+}
+
+/** Announcements from untrusted keys are logged once a minute per key: a member could send thousands. */
+const ignoredAnnouncements = new Throttle(60_000)
+function logIgnored (key: string, format: string, ...args: unknown[]): void {
+  const held = ignoredAnnouncements.allow(key)
+  if (held !== undefined) log.info(`${format}%s`, ...args, heldBack(held))
 }
 
 /** libp2p reports a taken listen address as a page of text: the first address in use, in one line. */
