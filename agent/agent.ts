@@ -762,7 +762,8 @@ export class Agent {
     const reasons: string[] = []
     if (this.#startedAt === 0) reasons.push('starting')
     if (this.#stopping !== undefined) reasons.push('stopping')
-    if (this.config.bootstrap.length > 0 && this.peers.size === 0) reasons.push(`no peers yet${this.problems.list()[0] !== undefined ? `: ${this.problems.list()[0]?.message ?? ''}` : ''}`)
+    const problem = this.problems.list()[0]
+    if (this.config.bootstrap.length > 0 && this.peers.size === 0) reasons.push(`no peers yet${problem !== undefined ? `: ${problem.message}` : ''}`)
     return { ready: reasons.length === 0, reasons, peers: this.peers.size }
   }
 

@@ -56,12 +56,11 @@ export class Metrics {
 
   /** Slots, busy slots and queued calls per runtime, and containers, read when scraped. */
   watchRuntimes (read: () => { runtimes: Array<{ kind: string, slots: number, busy: number, queued: number }>, containers: number | undefined }): void {
-    const once = (): ReturnType<typeof read> => read()
     /* eslint-disable no-new */
-    new Gauge({ name: 'edge_slots', help: 'Calls a runtime runs at once', labelNames: ['runtime'] as const, registers: [this.registry], collect () { for (const r of once().runtimes) this.set({ runtime: r.kind }, r.slots) } })
-    new Gauge({ name: 'edge_slots_busy', help: 'Calls running now, by runtime', labelNames: ['runtime'] as const, registers: [this.registry], collect () { for (const r of once().runtimes) this.set({ runtime: r.kind }, r.busy) } })
-    new Gauge({ name: 'edge_queued_calls', help: 'Calls waiting for a slot, by runtime', labelNames: ['runtime'] as const, registers: [this.registry], collect () { for (const r of once().runtimes) this.set({ runtime: r.kind }, r.queued) } })
-    new Gauge({ name: 'edge_containers', help: 'Function containers this agent keeps (warm or running)', registers: [this.registry], collect () { this.set(once().containers ?? 0) } })
+    new Gauge({ name: 'edge_slots', help: 'Calls a runtime runs at once', labelNames: ['runtime'] as const, registers: [this.registry], collect () { for (const r of read().runtimes) this.set({ runtime: r.kind }, r.slots) } })
+    new Gauge({ name: 'edge_slots_busy', help: 'Calls running now, by runtime', labelNames: ['runtime'] as const, registers: [this.registry], collect () { for (const r of read().runtimes) this.set({ runtime: r.kind }, r.busy) } })
+    new Gauge({ name: 'edge_queued_calls', help: 'Calls waiting for a slot, by runtime', labelNames: ['runtime'] as const, registers: [this.registry], collect () { for (const r of read().runtimes) this.set({ runtime: r.kind }, r.queued) } })
+    new Gauge({ name: 'edge_containers', help: 'Function containers this agent keeps (warm or running)', registers: [this.registry], collect () { this.set(read().containers ?? 0) } })
     /* eslint-enable no-new */
   }
 
