@@ -51,13 +51,16 @@ function rssMiB (pid: number): number {
 /**
  * Samples GET /v1/status latencies on agent `k` every SAMPLE_EVERY_MS until `stop`: from a
  * process of its own, so that this one's work (it floods) does not delay them. Resolves once the
- * first sample is in.
+ * first sample is in. The sampler's first request is not a sample: it loads the sampler's own
+ * HTTP client and opens its connection (75–99 ms on the CPU it shares with agent 1, which was
+ * the baseline's maximum and, with ~60 samples in a flood, its p99).
  */
 async function startSampler (net: Testnet, k: number, pinned: boolean): Promise<{ stop: () => Promise<number[]> }> {
   const script = `
     const out = []
     let stop = false
     process.on('SIGTERM', () => { stop = true })
+    await (await fetch(process.argv[1] + '/v1/status')).arrayBuffer()
     while (!stop) {
       const t = performance.now()
       await (await fetch(process.argv[1] + '/v1/status')).arrayBuffer()
