@@ -23,6 +23,35 @@ const RECEIVE_SLICE_BYTES = 64 * 1024
 export const FRAMES_PER_TURN = 16
 const HANDLED = new Uint8Array(0)
 
+/**
+ * The decoder's length reader. LengthPrefixedDecoder reads lengths until one is incomplete, which
+ * it learns from a RangeError; varint's own reader throws a new one each time (every chunk of
+ * whole frames ends with one), and capturing its stack under a socket's event dispatch was the
+ * largest part of the long turns of the event loop in a flood of calls (~25 % of them). This one
+ * throws one made once, without a stack.
+ */
+const INCOMPLETE = (() => {
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  try {
+    return new RangeError('incomplete length prefix')
+  } finally {
+    Error.stackTraceLimit = limit
+  }
+})()
+/** An unsigned LEB128 varint of up to 7 bytes (2^49, far past any frame limit) at the start of `buf`. */
+function lengthOf (buf: Uint8ArrayList | Uint8Array): number {
+  const end = Math.min(buf.byteLength, 7)
+  let value = 0
+  for (let i = 0; i < end; i++) {
+    const b = buf instanceof Uint8Array ? buf[i] as number : buf.get(i)
+    value += (b & 0x7f) * 2 ** (7 * i)
+    if (b < 0x80) return value
+  }
+  if (end === 7) return Number.MAX_SAFE_INTEGER // longer than any frame: the decoder refuses it
+  throw INCOMPLETE
+}
+
 export interface FramedInit {
   /** Largest frame accepted from the remote. */
   maxFrameBytes: number
@@ -49,11 +78,14 @@ export class FramedStream {
   #spentReset: NodeJS.Immediate | undefined
   /** The stream closed with frames still queued: they are handled first, then onClose is called. */
   #ending: { err: Error | undefined } | undefined
+  /** Frames written and not yet sent, and the send they wait for (see write). */
+  #outgoing = new Uint8ArrayList()
+  #sent: Promise<boolean> | undefined
 
   constructor (stream: Stream, init: FramedInit) {
     this.stream = stream
     this.#init = init
-    this.#decoder = new LengthPrefixedDecoder({ maxDataLength: init.maxFrameBytes, maxBufferSize: init.maxFrameBytes + RECEIVE_SLICE_BYTES + 16 })
+    this.#decoder = new LengthPrefixedDecoder({ maxDataLength: init.maxFrameBytes, maxBufferSize: init.maxFrameBytes + RECEIVE_SLICE_BYTES + 16, lengthDecoder: lengthOf })
     stream.addEventListener('message', (evt) => { this.#receive(evt.data) })
     stream.addEventListener('close', (evt) => { this.#ended(evt.error) })
   }
@@ -62,13 +94,35 @@ export class FramedStream {
     return this.#closed || this.stream.status !== 'open'
   }
 
-  /** Writes one message; resolves once the stream can take more. */
+  /**
+   * Writes one message; resolves once it is passed to the stream and the stream can take more.
+   * Messages written in one run of the microtask queue leave together, in order, in one send:
+   * each send is a muxer frame, a noise message and a pass of the swarm key's cipher, and a
+   * stream answering a burst of requests (a flood answered BUSY, 16 a turn) had paid that for
+   * every answer.
+   */
   async write (message: unknown, options: { signal?: AbortSignal } = {}): Promise<void> {
     const body = encode(message)
     const max = this.#init.maxWriteBytes ?? this.#init.maxFrameBytes
     if (body.byteLength > max) throw new RangeError(`frame of ${body.byteLength} bytes exceeds ${max}`)
-    const frame = new Uint8ArrayList(varint.encode(body.byteLength), body)
-    if (!this.stream.send(frame)) await this.stream.onDrain(options)
+    this.#outgoing.append(varint.encode(body.byteLength), body)
+    if (this.#sent === undefined) {
+      this.#sent = new Promise<boolean>((resolve, reject) => {
+        process.nextTick(() => {
+          const frames = this.#outgoing
+          this.#outgoing = new Uint8ArrayList()
+          this.#sent = undefined
+          try {
+            resolve(this.stream.send(frames))
+          } catch (err) {
+            reject(err)
+          }
+        })
+      })
+      // Those who wrote hear of a failure; nobody else need.
+      this.#sent.catch(() => {})
+    }
+    if (!await this.#sent) await this.stream.onDrain(options)
   }
 
   abort (err: Error): void {
