@@ -10,6 +10,15 @@ import type { FunctionSpec } from '../../protocol/index.js'
 
 const log = logger('edge:runtimes:wasm')
 
+/**
+ * Functions yield the CPU to the agent: each worker thread runs this much nicer than the agent
+ * (on Linux; see worker.ts). On a device whose cores all run functions, the agent's own thread
+ * otherwise got a fair share with each worker — a third of a core beside two busy ones — and its
+ * API, gossip and answers to peers waited behind the functions: in the abuse bench's flood of calls
+ * of a CPU-bound function, agent 1's status took up to 0.1–0.2 s.
+ */
+export const FUNCTION_NICE = 10
+
 export interface WasmRuntimeInit {
   /** Worker threads, each running one call at a time. Default: 2. */
   slots?: number
@@ -70,7 +79,7 @@ class Slot {
     this.retire()
     // A fresh worker counts as just idle, not idle since the slot last ran.
     this.idleSince = performance.now()
-    const worker = new Worker(new URL('./worker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: this.#heapMb } })
+    const worker = new Worker(new URL('./worker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: this.#heapMb }, workerData: { nice: FUNCTION_NICE } })
     worker.unref()
     this.ready = new Promise<void>((resolve) => {
       // The worker says when it has loaded and listens; one that cannot start fails its call

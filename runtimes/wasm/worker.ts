@@ -6,8 +6,9 @@
  * would close or move fds 0–2 are answered here, and there are no preopens. Time limits are
  * enforced from outside by terminating this worker.
  */
-import { openSync } from 'node:fs'
-import { parentPort } from 'node:worker_threads'
+import { openSync, readlinkSync } from 'node:fs'
+import { getPriority, setPriority } from 'node:os'
+import { parentPort, workerData } from 'node:worker_threads'
 import type { ToWorker, FromWorker, WorkerDone } from './messages.js'
 
 // node:wasi warns that it is experimental on first use in every worker; the agent knows.
@@ -219,6 +220,19 @@ port.on('message', (msg: ToWorker) => {
     }
   }
 })
+/**
+ * Functions yield the CPU to the agent: this thread runs `workerData.nice` nicer than the thread
+ * that started it (see FUNCTION_NICE in pool.ts). Linux keeps a nice value per thread
+ * (setpriority(2) on the thread's id, read from /proc/thread-self); elsewhere the worker runs at
+ * the agent's priority.
+ */
+function yieldToAgent (nice: number): void {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop())
+    if (Number.isInteger(tid) && tid > 0 && nice > 0) setPriority(tid, Math.min(19, getPriority(tid) + nice))
+  } catch {}
+}
+yieldToAgent(Number((workerData as { nice?: number } | null)?.nice ?? 0))
 // Loaded and listening: the pool starts a call's time limit from here.
 port.postMessage({ type: 'ready' } satisfies FromWorker)
 

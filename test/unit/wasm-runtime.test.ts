@@ -1,7 +1,9 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { WasmRuntime, limitMemory } from '../../runtimes/index.js'
-import { fstatSync } from 'node:fs'
+import { FUNCTION_NICE } from '../../runtimes/wasm/pool.js'
+import { fstatSync, readdirSync, readFileSync } from 'node:fs'
+import { getPriority } from 'node:os'
 import { CancelledError, InterruptedError, MAX_IO_BYTES } from '../../protocol/index.js'
 import { CLOSES_STDIO_WAT, eventually, example, fixture, specFor, text, WASI_IMPORTS, wat } from '../helpers.js'
 
@@ -248,4 +250,32 @@ test('output past the limit fails the call, naming the limit, though the functio
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br_if $more (i32.lt_u (local.get $i) (i32.const 100))))))`))
   await assert.rejects(rt.invoke(spec, new Uint8Array(0)), { name: 'FunctionError', message: new RegExp(`output went past the limit of ${MAX_IO_BYTES} bytes`) })
+})
+
+/** Nice values of this process's threads (Linux: field 19 of /proc/self/task/TID/stat). */
+function threadNices (): number[] {
+  return readdirSync('/proc/self/task').map((tid) => {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])
+  })
+}
+
+test('function workers run FUNCTION_NICE nicer than the agent, whose own thread keeps its priority', { skip: process.platform !== 'linux' && 'thread priorities are read from Linux\'s /proc' }, async () => {
+  const own = getPriority()
+  const nicer = (): number => threadNices().filter(n => n === Math.min(19, own + FUNCTION_NICE)).length
+  await rt.invoke(await prepared('echo', example('echo')), Buffer.from('x')) // the shared runtime's workers have started
+  const before = nicer()
+  const mine = new WasmRuntime({ slots: 2, maxQueue: 4 })
+  try {
+    await mine.start()
+    await eventually(() => nicer() === before + 1, 5000, 'the first worker is nicer')
+    const spec = specFor('sleep', fixture('sleep'))
+    await mine.prepare(spec, fixture('sleep'))
+    await Promise.all([mine.invoke(spec, Buffer.from('50')), mine.invoke(spec, Buffer.from('50'))])
+    assert.equal(nicer(), before + 2, 'the second worker too')
+    assert.equal(getPriority(), own, 'the agent\'s thread is unchanged')
+  } finally {
+    await mine.stop()
+  }
+  await eventually(() => nicer() === before, 5000, 'the workers are gone')
 })
