@@ -24,14 +24,21 @@ export class MessageTooLargeError extends Error {
   override name = 'MessageTooLargeError'
 }
 
-/** A peer (or the local runtime) has no free slot right now, or could not start the call before its deadline. */
+/**
+ * A peer (or the local runtime) has no free slot right now, or could not start the call before its
+ * deadline. Flow control, not a fault: it has no stack trace. A flood of calls is answered with
+ * thousands of these a second, and capturing each one's stack was ~3 % of the agent's CPU then.
+ */
 export class BusyError extends Error {
   override name = 'BusyError'
   readonly code = WireCode.BUSY
   /** When room is expected again, in ms, if known. */
   readonly retryAfterMs: number | undefined
   constructor (message: string, init: { retryAfterMs?: number, cause?: unknown } = {}) {
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
     super(message, { cause: init.cause })
+    Error.stackTraceLimit = limit
     this.retryAfterMs = init.retryAfterMs
   }
 }
