@@ -143,7 +143,7 @@ export class Trust {
 
   async #lookUp (ref: FunctionRef, options: { signal?: AbortSignal }): Promise<Vouched> {
     const resolved = await this.#init.manifests.find(ref, options)
-    if (resolved === undefined) throw new UntrustedManifestError(`no signed manifest for '${ref.name}' in the DHT: this agent runs only functions whose deployer signed them`)
+    if (resolved === undefined) throw new UntrustedManifestError(`no signed manifest for '${ref.name}' v${ref.version} in the DHT: this agent runs only functions whose deployer signed them`)
     const { body, signer } = resolved.record
     if (!this.trusts(signer)) {
       throw new UntrustedManifestError(`'${ref.name}' v${body.version} is signed by ${signer}, and ${this.distrust(signer)}`, { signer })
