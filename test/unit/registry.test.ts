@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { FunctionRegistry, SET_ASIDE_MS } from '../../agent/registry.js'
+import { FunctionRegistry, SET_ASIDE_MS } from '../../agent/code/registry.js'
 import { specFor } from '../helpers.js'
 
 const A = Buffer.from('code a')

@@ -2,9 +2,9 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { MAX_LOOKUPS, MISS_TTL_MS, Trust } from '../../agent/trust.js'
+import { MAX_LOOKUPS, MISS_TTL_MS, Trust } from '../../agent/code/trust.js'
 import { openRecord, signRecord, WIRE_VERSION, type Manifest } from '../../protocol/index.js'
-import type { Resolved } from '../../agent/manifests.js'
+import type { Resolved } from '../../agent/code/manifests.js'
 
 const REF = { name: 'fn', version: 2, sha256: 'b'.repeat(64) }
 

@@ -1,8 +1,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { logger } from './log.js'
-import { manifestKey, newerRecord, openRecord, parseCid, type FunctionRef, type SignedRecord } from '../protocol/index.js'
-import type { EdgeNode } from './swarm/node.js'
+import { logger } from '../log.js'
+import { manifestKey, newerRecord, openRecord, parseCid, type FunctionRef, type SignedRecord } from '../../protocol/index.js'
+import type { EdgeNode } from '../swarm/node.js'
 
 const log = logger('edge:agent:manifests')
 

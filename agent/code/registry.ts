@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto'
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, existsSync } from 'node:fs'
 import { open, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { logger } from './log.js'
-import { chunk, CHUNK_BYTES, FunctionNotFoundError, type FunctionRef, type FunctionSpec } from '../protocol/index.js'
-import { StorageFullError } from './errors.js'
+import { logger } from '../log.js'
+import { chunk, CHUNK_BYTES, FunctionNotFoundError, type FunctionRef, type FunctionSpec } from '../../protocol/index.js'
+import { StorageFullError } from '../errors.js'
 
 const log = logger('edge:agent:registry')
 

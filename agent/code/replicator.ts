@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto'
-import { logger } from './log.js'
-import type { Advert, FunctionRef, FunctionSpec } from '../protocol/index.js'
+import { logger } from '../log.js'
+import type { Advert, FunctionRef, FunctionSpec } from '../../protocol/index.js'
 import type { FetchService } from './fetch.js'
 import { vouchedBy } from './trust.js'
 import type { ManifestStore } from './manifests.js'
-import type { PeerTable } from './swarm/peer-table.js'
+import type { PeerTable } from '../swarm/peer-table.js'
 import type { FunctionRegistry, KnownFunction } from './registry.js'
 
 const log = logger('edge:agent:replicator')

@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto'
-import { heldBack, logger, Throttle } from './log.js'
+import { heldBack, logger, Throttle } from '../log.js'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { LRUCache } from 'lru-cache'
 import {
   FETCH_CHUNK_BYTES, FETCH_PROTOCOL, FetchFailedError, FramedStream, matches, MAX_FETCH_FRAME_BYTES, parseCid, validateChunkHeader,
   validateFetchChunk, validateFetchRequest, WIRE_VERSION
-} from '../protocol/index.js'
+} from '../../protocol/index.js'
 import type { FunctionRegistry } from './registry.js'
-import type { EdgeNode } from './swarm/node.js'
+import type { EdgeNode } from '../swarm/node.js'
 import type { Stream } from '@libp2p/interface'
 
 /** Refused peers are logged once a minute each. */

@@ -1,4 +1,4 @@
-import { BusyError, CONTAINER_RUNTIMES, FunctionNotFoundError, UntrustedManifestError, type FunctionRef, type FunctionSpec, type Manifest } from '../protocol/index.js'
+import { BusyError, CONTAINER_RUNTIMES, FunctionNotFoundError, UntrustedManifestError, type FunctionRef, type FunctionSpec, type Manifest } from '../../protocol/index.js'
 import type { Resolved } from './manifests.js'
 import { refKey as id } from './registry.js'
 
