@@ -5,6 +5,6 @@ export { createOwner, createPeerKey, loadOwnerKey, loadRoster, loadSwarmKey, new
 export { joinSwarm } from './join.js'
 export { ConfigError, JoinError, NoCandidateError, OverloadedError } from './errors.js'
 export { PeerTable, type PeerEntry } from './swarm/peer-table.js'
-export { POLICIES, localFirst, near, leastLoaded, powerOfTwo, warmAffinity, localOnly, pinnedPeer, type CandidateView, type Policy } from './policies/index.js'
+export { POLICIES, localFirst, near, leastLoaded, powerOfTwo, warmAffinity, localOnly, pinnedPeer, type CandidateView, type Policy } from './calls/policies/index.js'
 export { decodeInvite, encodeInvite, makeInvite, openRoster, ownerId, parseBytes, parseDuration } from '../protocol/index.js'
 export { configureLogs, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './log.js'

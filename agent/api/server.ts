@@ -7,12 +7,12 @@ import { parseBytes, parseDuration } from '../../protocol/index.js'
 import type { Registry } from 'prom-client'
 import type { DeployOptions, FunctionInfo, ManifestInfo, PeerInfo, ReadinessInfo, StatusInfo } from '../../protocol/api.js'
 import type { FunctionSpec } from '../../protocol/messages.js'
-import type { AsyncCalls, RequestSummary } from '../async-calls.js'
-import type { CallLog } from '../call-log.js'
-import type { InvokeOptions, Scheduler } from '../scheduler.js'
-import { outcomeJson } from '../scheduler.js'
+import type { AsyncCalls, RequestSummary } from '../calls/async-calls.js'
+import type { CallLog } from '../calls/call-log.js'
+import type { InvokeOptions, Scheduler } from '../calls/scheduler.js'
+import { outcomeJson } from '../calls/scheduler.js'
 import { AddressInUseError } from '../errors.js'
-import type { CallLogEntry } from '../call-log.js'
+import type { CallLogEntry } from '../calls/call-log.js'
 
 const log = logger('edge:agent:api')
 

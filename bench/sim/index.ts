@@ -1,5 +1,5 @@
 import { GOSSIP } from '../../agent/swarm/tuning.js'
-import { POLICIES } from '../../agent/policies/index.js'
+import { POLICIES } from '../../agent/calls/policies/index.js'
 import { defaultDesigns, DESIGNS, type Design } from './designs.js'
 import { runScenario, type Convergence, type Figures } from './scenario.js'
 import { printTable } from './table.js'

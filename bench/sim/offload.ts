@@ -1,7 +1,7 @@
-import { peerViews } from '../../agent/scheduler.js'
+import { peerViews } from '../../agent/calls/scheduler.js'
 import { RuntimeKind } from '../../protocol/index.js'
 import { FUNCTION, type SimAgent } from './agent.js'
-import type { Policy } from '../../agent/policies/index.js'
+import type { Policy } from '../../agent/calls/policies/index.js'
 import type { Random } from './random.js'
 import type { Swarm } from './swarm.js'
 

@@ -2,7 +2,7 @@ import { RuntimeKind } from '../../protocol/index.js'
 import { pct, sorted } from '../stats.js'
 import { Offloader, type CallOutcome } from './offload.js'
 import { Swarm, type Traffic } from './swarm.js'
-import type { Policy } from '../../agent/policies/index.js'
+import type { Policy } from '../../agent/calls/policies/index.js'
 import type { Design } from './designs.js'
 import type { SimAgent } from './agent.js'
 

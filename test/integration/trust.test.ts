@@ -90,7 +90,7 @@ describe('a member whose key nobody trusts', () => {
 
   test('gets no calls however free it says it is, and is refused the calls and code it asks for', async () => {
     const { ADVERTS_TOPIC, INVOKE_PROTOCOL, WIRE_VERSION, FramedStream, MAX_INVOKE_FRAME_BYTES, encode } = await import('../../protocol/index.js')
-    const { InvokeClient } = await import('../../agent/invoke-client.js')
+    const { InvokeClient } = await import('../../agent/calls/invoke-client.js')
     const { FetchService } = await import('../../agent/code/fetch.js')
     const { FunctionRegistry } = await import('../../agent/code/registry.js')
     const dir = mkdtempSync(join(tmpdir(), 'edge-untrusted-member-'))

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { CallLog, STDERR_BYTES, type CallLogEntry } from '../../agent/call-log.js'
+import { CallLog, STDERR_BYTES, type CallLogEntry } from '../../agent/calls/call-log.js'
 
 const entry = (name: string, n: number, stderr = ''): CallLogEntry => ({ at: n, name, version: 1, from: 'local', outcome: 'ok', warm: true, runMs: 1, stderr })
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { InvokeServer, MAX_CALLS_PER_PEER, MAX_INVALID_FRAMES } from '../../agent/invoke-server.js'
+import { InvokeServer, MAX_CALLS_PER_PEER, MAX_INVALID_FRAMES } from '../../agent/calls/invoke-server.js'
 import { FramedStream, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, WIRE_VERSION } from '../../protocol/index.js'
 import { bareNodes, eventually } from '../helpers.js'
 import type { EdgeNode } from '../../agent/swarm/node.js'

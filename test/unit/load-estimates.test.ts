@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Backlog, RunTimes, UNKNOWN_RUN_MS } from '../../agent/load-estimates.js'
-import { weighted, weights, type CandidateView } from '../../agent/policies/index.js'
+import { Backlog, RunTimes, UNKNOWN_RUN_MS } from '../../agent/calls/load-estimates.js'
+import { weighted, weights, type CandidateView } from '../../agent/calls/policies/index.js'
 
 test('run times are smoothed per function; one never seen gets the default', () => {
   const t = new RunTimes()

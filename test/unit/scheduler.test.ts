@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { LOOKUP_BURST, Scheduler, type RemoteInvoker, type CodeFetcher } from '../../agent/scheduler.js'
+import { LOOKUP_BURST, Scheduler, type RemoteInvoker, type CodeFetcher } from '../../agent/calls/scheduler.js'
 import { FunctionRegistry } from '../../agent/code/registry.js'
 import { PeerTable } from '../../agent/swarm/peer-table.js'
 import { Metrics } from '../../agent/metrics.js'
@@ -11,7 +11,7 @@ import { NoopRuntime } from '../../runtimes/noop.js'
 import { RuntimeSet } from '../../runtimes/set.js'
 import { BusyError, CancelledError, DeadlineExceededError, FunctionError, PeerGoneError, UntrustedManifestError, WIRE_VERSION, type Advert, type InvokeResult } from '../../protocol/index.js'
 import { specFor, text } from '../helpers.js'
-import { withReportedLoad } from '../../agent/invoke-client.js'
+import { withReportedLoad } from '../../agent/calls/invoke-client.js'
 
 const CODE = Buffer.from('pretend this is wasm')
 const SPEC = specFor('fn', CODE)

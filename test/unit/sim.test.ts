@@ -4,7 +4,7 @@ import { Swarm } from '../../bench/sim/swarm.js'
 import { Offloader, type CallOutcome } from '../../bench/sim/offload.js'
 import { DESIGNS, type Design } from '../../bench/sim/designs.js'
 import { Random } from '../../bench/sim/random.js'
-import { POLICIES, type Policy } from '../../agent/policies/index.js'
+import { POLICIES, type Policy } from '../../agent/calls/policies/index.js'
 
 const ON_CHANGE = DESIGNS['on-change'] as Design
 const PERIODIC = DESIGNS['periodic-1s'] as Design

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
-import { logger } from './log.js'
-import { BusyError, InterruptedError } from '../protocol/index.js'
-import { settledWithin } from './deadline.js'
+import { logger } from '../log.js'
+import { BusyError, InterruptedError } from '../../protocol/index.js'
+import { settledWithin } from '../deadline.js'
 import { Journal, JOURNAL_VERSION, type CallOptions, type RequestError, type RequestRecord, type RequestState } from './journal.js'
 
 const log = logger('edge:agent:async')

@@ -1,7 +1,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
 import { open, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { logger } from './log.js'
+import { logger } from '../log.js'
 
 const log = logger('edge:agent:journal')
 

@@ -1,24 +1,24 @@
 import { setMaxListeners } from 'node:events'
-import { heldBack, logger, Throttle } from './log.js'
+import { heldBack, logger, Throttle } from '../log.js'
 import { raceSignal } from 'race-signal'
 import {
   abortError, BadRequestError, BusyError, parseTarget, DeadlineExceededError, FunctionNotFoundError, InterruptedError, RuntimeKind, UntrustedManifestError,
   type FunctionRef, type FunctionSpec, type InvokeRequest, type InvokeResult, type InvokeTimings, type PeerLoad
-} from '../protocol/index.js'
-import { NoCandidateError, OverloadedError } from './errors.js'
+} from '../../protocol/index.js'
+import { NoCandidateError, OverloadedError } from '../errors.js'
 import { POLICIES, type Candidate, type CandidateView, type Policy, type Ranking } from './policies/index.js'
 import { reportedLoad, short, type RemoteCall } from './invoke-client.js'
-import { deadline } from './deadline.js'
+import { deadline } from '../deadline.js'
 import { Backlog, fetchEstimateMs, RunTimes } from './load-estimates.js'
-import type { Runtime } from '../runtimes/runtime.js'
-import type { CodeLayout } from './code/fetch.js'
-import type { Vouched } from './code/trust.js'
-import type { PeerTable } from './swarm/peer-table.js'
-import { refKey, type FunctionRegistry, type KnownFunction } from './code/registry.js'
-import type { RuntimeSet } from '../runtimes/index.js'
-import { outcomeOf, UNKNOWN_FUNCTION, type Metrics } from './metrics.js'
+import type { Runtime } from '../../runtimes/runtime.js'
+import type { CodeLayout } from '../code/fetch.js'
+import type { Vouched } from '../code/trust.js'
+import type { PeerTable } from '../swarm/peer-table.js'
+import { refKey, type FunctionRegistry, type KnownFunction } from '../code/registry.js'
+import type { RuntimeSet } from '../../runtimes/index.js'
+import { outcomeOf, UNKNOWN_FUNCTION, type Metrics } from '../metrics.js'
 import type { CallLog } from './call-log.js'
-import type { RunOptions, RunResult } from '../runtimes/runtime.js'
+import type { RunOptions, RunResult } from '../../runtimes/runtime.js'
 
 /** Failed calls are logged once per function and error kind every 10 s. */
 const failedCalls = new Throttle(10_000)

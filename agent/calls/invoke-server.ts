@@ -1,11 +1,11 @@
 import { setMaxListeners } from 'node:events'
-import { heldBack, logger, Throttle } from './log.js'
+import { heldBack, logger, Throttle } from '../log.js'
 import {
   BusyError, CancelledError, FramedStream, InterruptedError, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, validateInvokeFrame, WireCode, wireCodeOf, WIRE_VERSION,
   type FunctionRef, type InvokeRequest, type InvokeResult, type PeerLoad
-} from '../protocol/index.js'
-import { deadline, settledWithin } from './deadline.js'
-import type { EdgeNode } from './swarm/node.js'
+} from '../../protocol/index.js'
+import { deadline, settledWithin } from '../deadline.js'
+import type { EdgeNode } from '../swarm/node.js'
 import type { Connection, Stream } from '@libp2p/interface'
 
 /** Refused peers are logged once a minute each. */

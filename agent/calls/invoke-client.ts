@@ -1,10 +1,10 @@
-import { logger } from './log.js'
+import { logger } from '../log.js'
 import { peerIdFromString } from '@libp2p/peer-id'
 import {
   abortError, errorFromWire, FramedStream, INVOKE_PROTOCOL, MAX_INVOKE_FRAME_BYTES, PeerGoneError,
   validateInvokeResponse, WIRE_VERSION, type FunctionRef, type InvokeResult, type PeerLoad, type WireCode
-} from '../protocol/index.js'
-import type { EdgeNode } from './swarm/node.js'
+} from '../../protocol/index.js'
+import type { EdgeNode } from '../swarm/node.js'
 
 const log = logger('edge:agent:invoke-client')
 

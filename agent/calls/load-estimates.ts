@@ -1,4 +1,4 @@
-import type { RuntimeKind } from '../protocol/index.js'
+import type { RuntimeKind } from '../../protocol/index.js'
 
 /** Weight of the newest sample in the smoothed run times. */
 const ALPHA = 0.2

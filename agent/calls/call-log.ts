@@ -1,4 +1,4 @@
-import type { CallLogEntry } from '../protocol/api.js'
+import type { CallLogEntry } from '../../protocol/api.js'
 
 export type { CallLogEntry }
 
