@@ -28,9 +28,9 @@ import { FunctionRegistry, sha256Hex } from './code/registry.js'
 import { Scheduler, outcomeJson, type InvokeOptions } from './calls/scheduler.js'
 import { Journal } from './calls/journal.js'
 import { AsyncCalls, type RequestSummary } from './calls/async-calls.js'
-import type { CoapIngress } from './coap.js'
+import type { CoapIngress } from './ingress/coap.js'
 import { CallLog } from './calls/call-log.js'
-import { ApiServer, isLoopbackName } from './api/server.js'
+import { ApiServer, isLoopbackName } from './ingress/api/server.js'
 import { ManifestStore } from './code/manifests.js'
 import { Replicator } from './code/replicator.js'
 import { Trust, vouchedBy } from './code/trust.js'
@@ -440,7 +440,7 @@ export class Agent {
   /** The CoAP ingress, when `--coap-listen` asks for one; loaded only then. */
   async #startCoap (): Promise<void> {
     if (this.config.coapListen === '') return
-    const { CoapIngress } = await import('./coap.js')
+    const { CoapIngress } = await import('./ingress/coap.js')
     const coap = new CoapIngress({
       invoke: async (target, input, options) => await this.scheduler.invoke(target, input, options),
       submit: async (target, input, options) => await this.submit(target, input, options),

@@ -1,14 +1,14 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
 import { EventEmitter } from 'node:events'
 import { isIPv6 } from 'node:net'
-import { logger } from './log.js'
+import { logger } from '../log.js'
 import { createServer, type IncomingMessage, type OutgoingMessage, type Server } from 'coap'
 import { generate, parse, type ParsedPacket } from 'coap-packet'
-import { BadRequestError, InterruptedError, parseDuration } from '../protocol/index.js'
-import type { InvokeOptions, InvokeOutcome } from './calls/scheduler.js'
-import type { RequestRecord } from './calls/journal.js'
-import type { RequestSummary } from './calls/async-calls.js'
-import { AddressInUseError } from './errors.js'
+import { BadRequestError, InterruptedError, parseDuration } from '../../protocol/index.js'
+import type { InvokeOptions, InvokeOutcome } from '../calls/scheduler.js'
+import type { RequestRecord } from '../calls/journal.js'
+import type { RequestSummary } from '../calls/async-calls.js'
+import { AddressInUseError } from '../errors.js'
 
 const log = logger('edge:agent:coap')
 
