@@ -2,7 +2,7 @@ import type { ContainerOptions, RuntimeKind } from './messages.js'
 
 /**
  * The agent's HTTP API, typed once: what its endpoints answer, as the agent builds it
- * (agent/agent.ts, agent/api/server.ts) and the CLI reads it (cli/client.ts). Types only: this
+ * (agent/agent.ts, agent/ingress/api/server.ts) and the CLI reads it (cli/client.ts). Types only: this
  * module loads nothing. Bodies are JSON; bytes travel as base64 (`output`, `input`).
  */
 
