@@ -25,7 +25,8 @@ export async function runAgentCommand (args: string[]): Promise<string> {
  * helper threads (garbage collection, compilation) is 4 by default: on a device with one or two
  * cores for the agent, four runnable helpers left the agent's own thread a fifth of a core while
  * they ran, and its event loop turns twice as long. With 2, the abuse bench's floods cost agent 1
- * half the CPU and its status p99 went from 60–190 ms to 41–61 ms.
+ * half the CPU, and its status p99 went from 60–210 ms to 37–56 ms in the made-up-name flood
+ * (README's abuse table).
  */
 export const AGENT_NODE_FLAGS = ['--v8-pool-size=2']
 

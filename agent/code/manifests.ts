@@ -272,8 +272,7 @@ export class ManifestStore {
     const known = this.#known.get(`${ref.name}@${ref.version}`)
     if (known !== undefined && known.record.body.type === 'manifest' && known.record.body.sha256 === ref.sha256) return { record: known.record, source: known.source }
     const signal = options.signal ?? AbortSignal.timeout(this.#timeoutMs)
-    const fromDht = await this.#get(manifestKey(ref.name, ref.version), signal)
-    const exact: Resolved | undefined = fromDht !== undefined ? { record: fromDht, source: 'dht' } : await this.#readLocal(`${ref.name}@${ref.version}.cbor`).then(r => r === undefined ? undefined : { record: r, source: 'local' as const })
+    const exact = await this.resolve(ref.name, { version: ref.version, signal })
     if (exact === undefined) return undefined
     const head = await this.#get(manifestKey(ref.name), signal)
     if (head?.body.type === 'tombstone' && head.body.version >= ref.version) return { record: head, source: 'dht' }
